@@ -1,0 +1,105 @@
+"""tabular_learner: a TabularModel sized from the data, with the right loss and metric, ready to fit.
+
+    import quickfit as qf
+    from quickfit.tabular import TabularDataLoaders, tabular_learner
+    dls = TabularDataLoaders.from_csv("adult.csv", "salary", valid_pct=0.2, seed=42)
+    learn = tabular_learner(dls)                 # accuracy is the default metric for classification
+    learn.fit_one_cycle(3, 1e-2)
+    learn.predict({"age": 49, "workclass": " Private", ...})   # ('>=50k', 1, tensor([0.3, 0.7]))
+    learn.export("adult.qf")
+    learn = qf.load_learner("adult.qf")          # processors and vocab come back from JSON
+
+Classification trains with cross-entropy (predictions are softmax probabilities), regression with
+mean squared error; `y_range=(lo, hi)` squashes regression outputs into that range.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+from torch import nn
+
+from quickfit.learner import Learner
+from quickfit.metrics import accuracy, rmse
+from quickfit.optim import Adam
+from quickfit.tabular.data import TabularDataLoaders
+from quickfit.tabular.model import TabularModel, get_emb_szs
+
+__all__ = ["tabular_learner", "learner_from_export"]
+
+
+def _model_config(
+    dls: TabularDataLoaders,
+    layers: Sequence[int],
+    emb_szs: dict[str, int] | None,
+    ps: float | Sequence[float],
+    embed_p: float,
+    y_range: tuple[float, float] | None,
+) -> dict:
+    """Everything needed to rebuild the model, as JSON data (stored by `learn.export`)."""
+    return {
+        "emb_szs": [list(e) for e in get_emb_szs(dls.cat_names, dls.cardinalities, emb_szs)],
+        "n_cont": len(dls.cont_names),
+        "out_sz": dls.c,
+        "layers": list(layers),
+        "ps": ps if isinstance(ps, (int, float)) else list(ps),
+        "embed_p": embed_p,
+        "y_range": None if y_range is None else [float(y_range[0]), float(y_range[1])],
+    }
+
+
+def _build(dls: TabularDataLoaders, config: dict, metrics, loss_func, opt_func, lr, wd, cbs, path) -> Learner:
+    model = TabularModel(
+        [tuple(e) for e in config["emb_szs"]],
+        config["n_cont"],
+        config["out_sz"],
+        layers=config["layers"],
+        ps=config["ps"],
+        embed_p=config["embed_p"],
+        y_range=None if config["y_range"] is None else tuple(config["y_range"]),
+    )
+    if loss_func is None:
+        loss_func = nn.CrossEntropyLoss() if dls.is_classification else nn.MSELoss()
+    if metrics is None:
+        metrics = [accuracy] if dls.is_classification else [rmse]
+    learn = Learner(
+        dls, model, loss_func, opt_func=opt_func, lr=lr, wd=wd, metrics=metrics, cbs=cbs, path=path
+    )
+    learn.export_info = {"app": "tabular", "model": config, "data": dls.export_info()}
+    return learn
+
+
+def tabular_learner(
+    dls: TabularDataLoaders,
+    layers: Sequence[int] = (200, 100),
+    metrics: Iterable | None = None,
+    y_range: tuple[float, float] | None = None,
+    emb_szs: dict[str, int] | None = None,
+    ps: float | Sequence[float] = 0.0,
+    embed_p: float = 0.0,
+    loss_func: Callable | None = None,
+    opt_func: Callable = Adam,
+    lr: float = 1e-3,
+    wd: float | None = None,
+    cbs: Iterable = (),
+    path: str = ".",
+) -> Learner:
+    """A Learner over a `TabularModel` built for `dls`.
+
+    `layers`: hidden sizes; `emb_szs`: `{column: size}` overriding the embedding size rule; `ps`:
+    dropout after each hidden layer; `embed_p`: embedding dropout; `y_range`: `(lo, hi)` for a
+    regression's scaled sigmoid. `metrics=None` gives accuracy (classification) or RMSE (regression);
+    pass `()` for none. `loss_func=None` gives cross-entropy or mean squared error.
+    """
+    if not isinstance(dls, TabularDataLoaders):
+        raise TypeError(f"tabular_learner needs TabularDataLoaders, got {type(dls).__name__}")
+    if y_range is not None and dls.is_classification:
+        raise ValueError("y_range is for regression; this target is classification (y_block='category')")
+    config = _model_config(dls, layers, emb_szs, ps, embed_p, y_range)
+    return _build(dls, config, metrics, loss_func, opt_func, lr, wd, cbs, path)
+
+
+def learner_from_export(info: dict) -> Learner:
+    """Rebuild a tabular Learner (fresh weights, no rows) from an export's JSON; `load_learner` calls it."""
+    dls = TabularDataLoaders.from_export(info["data"])
+    return _build(dls, info["model"], (), None, Adam, 1e-3, None, (), ".")
