@@ -1,0 +1,82 @@
+"""quickfit: the fast.ai course's practice as defaults, on plain PyTorch.
+
+import quickfit as qf
+learn = qf.Learner(dls, model, loss_func, metrics=[qf.accuracy])
+learn.fit_one_cycle(5, learn.lr_find().valley)
+"""
+
+from quickfit.callbacks import (
+    Callback,
+    CancelBackwardException,
+    CancelBatchException,
+    CancelEpochException,
+    CancelFitException,
+    CancelStepException,
+    CancelTrainException,
+    CancelValidException,
+    EarlyStopping,
+    GradientAccumulation,
+    GradientClip,
+    MixedPrecision,
+    NonFiniteLossError,
+    Recorder,
+    SaveBest,
+    SuggestedLRs,
+)
+from quickfit.data.core import DataLoaders, random_split, to_device
+from quickfit.learner import Learner, default_device, load_learner
+from quickfit.metrics import (
+    AvgMetric,
+    Metric,
+    accuracy,
+    accuracy_multi,
+    error_rate,
+    fbeta,
+    mae,
+    mse,
+    rmse,
+    top_k_accuracy,
+)
+from quickfit.optim import SGD, Adam, RMSprop
+from quickfit.seed import set_seed
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Adam",
+    "AvgMetric",
+    "Callback",
+    "CancelBackwardException",
+    "CancelBatchException",
+    "CancelEpochException",
+    "CancelFitException",
+    "CancelStepException",
+    "CancelTrainException",
+    "CancelValidException",
+    "DataLoaders",
+    "EarlyStopping",
+    "GradientAccumulation",
+    "GradientClip",
+    "Learner",
+    "Metric",
+    "MixedPrecision",
+    "NonFiniteLossError",
+    "RMSprop",
+    "Recorder",
+    "SGD",
+    "SaveBest",
+    "SuggestedLRs",
+    "accuracy",
+    "accuracy_multi",
+    "default_device",
+    "error_rate",
+    "fbeta",
+    "load_learner",
+    "mae",
+    "mse",
+    "random_split",
+    "rmse",
+    "set_seed",
+    "to_device",
+    "top_k_accuracy",
+]

@@ -1,0 +1,44 @@
+"""Callbacks hooking into the Learner's events."""
+
+from quickfit.callbacks.checkpoint import EarlyStopping, SaveBest, SnapshotCallback
+from quickfit.callbacks.core import (
+    Callback,
+    CancelBackwardException,
+    CancelBatchException,
+    CancelEpochException,
+    CancelFitException,
+    CancelStepException,
+    CancelTrainException,
+    CancelValidException,
+)
+from quickfit.callbacks.lr_finder import LRFinder, SuggestedLRs
+from quickfit.callbacks.mixed_precision import MixedPrecision
+from quickfit.callbacks.progress import ProgressCallback
+from quickfit.callbacks.recorder import NonFiniteLossError, Recorder
+from quickfit.callbacks.resume import ResumeCheckpoint
+from quickfit.callbacks.schedule import ParamScheduler
+from quickfit.callbacks.training import GradientAccumulation, GradientClip
+
+__all__ = [
+    "Callback",
+    "CancelBackwardException",
+    "CancelBatchException",
+    "CancelEpochException",
+    "CancelFitException",
+    "CancelStepException",
+    "CancelTrainException",
+    "CancelValidException",
+    "EarlyStopping",
+    "GradientAccumulation",
+    "GradientClip",
+    "LRFinder",
+    "MixedPrecision",
+    "NonFiniteLossError",
+    "ParamScheduler",
+    "ProgressCallback",
+    "Recorder",
+    "ResumeCheckpoint",
+    "SaveBest",
+    "SnapshotCallback",
+    "SuggestedLRs",
+]

@@ -1,0 +1,43 @@
+"""GatherPreds: collects predictions (and targets, per-item losses) during a validation pass."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import torch
+
+from quickfit.callbacks.core import Callback
+
+__all__ = ["GatherPreds"]
+
+
+class GatherPreds(Callback):
+    order = 90
+
+    def __init__(self, act: Callable, with_loss: bool = False):
+        self.act, self.with_loss = act, with_loss
+        self.preds, self.targs, self.losses = [], [], []
+
+    def after_batch(self, learn) -> None:
+        self.preds.append(self.act(learn.pred.detach().float()).cpu())
+        if learn.yb is not None:
+            self.targs.append(learn.yb.detach().cpu())
+            if self.with_loss:
+                self.losses.append(_per_item_loss(learn.loss_func, learn.pred.detach(), learn.yb).float().cpu())
+
+    def result(self):
+        preds = torch.cat(self.preds) if self.preds else torch.empty(0)
+        targs = torch.cat(self.targs) if self.targs else None
+        if self.with_loss:
+            return preds, targs, (torch.cat(self.losses) if self.losses else None)
+        return preds, targs
+
+
+def _per_item_loss(loss_func, pred, targ) -> torch.Tensor:
+    if hasattr(loss_func, "reduction"):  # torch loss modules: ask for one loss per item
+        unreduced = copy.copy(loss_func)
+        unreduced.reduction = "none"
+        loss = unreduced(pred, targ)
+        return loss.reshape(loss.shape[0], -1).mean(1) if loss.ndim > 1 else loss
+    return torch.stack([loss_func(pred[i : i + 1], targ[i : i + 1]) for i in range(pred.shape[0])])

@@ -1,0 +1,44 @@
+"""ParamScheduler: sets hyper-parameters before every training batch from schedules of progress.
+
+    ParamScheduler(lr_max=np.array([1e-4, 1e-3]), scheds={"lr": one_cycle_lr, "mom": one_cycle_mom})
+
+"lr" schedules return a multiplier of each group's peak rate (`lr_max`), so discriminative rates
+keep their ratios; other schedules ("mom", "wd") return the value itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from quickfit.callbacks.core import Callback
+from quickfit.optim import set_hyper
+
+__all__ = ["ParamScheduler"]
+
+
+class ParamScheduler(Callback):
+    order = 10
+
+    def __init__(self, lr_max: np.ndarray, scheds: dict[str, Callable[[float], float]]):
+        self.lr_max, self.scheds = np.asarray(lr_max, dtype=float), scheds
+
+    def before_fit(self, learn) -> None:
+        if not hasattr(learn.dls.train, "__len__"):
+            raise TypeError("the training data must have a len() so schedules know how long training is")
+        self.n_train = len(learn.dls.train)
+        if self.n_train == 0:
+            raise ValueError("the training data is empty: no batches to train on")
+        self.total = learn.n_epoch * self.n_train
+        self._set(learn, 0.0)
+
+    def before_batch(self, learn) -> None:
+        if learn.training:
+            self._set(learn, (learn.epoch * self.n_train + learn.iter) / self.total)
+
+    def _set(self, learn, pos: float) -> None:
+        pos = min(pos, 1.0)
+        for name, sched in self.scheds.items():
+            value = self.lr_max * sched(pos) if name == "lr" else sched(pos)
+            set_hyper(learn.opt, name, value)

@@ -1,0 +1,179 @@
+"""Optimizers on `torch.optim`, with layer groups, per-group learning rates and decoupled weight decay.
+
+    import quickfit as qf
+    opt = qf.Adam(qf.optim.param_groups([[w1], [w2, b2]]), lr=1e-3, wd=0.01)
+
+An `opt_func(param_groups, lr, wd) -> torch.optim.Optimizer` builds the optimizer. Each layer group
+becomes two torch groups: one with weight decay and one without (biases and normalization weights,
+i.e. parameters with fewer than two dimensions, are not decayed by default). Each torch group
+carries its layer group's index in `group["layer_group"]`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["SGD", "Adam", "RMSprop", "param_groups", "set_hyper", "get_hyper", "lr_per_group"]
+
+
+def param_groups(layer_groups: Sequence[Sequence[nn.Parameter]], decay_1d: bool = False) -> list[dict]:
+    """Torch parameter groups for layer groups, split into decayed and not-decayed parameters."""
+    groups = []
+    for i, params in enumerate(layer_groups):
+        decay = [p for p in params if decay_1d or p.ndim > 1]
+        no_decay = [p for p in params if not (decay_1d or p.ndim > 1)]
+        groups.append({"params": decay, "layer_group": i, "decay": True})
+        groups.append({"params": no_decay, "layer_group": i, "decay": False})
+    return groups
+
+
+def _apply_wd(groups: list[dict], wd: float) -> list[dict]:
+    for g in groups:
+        g.setdefault("layer_group", 0)
+        g["weight_decay"] = wd if g.get("decay", True) else 0.0
+    return groups
+
+
+class _DecoupledWD:
+    """Mixin: decay weights by lr*wd before the update (AdamW-style), not through the gradient."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for g in self.param_groups:
+            wd = g.get("decoupled_wd", 0.0)
+            params = [p for p in g["params"] if p.grad is not None]
+            if wd and params:
+                torch._foreach_mul_(params, 1 - g["lr"] * wd)
+        return super().step(closure)
+
+
+class _SGDW(_DecoupledWD, torch.optim.SGD):
+    pass
+
+
+class _RMSpropW(_DecoupledWD, torch.optim.RMSprop):
+    pass
+
+
+def _decouple(groups: list[dict]) -> list[dict]:
+    for g in groups:
+        g["decoupled_wd"], g["weight_decay"] = g["weight_decay"], 0.0
+    return groups
+
+
+def SGD(params, lr: float = 1e-2, mom: float = 0.9, wd: float = 0.0, decouple_wd: bool = True):
+    """SGD with momentum (the momentum is what one-cycle cycles)."""
+    groups = _apply_wd(_as_groups(params), wd)
+    if decouple_wd:
+        return _SGDW(_decouple(groups), lr=lr, momentum=mom)
+    return torch.optim.SGD(groups, lr=lr, momentum=mom)
+
+
+def Adam(
+    params,
+    lr: float = 1e-3,
+    mom: float = 0.9,
+    sqr_mom: float = 0.99,
+    eps: float = 1e-5,
+    wd: float = 0.01,
+    decouple_wd: bool = True,
+):
+    """Adam (AdamW when `decouple_wd`); beta1 = `mom` is what one-cycle cycles."""
+    groups = _apply_wd(_as_groups(params), wd)
+    cls = torch.optim.AdamW if decouple_wd else torch.optim.Adam
+    # foreach kernels update every tensor of a group in a few launches instead of one per parameter
+    return cls(groups, lr=lr, betas=(mom, sqr_mom), eps=eps, foreach=True)
+
+
+def RMSprop(
+    params,
+    lr: float = 1e-3,
+    mom: float = 0.0,
+    sqr_mom: float = 0.99,
+    eps: float = 1e-8,
+    wd: float = 0.0,
+    decouple_wd: bool = True,
+):
+    """RMSprop; with `mom > 0` one-cycle also cycles its momentum."""
+    groups = _apply_wd(_as_groups(params), wd)
+    if decouple_wd:
+        return _RMSpropW(_decouple(groups), lr=lr, alpha=sqr_mom, eps=eps, momentum=mom)
+    return torch.optim.RMSprop(groups, lr=lr, alpha=sqr_mom, eps=eps, momentum=mom)
+
+
+def _as_groups(params) -> list[dict]:
+    params = list(params)
+    if params and isinstance(params[0], dict):
+        return [dict(g) for g in params]
+    return [{"params": params, "layer_group": 0}]
+
+
+def _mom_key(group: dict) -> str | None:
+    if "betas" in group:
+        return "betas"
+    return "momentum" if "momentum" in group else None
+
+
+def get_hyper(opt: torch.optim.Optimizer, name: str) -> list[float]:
+    """The value of hyper-parameter `name` ("lr", "mom", "wd", ...) for each layer group, first to last."""
+    values: dict[int, float] = {}
+    for g in opt.param_groups:
+        i = g.get("layer_group", 0)
+        if i in values:
+            continue
+        if name == "mom":
+            key = _mom_key(g)
+            values[i] = g["betas"][0] if key == "betas" else g.get("momentum", 0.0)
+        elif name == "wd":
+            values[i] = g.get("decoupled_wd", g.get("weight_decay", 0.0)) if g.get("decay", True) else None
+        else:
+            values[i] = g[name]
+    return [values[i] for i in sorted(values)]
+
+
+def set_hyper(opt: torch.optim.Optimizer, name: str, values: Sequence[float] | float) -> None:
+    """Set hyper-parameter `name` per layer group (a scalar sets every group)."""
+    n = 1 + max(g.get("layer_group", 0) for g in opt.param_groups)
+    values = [float(values)] * n if np.ndim(values) == 0 else [float(v) for v in values]
+    for g in opt.param_groups:
+        v = values[g.get("layer_group", 0)]
+        if name == "mom":
+            key = _mom_key(g)
+            if key == "betas":
+                g["betas"] = (v, g["betas"][1])
+            elif key == "momentum" and g["momentum"] > 0:  # no momentum buffers to cycle otherwise
+                g["momentum"] = v
+        elif name == "wd":
+            if g.get("decay", True):
+                g["decoupled_wd" if "decoupled_wd" in g else "weight_decay"] = v
+        else:
+            g[name] = v
+
+
+def lr_per_group(lr, n_groups: int, slice_div: float = 3.0) -> np.ndarray:
+    """Learning rates for `n_groups` layer groups from a float, a slice or a sequence.
+
+    float -> the same for every group; `slice(hi)` -> the last group `hi`, the others `hi/slice_div`;
+    `slice(lo, hi)` -> a geometric spread from `lo` (first group) to `hi` (last group);
+    a sequence -> one rate per group.
+    """
+    if isinstance(lr, slice):
+        if lr.stop is None:
+            raise ValueError(f"a learning-rate slice needs an upper bound, got {lr}")
+        if lr.start is None:
+            rates = np.full(n_groups, lr.stop / slice_div)
+            rates[-1] = lr.stop
+            return rates
+        if n_groups == 1:
+            return np.array([float(lr.stop)])
+        return np.geomspace(lr.start, lr.stop, n_groups)
+    rates = np.asarray(lr, dtype=float)
+    if rates.ndim == 0:
+        return np.full(n_groups, float(rates))
+    if len(rates) != n_groups:
+        raise ValueError(f"got {len(rates)} learning rates for {n_groups} layer groups")
+    return rates
