@@ -253,21 +253,25 @@ class Normalize(BatchTransform):
         """From a (mean, std) pair such as `imagenet_stats`."""
         return cls(stats[0], stats[1])
 
-    def _stats(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        key = (str(x.device), x.dtype)
-        if key not in self._cache:  # built once per device: no host-to-device copy per batch
-            mean = torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-            std = torch.tensor(self.std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+    def stats(
+        self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, std) as [1, C, 1, 1] tensors on `device`, built once per device and dtype: no
+        host-to-device copy per batch."""
+        key = (str(device), dtype)
+        if key not in self._cache:
+            mean = torch.tensor(self.mean, device=device, dtype=dtype).view(1, -1, 1, 1)
+            std = torch.tensor(self.std, device=device, dtype=dtype).view(1, -1, 1, 1)
             self._cache[key] = (mean, std)
         return self._cache[key]
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        mean, std = self._stats(x)
+        mean, std = self.stats(x.device, x.dtype)
         return (x - mean) / std
 
     def decode(self, x: torch.Tensor) -> torch.Tensor:
         """Back to [0, 1] pixels (for showing a batch)."""
-        mean, std = self._stats(x)
+        mean, std = self.stats(x.device, x.dtype)
         return x * std + mean
 
     def to_dict(self) -> dict:

@@ -1,0 +1,119 @@
+"""Labels to targets: class indices, multi-hot vectors or float values, with the checks that matter.
+
+    from quickfit.vision.labels import labels_to_targets
+
+    targets, vocab, kind = labels_to_targets(["cat", "dog"], ["dog"], label_delim=None, where="labels")
+    # tensor([0, 1, 1]), ['cat', 'dog'], 'category'
+
+Training targets come first, then validation targets. A class seen only in the validation set is
+an error when the split was chosen by the user (a `valid` folder, `valid_idx`), and a warning when
+it came from a random split (only another seed helps there).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+__all__ = ["labels_to_targets", "read_table_labels"]
+
+
+def _is_missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def _is_float(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, (numbers.Integral, bool))
+
+
+def _first(items: Sequence, n: int = 5) -> str:
+    shown = ", ".join(str(i) for i in items[:n])
+    return shown + (f", ... ({len(items)} in all)" if len(items) > n else "")
+
+
+def _check_valid_classes(train: set, valid: set, where: str, strict: bool) -> None:
+    only_valid = sorted(valid - train, key=str)
+    if not only_valid:
+        return
+    msg = (
+        f"class(es) {only_valid} in {where} appear in the validation set but not in the training set "
+        f"(training classes: {_first(sorted(train, key=str), 10)})"
+    )
+    if strict:
+        raise ValueError(msg + "; a model cannot learn a class it never sees")
+    warnings.warn(msg + "; try another seed or a larger validation split", stacklevel=4)
+
+
+def labels_to_targets(
+    train: Sequence[Any],
+    valid: Sequence[Any],
+    label_delim: str | None = None,
+    where: str = "labels",
+    strict: bool = True,
+) -> tuple[torch.Tensor, list[str] | None, str]:
+    """(targets of train + valid, vocab or None, kind) where kind is "category" (int64 indices),
+    "multi_category" (float multi-hot [n, c], labels split on `label_delim`) or "float" (all labels
+    are floats: regression targets [n, 1])."""
+    labels = list(train) + list(valid)
+    if label_delim is not None:
+        split = [[] if _is_missing(v) else [s.strip() for s in str(v).split(label_delim) if s.strip()] for v in labels]
+        vocab = sorted({s for row in split for s in row})
+        if not vocab:
+            raise ValueError(f"no labels found in {where} after splitting on {label_delim!r}")
+        _check_valid_classes(
+            {s for row in split[: len(train)] for s in row},
+            {s for row in split[len(train) :] for s in row},
+            where,
+            strict,
+        )
+        index = {s: i for i, s in enumerate(vocab)}
+        targets = torch.zeros(len(labels), len(vocab))
+        for r, row in enumerate(split):
+            targets[r, [index[s] for s in row]] = 1.0
+        return targets, vocab, "multi_category"
+    missing = [i for i, v in enumerate(labels) if _is_missing(v)]
+    if missing:
+        raise ValueError(f"{len(missing)} missing label(s) in {where}, at item(s) {_first(missing)}")
+    if labels and all(_is_float(v) for v in labels):
+        return torch.tensor([float(v) for v in labels], dtype=torch.float32).view(-1, 1), None, "float"
+    # Sort classes by their own value (so 2 < 10), then name them as strings (JSON-safe, printable).
+    values = sorted(set(labels), key=lambda v: (isinstance(v, str), v if not isinstance(v, str) else 0, str(v)))
+    vocab = [str(v) for v in values]
+    if len(set(vocab)) != len(vocab):
+        raise ValueError(f"labels in {where} differ only in type (e.g. 1 and '1'): {values}")
+    _check_valid_classes({str(v) for v in train}, {str(v) for v in valid}, where, strict)
+    index = {v: i for i, v in enumerate(vocab)}
+    return torch.tensor([index[str(v)] for v in labels], dtype=torch.int64), vocab, "category"
+
+
+def _column(df: Any, col: int | str, arg: str, source: str) -> str:
+    columns = list(df.columns)
+    if isinstance(col, int):
+        if not -len(columns) <= col < len(columns):
+            raise IndexError(f"{arg}={col} but {source} has {len(columns)} columns: {columns}")
+        return columns[col]
+    if col not in columns:
+        raise KeyError(f"{arg}={col!r} is not a column of {source}; its columns: {columns}")
+    return col
+
+
+def read_table_labels(
+    df: Any, fn_col: int | str, label_col: int | str, valid_col: int | str | None, suffix: str
+) -> tuple[list[str], list[Any], list[bool] | None, str, str]:
+    """From a DataFrame: (file names with `suffix`, labels, validation flags or None, a description
+    of the file column and of the label column for messages)."""
+    source = df.attrs.get("source", "the DataFrame") if hasattr(df, "attrs") else "the DataFrame"
+    fn = _column(df, fn_col, "fn_col", source)
+    lab = _column(df, label_col, "label_col", source)
+    fnames = [f"{v}{suffix}" for v in df[fn].tolist()]
+    column = df[lab]
+    labels = [float(v) for v in column.tolist()] if column.dtype.kind == "f" else column.tolist()
+    is_valid = None
+    if valid_col is not None:
+        is_valid = [bool(v) for v in df[_column(df, valid_col, "valid_col", source)].tolist()]
+    return fnames, labels, is_valid, f"{source} column {fn!r}", f"{source} column {lab!r}"

@@ -1,0 +1,285 @@
+"""The image loader: workers decode to uint8, the device does the float work on whole batches.
+
+`ImageDataset` opens, decodes and crops one image to a uint8 [3, H, W] tensor (the item transform);
+a torch `DataLoader` runs it in worker processes over the cores and stacks batches in shared memory.
+`ImageLoader` wraps that: it moves each uint8 batch to the device (4x less to copy than float),
+then converts, augments and normalizes it there with `apply_batch_tfms`. A file that fails to load
+is reported once by path and replaced by another image of the dataset, so a bad file found at batch
+3,000 costs a warning, not the run.
+
+    from quickfit.vision.loader import ImageDataset, ImageItems, ImageLoader
+    from quickfit.vision.transforms import Resize
+    from quickfit.vision.augment import aug_transforms, Normalize, imagenet_stats
+
+    items = ImageItems([Path("a.jpg"), Path("b.jpg")], torch.tensor([0, 1]))
+    dl = ImageLoader(ImageDataset(items, Resize(224), train=True), bs=64, shuffle=True,
+                     batch_tfms=aug_transforms(), normalize=Normalize.from_stats(imagenet_stats), augment=True)
+    for x, y in dl.to("cuda"):   # x: float [64, 3, 224, 224] on the GPU, augmented and normalized
+        ...
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, default_collate
+
+from quickfit.vision.augment import AffineWarp, Lighting, Normalize, apply_matrices
+from quickfit.vision.image import LOAD_ERRORS
+from quickfit.vision.transforms import ItemTransform
+
+__all__ = [
+    "ImageItems",
+    "ImageDataset",
+    "ImageLoader",
+    "ImageLoadError",
+    "apply_batch_tfms",
+    "default_num_workers",
+]
+
+# A failing image is replaced by a random other one; this many failures in a row means the data is
+# mostly unreadable, and going on would only hide it.
+_MAX_TRIES = 10
+_reported: set[str] = set()  # paths already warned about in this process
+
+
+class ImageLoadError(RuntimeError):
+    """An image that must be loaded (test / predict items) or too many bad images in a row."""
+
+
+class ImageItems(NamedTuple):
+    """What a loader iterates over: image paths (or PIL images) and their targets, in order.
+
+    targets: int64 class indices [n], float multi-hot [n, n_classes], float values [n, k], or None
+    (a test set)."""
+
+    paths: list[Path | Image.Image]
+    targets: torch.Tensor | None
+
+
+def default_num_workers() -> int:
+    """The cores this process may use, at most 8 (more rarely helps decoding and costs memory)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS / Windows
+        cores = os.cpu_count() or 1
+    return min(cores, 8)
+
+
+class ImageDataset(Dataset):
+    """Item i -> (uint8 image [3, H, W], target or None, [(path, error) of images that failed])."""
+
+    def __init__(self, items: ImageItems, item_tfm: ItemTransform, train: bool = False, skip_bad: bool = True):
+        if items.targets is not None and len(items.targets) != len(items.paths):
+            raise ValueError(f"{len(items.paths)} images but {len(items.targets)} targets")
+        self.items, self.item_tfm, self.train, self.skip_bad = items, item_tfm, train, skip_bad
+
+    def __len__(self) -> int:
+        return len(self.items.paths)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor | None, list[tuple[str, str]]]:
+        failed: list[tuple[str, str]] = []
+        j = i
+        for _ in range(_MAX_TRIES):
+            src = self.items.paths[j]
+            try:
+                x = self.item_tfm(src, train=self.train)
+            except LOAD_ERRORS as e:
+                err = f"{type(e).__name__}: {e}"
+                if not self.skip_bad:
+                    raise ImageLoadError(f"cannot load image {src}: {err}") from e
+                failed.append((str(src), err))
+                j = int(torch.randint(len(self), ()).item())
+                continue
+            return x, None if self.items.targets is None else self.items.targets[j], failed
+        raise ImageLoadError(
+            f"{_MAX_TRIES} images in a row failed to load, the last {failed[-1][0]} ({failed[-1][1]}); "
+            "find the bad files with quickfit.vision.verify_images(folder)"
+        )
+
+
+def _collate(batch: list) -> tuple[torch.Tensor, torch.Tensor | None, list[tuple[str, str]]]:
+    # default_collate stacks straight into shared memory inside a worker: no extra copy to the parent.
+    xs = default_collate([b[0] for b in batch])
+    ys = None if batch[0][1] is None else default_collate([b[1] for b in batch])
+    return xs, ys, [f for b in batch for f in b[2]]
+
+
+def _fusable(tfms: Sequence[Callable]) -> tuple[AffineWarp | None, Lighting | None] | None:
+    """(affine, lighting) when `tfms` is [AffineWarp?, Lighting?] in that order, else None."""
+    kinds = [type(t) for t in tfms]
+    if kinds not in ([], [AffineWarp], [Lighting], [AffineWarp, Lighting]):
+        return None
+    affine = next((t for t in tfms if isinstance(t, AffineWarp)), None)
+    if affine is not None and affine.pad_mode == "zeros":  # zeros padding does not commute with the affine map below
+        return None
+    return affine, next((t for t in tfms if isinstance(t, Lighting)), None)
+
+
+def apply_batch_tfms(
+    x: torch.Tensor, tfms: Sequence[Callable], normalize: Normalize | None = None, augment: bool = True
+) -> torch.Tensor:
+    """uint8 batch [B, C, H, W] -> float batch: /255, the transforms (those marked `train_only` only
+    when `augment`), then `normalize`.
+
+    For the standard [AffineWarp, Lighting] + Normalize it does the same in three passes over the
+    batch instead of about eight: /255, lighting and normalization are all per-image, per-channel
+    affine maps, and bilinear resampling with reflection / border padding commutes with them (its
+    weights sum to 1), so they fold into the uint8 -> float conversion; the lighting clamp to
+    [0, 1] becomes a clamp to the normalized image of [0, 1]. Random draws happen in the same order
+    as the plain path, so both give the same batch for the same seed.
+    """
+    active = [t for t in tfms if augment or not getattr(t, "train_only", False)]
+    fused = _fusable(active) if x.dtype == torch.uint8 else None
+    if fused is None:
+        x = x.float().div_(255) if x.dtype == torch.uint8 else x
+        for t in active:
+            x = t(x)
+        return normalize(x) if normalize is not None else x
+    affine, lighting = fused
+    n, c, h, w = x.shape
+    mats = affine.matrices(n, h, w, x.device) if affine is not None else None
+    scale = torch.full((n, c, 1, 1), 1 / 255, device=x.device)
+    shift = torch.zeros((n, c, 1, 1), device=x.device)
+    lo, hi = torch.zeros((1, c, 1, 1), device=x.device), torch.ones((1, c, 1, 1), device=x.device)
+    if lighting is not None:
+        light_scale, light_shift = lighting.coefficients(n, x.device)
+        scale, shift = scale * light_scale, shift + light_shift
+    if normalize is not None:
+        mean, std = normalize.stats(x.device)
+        scale, shift, lo, hi = scale / std, (shift - mean) / std, (lo - mean) / std, (hi - mean) / std
+    out = torch.addcmul(shift, x, scale)  # uint8 in, float out: one pass
+    if mats is not None:
+        out = apply_matrices(out, mats, affine.pad_mode)
+    return out.clamp_(min=lo, max=hi) if lighting is not None else out
+
+
+def _report(failed: list[tuple[str, str]]) -> None:
+    for path, err in failed:
+        if path not in _reported:
+            _reported.add(path)
+            warnings.warn(
+                f"skipped image {path} ({err}); a random other image took its place. "
+                "Find such files before training with quickfit.vision.verify_images(folder).",
+                stacklevel=3,
+            )
+
+
+class ImageLoader:
+    """Batches `(x, y)` (or `(x,)` without targets) of float images on `device`.
+
+    The uint8 work runs in `num_workers` processes (persistent across epochs when `persistent`);
+    the float work (`apply_batch_tfms`) on the device. `augment` turns the `train_only` batch
+    transforms on; the dataset's `train` flag picks random (training) or center crops.
+    """
+
+    def __init__(
+        self,
+        dataset: ImageDataset,
+        bs: int = 64,
+        shuffle: bool = False,
+        drop_last: bool = False,
+        num_workers: int | None = None,
+        batch_tfms: Sequence[Callable] = (),
+        normalize: Normalize | None = None,
+        augment: bool = False,
+        persistent: bool = False,
+        device: torch.device | str | None = None,
+    ) -> None:
+        if bs < 1:
+            raise ValueError(f"bs must be at least 1, got {bs}")
+        self.dataset, self.bs, self.shuffle, self.drop_last = dataset, bs, shuffle, drop_last
+        self.num_workers = default_num_workers() if num_workers is None else num_workers
+        self.batch_tfms, self.normalize, self.augment, self.persistent = (
+            list(batch_tfms),
+            normalize,
+            augment,
+            persistent,
+        )
+        self.device = None if device is None else torch.device(device)
+        self._loader: DataLoader | None = None
+
+    @property
+    def items(self) -> ImageItems:
+        return self.dataset.items
+
+    def __len__(self) -> int:
+        n = len(self.dataset)
+        return n // self.bs if self.drop_last else -(-n // self.bs)
+
+    def to(self, device: torch.device | str) -> ImageLoader:
+        device = torch.device(device)
+        if self.device is None or device.type != self.device.type:
+            self._loader = None  # pin_memory depends on the device type: rebuild the torch loader
+        self.device = device
+        return self
+
+    def _torch_loader(self) -> DataLoader:
+        if self._loader is None:
+            workers = self.num_workers if len(self.dataset) > self.bs else min(self.num_workers, 1)
+            pin = self.device is not None and self.device.type == "cuda"
+            self._loader = DataLoader(
+                self.dataset,
+                batch_size=self.bs,
+                shuffle=self.shuffle,
+                drop_last=self.drop_last,
+                num_workers=workers,
+                collate_fn=_collate,
+                pin_memory=pin,
+                persistent_workers=self.persistent and workers > 0,
+            )
+        return self._loader
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        for xb, yb, failed in self._torch_loader():
+            if failed:
+                _report(failed)
+            if self.device is not None:
+                xb = xb.to(self.device, non_blocking=True)
+                yb = yb.to(self.device, non_blocking=True) if yb is not None else None
+            x = apply_batch_tfms(xb, self.batch_tfms, self.normalize, self.augment)
+            yield (x,) if yb is None else (x, yb)
+
+    def replace(
+        self,
+        items: ImageItems | None = None,
+        train: bool | None = None,
+        augment: bool | None = None,
+        shuffle: bool | None = None,
+        bs: int | None = None,
+        skip_bad: bool | None = None,
+    ) -> ImageLoader:
+        """A new loader like this one with the given settings changed (its own, non-persistent workers).
+
+        `train` picks the crop (random vs center); `augment` the batch augmentation."""
+        ds = self.dataset
+        dataset = ImageDataset(
+            ds.items if items is None else items,
+            ds.item_tfm,
+            ds.train if train is None else train,
+            ds.skip_bad if skip_bad is None else skip_bad,
+        )
+        return ImageLoader(
+            dataset,
+            bs=self.bs if bs is None else bs,
+            shuffle=self.shuffle if shuffle is None else shuffle,
+            drop_last=False,
+            num_workers=self.num_workers,
+            batch_tfms=self.batch_tfms,
+            normalize=self.normalize,
+            augment=self.augment if augment is None else augment,
+            persistent=False,
+            device=self.device,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"ImageLoader({len(self.dataset)} images, bs={self.bs}, shuffle={self.shuffle}, "
+            f"augment={self.augment}, workers={self.num_workers}, device={self.device})"
+        )
