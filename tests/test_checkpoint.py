@@ -89,8 +89,9 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
         crashed.fit_one_cycle(4, 1e-2, checkpoint="run", cbs=[Crash()])
 
     torch.manual_seed(999)  # the restarted process has other RNG states and fresh weights
+    saver = qf.SaveBest("accuracy", load_best=False)
     resumed = qf.Learner(make_dls(bs=16), dropout_model(seed=5), nn.CrossEntropyLoss(), metrics=[qf.accuracy],
-                         path=tmp_path / "b", progress=False, cbs=[qf.SaveBest("accuracy", load_best=False)])  # fmt: skip
+                         path=tmp_path / "b", progress=False, cbs=[saver])  # fmt: skip
     resumed.fit_one_cycle(4, 1e-2, checkpoint="run", resume=True)
     for k, v in straight.model.state_dict().items():
         torch.testing.assert_close(resumed.model.state_dict()[k], v, rtol=0, atol=0)
