@@ -66,7 +66,9 @@ def cont_cat_split(df: pd.DataFrame, max_card: int = 20, exclude: Sequence[str] 
 def _as_list(names: str | Sequence[str] | None) -> list[str] | None:
     if names is None:
         return None
-    return [names] if isinstance(names, str) else list(names)
+    if isinstance(names, str) or not isinstance(names, Sequence | pd.Index | np.ndarray):
+        return [names]  # one column name (a string, or e.g. an int before the check that names it)
+    return list(names)
 
 
 def _sorted_values(values: Sequence) -> list:
@@ -85,9 +87,7 @@ def _rows_as_frame(items: Any, what: str) -> pd.DataFrame:
         items = [items]
     if isinstance(items, Sequence) and all(isinstance(r, (Mapping, pd.Series)) for r in items):
         return pd.DataFrame([dict(r) for r in items])
-    raise TypeError(
-        f"{what}: expected a DataFrame, a dict / Series (one row) or a list of them, got {type(items)}"
-    )
+    raise TypeError(f"{what}: expected a DataFrame, a dict / Series (one row) or a list of them, got {type(items)}")
 
 
 class TabularDataLoaders(DataLoaders):
@@ -174,14 +174,10 @@ class TabularDataLoaders(DataLoaders):
         named = [*y_names, *(cat_in or []), *(cont_in or [])]
         missing = [n for n in named if n not in df.columns]
         if missing:
-            raise KeyError(
-                f"from_df: column(s) {missing} not in the DataFrame (its columns: {list(df.columns)})"
-            )
+            raise KeyError(f"from_df: column(s) {missing} not in the DataFrame (its columns: {list(df.columns)})")
         not_str = [n for n in df.columns if not isinstance(n, str)]
         if not_str:
-            raise TypeError(
-                f"from_df: column names must be strings (got {not_str[:5]}); set df.columns first"
-            )
+            raise TypeError(f"from_df: column names must be strings (got {not_str[:5]}); set df.columns first")
         both = set(y_names) & set((cat_in or []) + (cont_in or []))
         if both:
             raise ValueError(f"from_df: target column(s) {sorted(both)} also listed as inputs")
@@ -332,8 +328,7 @@ class TabularDataLoaders(DataLoaders):
             if (idx < 0).any():
                 unseen = _sorted_values(pd.unique(col[idx < 0]))[:5]
                 raise ValueError(
-                    f"target column {self.y_names[0]!r} has label(s) {unseen} not in the vocab "
-                    f"{self.y_vocab[:20]}"
+                    f"target column {self.y_names[0]!r} has label(s) {unseen} not in the vocab {self.y_vocab[:20]}"
                 )
             return torch.from_numpy(idx.astype(np.int64))
         values = np.stack([pd.to_numeric(df[n]).to_numpy(np.float32) for n in self.y_names], 1)
@@ -356,9 +351,7 @@ class TabularDataLoaders(DataLoaders):
         if with_labels is None:
             with_labels = has_y
         elif with_labels and not has_y:
-            raise ValueError(
-                f"test_dl: with_labels=True but target column(s) {self.y_names} are missing or incomplete"
-            )
+            raise ValueError(f"test_dl: with_labels=True but target column(s) {self.y_names} are missing or incomplete")
         processed = self.processor(df)
         dl = TabularBatches(*self._tensors(processed, labels=with_labels), bs=bs or self.bs)
         return dl.to(self.device) if self.device is not None else dl

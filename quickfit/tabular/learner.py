@@ -62,9 +62,7 @@ def _build(dls: TabularDataLoaders, config: dict, metrics, loss_func, opt_func, 
         loss_func = nn.CrossEntropyLoss() if dls.is_classification else nn.MSELoss()
     if metrics is None:
         metrics = [accuracy] if dls.is_classification else [rmse]
-    learn = Learner(
-        dls, model, loss_func, opt_func=opt_func, lr=lr, wd=wd, metrics=metrics, cbs=cbs, path=path
-    )
+    learn = Learner(dls, model, loss_func, opt_func=opt_func, lr=lr, wd=wd, metrics=metrics, cbs=cbs, path=path)
     learn.export_info = {"app": "tabular", "model": config, "data": dls.export_info()}
     return learn
 

@@ -64,8 +64,7 @@ def _numeric_column(df: pd.DataFrame, name: str) -> np.ndarray:
     bad = col[values.isna() & col.notna()]
     if len(bad):
         raise ValueError(
-            f"continuous column {name!r} holds non-numeric values such as {bad.iloc[0]!r}; "
-            f"pass it in cat_names instead"
+            f"continuous column {name!r} holds non-numeric values such as {bad.iloc[0]!r}; pass it in cat_names instead"
         )
     return values.to_numpy(dtype=np.float64, na_value=np.nan)
 
@@ -75,9 +74,7 @@ class TabularProc:
 
     order: int = 0
 
-    def setup(
-        self, df: pd.DataFrame, cat_names: list[str], cont_names: list[str]
-    ) -> tuple[list[str], list[str]]:
+    def setup(self, df: pd.DataFrame, cat_names: list[str], cont_names: list[str]) -> tuple[list[str], list[str]]:
         raise NotImplementedError
 
     def __call__(self, df: pd.DataFrame) -> pd.DataFrame:
@@ -102,9 +99,7 @@ class Categorify(TabularProc):
     def __init__(self, vocabs: dict[str, list] | None = None) -> None:
         self.vocabs: dict[str, list] = dict(vocabs or {})
 
-    def setup(
-        self, df: pd.DataFrame, cat_names: list[str], cont_names: list[str]
-    ) -> tuple[list[str], list[str]]:
+    def setup(self, df: pd.DataFrame, cat_names: list[str], cont_names: list[str]) -> tuple[list[str], list[str]]:
         _check_columns(df, cat_names, "Categorify")
         for name in cat_names:
             values = [_plain(v) for v in pd.unique(df[name].dropna())]
@@ -156,16 +151,12 @@ class FillMissing(TabularProc):
         na_cols: list[str] | None = None,
     ) -> None:
         if fill_strategy not in self.strategies:
-            raise ValueError(
-                f"FillMissing: fill_strategy must be one of {self.strategies}, got {fill_strategy!r}"
-            )
+            raise ValueError(f"FillMissing: fill_strategy must be one of {self.strategies}, got {fill_strategy!r}")
         self.fill_strategy, self.fill_val, self.add_col = fill_strategy, float(fill_val), add_col
         self.fill_values: dict[str, float] = dict(fill_values or {})
         self.na_cols: list[str] = list(na_cols or [])
 
-    def setup(
-        self, df: pd.DataFrame, cat_names: list[str], cont_names: list[str]
-    ) -> tuple[list[str], list[str]]:
+    def setup(self, df: pd.DataFrame, cat_names: list[str], cont_names: list[str]) -> tuple[list[str], list[str]]:
         _check_columns(df, cont_names, "FillMissing")
         self.fill_values, self.na_cols = {}, []
         for name in cont_names:
@@ -213,9 +204,7 @@ class FillMissing(TabularProc):
 
     @classmethod
     def from_state(cls, state: dict) -> FillMissing:
-        return cls(
-            **{k: state[k] for k in ("fill_strategy", "fill_val", "add_col", "fill_values", "na_cols")}
-        )
+        return cls(**{k: state[k] for k in ("fill_strategy", "fill_val", "add_col", "fill_values", "na_cols")})
 
 
 class Normalize(TabularProc):
@@ -227,9 +216,7 @@ class Normalize(TabularProc):
         self.means: dict[str, float] = dict(means or {})
         self.stds: dict[str, float] = dict(stds or {})
 
-    def setup(
-        self, df: pd.DataFrame, cat_names: list[str], cont_names: list[str]
-    ) -> tuple[list[str], list[str]]:
+    def setup(self, df: pd.DataFrame, cat_names: list[str], cont_names: list[str]) -> tuple[list[str], list[str]]:
         _check_columns(df, cont_names, "Normalize")
         self.means, self.stds = {}, {}
         for name in cont_names:
