@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 import torch
 from PIL import Image
+from torch import nn
 
 from quickfit.data.core import DataLoaders, random_split
 from quickfit.vision.augment import Normalize, batch_tfm_from_dict, imagenet_stats
@@ -123,6 +124,14 @@ class ImageDataLoaders(DataLoaders):
             return len(self.vocab)
         targets = self.train_items.targets
         return 1 if targets is None or targets.ndim == 1 else int(targets.shape[1])
+
+    @property
+    def loss_func(self) -> nn.Module:
+        """The loss that fits the targets (the Learner uses it when given none): cross-entropy for
+        classes, binary cross-entropy on logits for multi-label, mean squared error for floats."""
+        if self.target_kind == "multi_category":
+            return nn.BCEWithLogitsLoss()
+        return nn.MSELoss() if self.target_kind == "float" else nn.CrossEntropyLoss()
 
     @property
     def train_items(self) -> ImageItems:
