@@ -1,0 +1,351 @@
+"""ULMFiT learners: ``language_model_learner`` and ``text_classifier_learner`` on an AWD-LSTM.
+
+Usage (the three ULMFiT stages; see docs/text.md and examples/ulmfit.py)::
+
+    from quickfit.text import TextDataLoaders, language_model_learner, text_classifier_learner
+
+    lm_dls = TextDataLoaders.from_df(df, text_col="text", is_lm=True)
+    lm = language_model_learner(lm_dls, pretrained="wt_lm.safetensors")  # or True: WikiText-103
+    lm.fit_one_cycle(1, 2e-2)                  # frozen: new embeddings + decoder only
+    lm.unfreeze()
+    lm.fit_one_cycle(3, 2e-3)
+    lm.predict("I liked this movie because", n_words=20, temperature=0.75)
+    lm.save_encoder("ft_enc")
+
+    dls = TextDataLoaders.from_df(df, text_col="text", label_col="label", vocab=lm_dls.vocab)
+    clf = text_classifier_learner(dls)
+    clf.load_encoder("ft_enc")                 # and freezes: only the head trains
+    clf.fit_one_cycle(1, 2e-2)
+    clf.freeze_to(-2)
+    clf.fit_one_cycle(1, slice(1e-2 / 2.6**4, 1e-2))
+    clf.unfreeze()
+    clf.fit_one_cycle(2, slice(1e-3 / 2.6**4, 1e-3))
+    clf.predict("a gripping , funny film")     # ('1', 1, tensor([0.03, 0.97]))
+    clf.export("sentiment.qf")                 # qf.load_learner("sentiment.qf") rebuilds it, no pickle
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from quickfit.io import atomic_save, safe_load
+from quickfit.learner import Learner
+from quickfit.metrics import accuracy
+from quickfit.optim import Adam
+from quickfit.text.callbacks import RNNCallback, RNNRegularizer
+from quickfit.text.metrics import CrossEntropyFlat, perplexity
+from quickfit.text.models.awd_lstm import AWD_LSTM
+from quickfit.text.models.core import (
+    awd_lstm_clas_split,
+    awd_lstm_lm_split,
+    encoder_of,
+    get_language_model,
+    get_text_classifier,
+)
+from quickfit.text.pretrained import lm_sizes, load_pretrained_lm, match_vocab
+
+__all__ = ["TextLearner", "LMLearner", "language_model_learner", "text_classifier_learner", "learner_from_export"]
+
+_PAD, _UNK, _BOS, _EOS = "xxpad", "xxunk", "xxbos", "xxeos"
+
+
+def _itos(vocab) -> list[str]:
+    """The token list of a Vocab (its ``itos``) or of a plain list."""
+    return list(getattr(vocab, "itos", vocab))
+
+
+def _token_id(itos: list[str], token: str, default: int | None = None) -> int | None:
+    try:
+        return itos.index(token)
+    except ValueError:
+        return default
+
+
+def _vocab_of(dls) -> list[str]:
+    vocab = getattr(dls, "vocab", None)
+    if vocab is None:
+        raise ValueError("text learners need dls.vocab (build the data with TextDataLoaders)")
+    return _itos(vocab)
+
+
+def _pad_idx(dls, itos: list[str]) -> int:
+    pad = getattr(dls, "pad_idx", None)
+    return int(pad) if pad is not None else int(_token_id(itos, _PAD, 1))
+
+
+def _check_arch(arch) -> None:
+    if arch is not AWD_LSTM:
+        raise ValueError(f"arch: only AWD_LSTM is supported by the text learners, got {arch!r}")
+
+
+class TextLearner(Learner):
+    """A Learner for AWD-LSTM models: saves / loads the encoder (with its vocabulary)."""
+
+    def _encoder_file(self, name: str | Path) -> Path:
+        return Path(name) if str(name).endswith(".pth") else self.path / self.model_dir / f"{name}.pth"
+
+    def save_encoder(self, name: str | Path) -> Path:
+        """Save the AWD-LSTM's weights and the vocabulary to ``path/model_dir/name.pth`` (weights-only)."""
+        state = {k: v.detach().cpu() for k, v in encoder_of(self._unwrapped()).state_dict().items()}
+        return atomic_save({"encoder": state, "vocab": _vocab_of(self.dls)}, self._encoder_file(name))
+
+    def load_encoder(self, name: str | Path, freeze: bool = True) -> TextLearner:
+        """Load an encoder saved by ``save_encoder`` (embeddings mapped if the vocabularies differ).
+
+        Then freeze all but the last layer group (the head), the first stage of gradual unfreezing.
+        """
+        f = self._encoder_file(name)
+        ckpt = safe_load(f)
+        if not isinstance(ckpt, dict) or "encoder" not in ckpt:
+            raise ValueError(f"{f} is not an encoder saved by save_encoder (no 'encoder' entry)")
+        encoder = encoder_of(self._unwrapped())
+        state = ckpt["encoder"]
+        itos = _vocab_of(self.dls)
+        old_vocab = ckpt.get("vocab")
+        if old_vocab is not None and list(old_vocab) != itos:
+            mapped = match_vocab({"0." + k: v for k, v in state.items()}, list(old_vocab), itos)
+            state = {k[2:]: v for k, v in mapped.items() if k.startswith("0.")}
+        try:
+            encoder.load_state_dict(state)
+        except RuntimeError as e:
+            raise ValueError(f"{f}: the encoder does not fit this model's sizes (config=...): {e}") from None
+        if freeze:
+            self.freeze()
+        return self
+
+
+class LMLearner(TextLearner):
+    """A language-model Learner: ``predict`` continues a text."""
+
+    def predict(
+        self,
+        text: str,
+        n_words: int = 20,
+        temperature: float = 1.0,
+        no_unk: bool = True,
+        seed: int | None = None,
+        decode: bool = True,
+    ) -> str | list[str]:
+        """Continue ``text`` with ``n_words`` tokens sampled from the model (``temperature`` 0: greedy).
+
+        Returns the decoded text (the tokenizer's rules undone), or the tokens with ``decode=False``.
+        """
+        tokenizer = getattr(self.dls, "tokenizer", None)
+        if tokenizer is None:
+            raise ValueError("LMLearner.predict needs dls.tokenizer to read the prompt")
+        if not isinstance(text, str):
+            raise TypeError(f"LMLearner.predict: text must be a str, got {type(text).__name__}")
+        itos = _vocab_of(self.dls)
+        stoi = {tok: i for i, tok in enumerate(itos)}
+        unk = stoi.get(_UNK, 0)
+        tokens = list(tokenizer(text))
+        if tokens and tokens[-1] == _EOS:  # the prompt goes on
+            tokens = tokens[:-1]
+        ids = [stoi.get(t, unk) for t in tokens] or [stoi.get(_BOS, unk)]
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        model = self.model
+        was_training = model.training
+        model.eval()
+        _reset(model)
+        new_ids: list[int] = []
+        try:
+            with torch.no_grad():
+                logits = model(torch.tensor([ids], device=self.device))[0, -1]
+                for _ in range(n_words):
+                    logits = logits.float().cpu()
+                    if no_unk:
+                        logits[unk] = float("-inf")
+                    if temperature <= 0:
+                        idx = int(logits.argmax())
+                    else:
+                        probs = torch.softmax(logits / temperature, dim=-1)
+                        idx = int(torch.multinomial(probs, 1, generator=generator))
+                    new_ids.append(idx)
+                    logits = model(torch.tensor([[idx]], device=self.device))[0, -1]
+        finally:
+            _reset(model)
+            model.train(was_training)
+        out = tokens + [itos[i] for i in new_ids]
+        return tokenizer.decode(out) if decode else out
+
+
+def _reset(model: nn.Module) -> None:
+    if hasattr(model, "reset"):
+        model.reset()
+
+
+def _learner_kwargs(dls, metrics, alpha: float, beta: float, cbs: Iterable, path, model_dir, lr, wd, opt_func):
+    return dict(
+        dls=dls,
+        opt_func=opt_func,
+        lr=lr,
+        wd=wd,
+        metrics=metrics,
+        cbs=[RNNCallback(), RNNRegularizer(alpha, beta), *cbs],
+        path=path,
+        model_dir=model_dir,
+    )
+
+
+def _as_metrics(metrics) -> list:
+    if metrics is None:
+        return []
+    return [metrics] if callable(metrics) and not isinstance(metrics, (list, tuple)) else list(metrics)
+
+
+def language_model_learner(
+    dls,
+    arch: type = AWD_LSTM,
+    config: dict | None = None,
+    pretrained: bool | str | Path = True,
+    drop_mult: float = 1.0,
+    metrics=(accuracy, perplexity),
+    alpha: float = 2.0,
+    beta: float = 1.0,
+    opt_func: Callable = Adam,
+    lr: float = 1e-3,
+    wd: float | None = None,
+    cbs: Iterable = (),
+    path: str | Path = ".",
+    model_dir: str | Path = "models",
+    pretrained_cache_dir: str | Path | None = None,
+) -> LMLearner:
+    """An AWD-LSTM language model on ``dls`` (language-model batches), tied decoder, ``RNNRegularizer``.
+
+    ``pretrained``: ``True`` downloads fastai's WikiText-103 weights, a path loads local ones (see
+    ``quickfit.text.pretrained`` for the formats), ``False`` starts from random weights. Pretrained
+    rows are mapped onto ``dls.vocab`` (new tokens get the mean embedding and bias); the sizes come
+    from the weights, and the learner is frozen to its last group (embeddings + decoder).
+    ``config`` overrides keys of ``awd_lstm_lm_config``; ``drop_mult`` scales every dropout.
+    """
+    _check_arch(arch)
+    itos = _vocab_of(dls)
+    pad_idx = _pad_idx(dls, itos)
+    weights = None
+    if pretrained is not False and pretrained is not None:
+        weights = load_pretrained_lm(pretrained, cache_dir=pretrained_cache_dir)
+        sizes = lm_sizes(weights.state)
+        for key, value in (config or {}).items():
+            if key in sizes and sizes[key] != value and not (key == "n_hid" and sizes["n_layers"] == 1):
+                raise ValueError(
+                    f"config[{key!r}]={value} does not match the pretrained weights "
+                    f"({weights.source}: {key}={sizes[key]})"
+                )
+        config = {**(config or {}), **sizes}
+    model = get_language_model(len(itos), config, drop_mult, pad_idx)
+    if weights is not None:
+        state = match_vocab(weights.state, weights.vocab, itos)
+        state["1.decoder.weight"] = state["0.encoder.weight"]
+        if "1.decoder.bias" not in state:
+            state["1.decoder.bias"] = torch.zeros(len(itos))
+        model.load_state_dict(state)
+    learn = LMLearner(
+        model=model,
+        loss_func=CrossEntropyFlat(),
+        splitter=awd_lstm_lm_split,
+        **_learner_kwargs(dls, _as_metrics(metrics), alpha, beta, cbs, path, model_dir, lr, wd, opt_func),
+    )
+    learn.export_info = {"app": "text", "model": _model_info("lm", model, len(itos), pad_idx)}
+    if weights is not None:
+        learn.freeze()
+    return learn
+
+
+def text_classifier_learner(
+    dls,
+    arch: type = AWD_LSTM,
+    config: dict | None = None,
+    drop_mult: float = 0.5,
+    metrics=accuracy,
+    pretrained: bool | str | Path | None = None,
+    n_hidden: int = 50,
+    alpha: float = 2.0,
+    beta: float = 1.0,
+    opt_func: Callable = Adam,
+    lr: float = 1e-3,
+    wd: float | None = None,
+    cbs: Iterable = (),
+    path: str | Path = ".",
+    model_dir: str | Path = "models",
+    pretrained_cache_dir: str | Path | None = None,
+) -> TextLearner:
+    """An AWD-LSTM classifier on ``dls`` (padded text batches, ``dls.c`` classes), concat-pooling head.
+
+    Usually the encoder comes from a fine-tuned language model: ``learn.load_encoder(name)``.
+    ``pretrained`` may also name language-model weights (as in ``language_model_learner``) whose
+    encoder is loaded directly; then the learner is frozen. ``config`` overrides keys of
+    ``awd_lstm_clas_config`` (use the language model's sizes); ``drop_mult`` scales every dropout.
+    """
+    _check_arch(arch)
+    itos = _vocab_of(dls)
+    pad_idx = _pad_idx(dls, itos)
+    n_classes = getattr(dls, "c", None)
+    if not isinstance(n_classes, int) or n_classes < 1:
+        raise ValueError(f"text_classifier_learner needs dls.c (the number of classes), got {n_classes!r}")
+    weights = None
+    if pretrained is not False and pretrained is not None:
+        weights = load_pretrained_lm(pretrained, cache_dir=pretrained_cache_dir)
+        config = {**(config or {}), **lm_sizes(weights.state)}
+    model = get_text_classifier(len(itos), n_classes, config, drop_mult, pad_idx, n_hidden)
+    if weights is not None:
+        state = match_vocab(weights.state, weights.vocab, itos)
+        encoder_of(model).load_state_dict({k[2:]: v for k, v in state.items() if k.startswith("0.")})
+    learn = TextLearner(
+        model=model,
+        loss_func=nn.CrossEntropyLoss(),
+        splitter=awd_lstm_clas_split,
+        **_learner_kwargs(dls, _as_metrics(metrics), alpha, beta, cbs, path, model_dir, lr, wd, opt_func),
+    )
+    info = _model_info("classifier", model, len(itos), pad_idx)
+    info.update(n_classes=n_classes, n_hidden=n_hidden)
+    learn.export_info = {"app": "text", "model": info}
+    if weights is not None:
+        learn.freeze()
+    return learn
+
+
+def _model_info(kind: str, model: nn.Module, vocab_sz: int, pad_idx: int) -> dict:
+    """The JSON that rebuilds the model: every size and (already drop_mult-scaled) dropout."""
+    enc = encoder_of(model)
+    config = {
+        "emb_sz": enc.emb_sz,
+        "n_hid": enc.n_hid,
+        "n_layers": enc.n_layers,
+        "hidden_p": enc.hidden_dps[0].p if enc.hidden_dps else 0.0,
+        "input_p": enc.input_dp.p,
+        "embed_p": enc.encoder_dp.p,
+        "weight_p": enc.rnns[0].weight_p,
+    }
+    if kind == "lm":
+        config["output_p"] = model[1].output_dp.p
+    else:
+        config["output_p"] = model[1].layers[1].p
+    return {"kind": kind, "arch": "AWD_LSTM", "vocab_sz": vocab_sz, "pad_idx": pad_idx, "config": config}
+
+
+def learner_from_export(info: dict) -> TextLearner:
+    """Rebuild a text learner from the JSON ``learn.export`` stored (the weights are loaded by the caller)."""
+    from quickfit.text.data import text_dls_from_export
+
+    model_info = info.get("model") or {}
+    kind = model_info.get("kind")
+    if kind not in ("lm", "classifier") or model_info.get("arch") != "AWD_LSTM":
+        raise ValueError(f"unknown text model in the export: kind={kind!r}, arch={model_info.get('arch')!r}")
+    dls = text_dls_from_export(info["data"])
+    vocab_sz, pad_idx, config = model_info["vocab_sz"], model_info["pad_idx"], model_info["config"]
+    if len(_vocab_of(dls)) != vocab_sz:
+        raise ValueError(f"the export's vocabulary has {len(_vocab_of(dls))} tokens, its model {vocab_sz}")
+    common = dict(dls=dls, lr=1e-3, opt_func=Adam, cbs=[RNNCallback()], device="cpu")
+    if kind == "lm":
+        model = get_language_model(vocab_sz, config, 1.0, pad_idx)
+        learn: TextLearner = LMLearner(model=model, loss_func=CrossEntropyFlat(), splitter=awd_lstm_lm_split, **common)
+    else:
+        n_classes, n_hidden = model_info["n_classes"], model_info.get("n_hidden", 50)
+        model = get_text_classifier(vocab_sz, n_classes, config, 1.0, pad_idx, n_hidden)
+        learn = TextLearner(model=model, loss_func=nn.CrossEntropyLoss(), splitter=awd_lstm_clas_split, **common)
+    learn.export_info = {"app": "text", "model": model_info}
+    return learn
