@@ -71,6 +71,8 @@ class LRFinder(Callback):
         )
 
     def before_fit(self, learn) -> None:
+        # enough epochs for num_it batches, counted on the data as this fit sees it (a DDP shard is shorter)
+        learn.n_epoch = max(learn.n_epoch, math.ceil(self.num_it / max(1, len(learn.dls.train))))
         # deep copies: state_dict() returns the live tensors, which training would overwrite
         self.model_state = copy.deepcopy(learn._unwrapped().state_dict())
         self.opt_state = copy.deepcopy(learn.opt.state_dict())

@@ -115,7 +115,11 @@ class Recorder(Callback):
 
     def after_epoch(self, learn) -> None:
         self.flush()
-        train_loss = sum(self._epoch_losses) / len(self._epoch_losses) if self._epoch_losses else float("nan")
+        from quickfit.callbacks.distributed import all_reduce_sum
+
+        # every rank records its own batches' losses: the table shows the mean over all of them
+        total = all_reduce_sum(torch.tensor([sum(self._epoch_losses), len(self._epoch_losses)], dtype=torch.float64))
+        train_loss = float(total[0] / total[1]) if total[1] else float("nan")
         valid = self.last_valid if learn.dls.valid is not None else []
         valid = valid + [None] * (1 + len(learn.metrics) - len(valid))
         row = [learn.epoch, train_loss, *valid, time.perf_counter() - self._start]
