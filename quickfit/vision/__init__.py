@@ -1,0 +1,84 @@
+"""Computer vision: image data, batch augmentation, pretrained models, vision_learner, precompute, TTA.
+
+import quickfit as qf
+from quickfit.vision import ImageDataLoaders, aug_transforms, vision_learner
+
+dls = ImageDataLoaders.from_folder("hymenoptera_data", valid="val", size=224, batch_tfms=aug_transforms())
+learn = vision_learner(dls, "efficientnet_lite0", metrics=[qf.accuracy])
+learn.fit_one_cycle(3, 1e-2)
+learn.export("model.qf")
+qf.load_learner("model.qf").predict("photo.jpg")   # ('bees', 1, tensor([0.03, 0.97]))
+"""
+
+from quickfit.vision.augment import (
+    AffineWarp,
+    BatchTransform,
+    Lighting,
+    Normalize,
+    aug_transforms,
+    imagenet_stats,
+    side_on,
+    top_down,
+)
+from quickfit.vision.data import ImageDataLoaders, image_dls_from_export, random_split
+from quickfit.vision.image import get_image_files, load_image, verify_images
+from quickfit.vision.interpret import ClassificationInterpretation, grad_cam, plot_grad_cam
+from quickfit.vision.learner import (
+    VisionLearner,
+    VisionModel,
+    create_head,
+    learner_from_export,
+    vision_learner,
+)
+from quickfit.vision.loader import ImageItems, ImageLoader, ImageLoadError
+from quickfit.vision.models import (
+    ArchSpec,
+    arch_names,
+    efficientnet_lite0,
+    get_arch,
+    register_arch,
+    resnet18,
+    resnet34,
+    resnet50,
+    resnext50_32x4d,
+)
+from quickfit.vision.transforms import RandomResizedCrop, Resize
+
+__all__ = [
+    "AffineWarp",
+    "ArchSpec",
+    "BatchTransform",
+    "ClassificationInterpretation",
+    "ImageDataLoaders",
+    "ImageItems",
+    "ImageLoadError",
+    "ImageLoader",
+    "Lighting",
+    "Normalize",
+    "RandomResizedCrop",
+    "Resize",
+    "VisionLearner",
+    "VisionModel",
+    "arch_names",
+    "aug_transforms",
+    "create_head",
+    "efficientnet_lite0",
+    "get_arch",
+    "get_image_files",
+    "grad_cam",
+    "image_dls_from_export",
+    "imagenet_stats",
+    "learner_from_export",
+    "load_image",
+    "plot_grad_cam",
+    "random_split",
+    "register_arch",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnext50_32x4d",
+    "side_on",
+    "top_down",
+    "verify_images",
+    "vision_learner",
+]

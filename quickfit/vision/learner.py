@@ -1,0 +1,335 @@
+"""vision_learner: a pretrained body, a new head sized from the data, three layer groups, body frozen.
+
+    import quickfit as qf
+    from quickfit.vision import ImageDataLoaders, aug_transforms, vision_learner
+
+    dls = ImageDataLoaders.from_folder(path, valid="val", size=224, batch_tfms=aug_transforms())
+    learn = vision_learner(dls, "efficientnet_lite0", metrics=[qf.accuracy], precompute=True)
+    learn.fit(2, 1e-2)                    # the head, on cached body activations
+    learn.precompute = False              # same head, now with augmentation
+    learn.fit_sgdr(3, cycle_len=1, lr_max=1e-2)
+    learn.unfreeze()
+    learn.fit_sgdr(3, 1, lr_max=[1e-4, 1e-3, 1e-2], cycle_mult=2)
+    preds, targs = learn.tta()
+
+The model is `VisionModel(body, head)`: the body is the architecture cut before its pooling; the head
+is `AdaptiveConcatPool2d, Flatten, BatchNorm1d, Dropout(ps/2), Linear(->512), ReLU, BatchNorm1d,
+Dropout(ps), Linear(->n_out)`. The layer groups are early body, late body and head (the split point
+comes from the architecture's registry entry), so `lr=slice(1e-4, 1e-2)` or a list of three rates
+gives discriminative learning rates. The data is normalized with the statistics the pretrained
+weights expect (ImageNet's for ResNets, the TF-Lite convention for EfficientNet-Lite).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from quickfit.callbacks.core import Callback
+from quickfit.layers import AdaptiveConcatPool2d, Flatten, LinBnDrop
+from quickfit.learner import Learner
+from quickfit.metrics import accuracy
+from quickfit.optim import Adam
+from quickfit.vision.models.registry import ArchSpec, get_arch
+from quickfit.vision.precompute import PrecomputedDataLoaders, precomputed_dls
+from quickfit.vision.tta import tta as _tta
+
+__all__ = [
+    "VisionModel",
+    "VisionLearner",
+    "FrozenBatchNorm",
+    "create_head",
+    "vision_learner",
+    "learner_from_export",
+    "vision_splitter",
+]
+
+_NORM = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
+_LOSSES = {"cross_entropy": nn.CrossEntropyLoss, "bce_with_logits": nn.BCEWithLogitsLoss, "mse": nn.MSELoss}
+
+
+def create_head(
+    n_features: int, n_out: int, lin_ftrs: Sequence[int] = (512,), ps: float = 0.5, concat_pool: bool = True
+) -> nn.Sequential:
+    """Pool, flatten, then [BatchNorm1d, Dropout, Linear] blocks with ReLU between them.
+
+    The dropout of the last block is `ps`, of the earlier ones `ps / 2` (the course's defaults).
+    """
+    pool = AdaptiveConcatPool2d() if concat_pool else nn.AdaptiveAvgPool2d(1)
+    sizes = [n_features * (2 if concat_pool else 1), *lin_ftrs, n_out]
+    layers: list[nn.Module] = [pool, Flatten()]
+    for i, (n_in, n_next) in enumerate(zip(sizes[:-1], sizes[1:])):
+        last = i == len(sizes) - 2
+        layers += LinBnDrop(
+            n_in, n_next, bn=True, p=ps if last else ps / 2, act=None if last else nn.ReLU(inplace=True)
+        )
+    return nn.Sequential(*layers)
+
+
+class VisionModel(nn.Sequential):
+    """`head(body(x))`. A 2-D input is taken as pooled body features (precomputed activations) and
+    only goes through the head after its pooling layers; an image batch is always 4-D."""
+
+    POOL_LAYERS = 2  # head[0] pools, head[1] flattens: precomputed features are their output
+
+    def __init__(self, body: nn.Module, head: nn.Sequential) -> None:
+        super().__init__(body, head)
+
+    @property
+    def body(self) -> nn.Module:
+        return self[0]
+
+    @property
+    def head(self) -> nn.Sequential:
+        return self[1]
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        "The pooled body activations that precompute caches."
+        return self.head[: self.POOL_LAYERS](self.body(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim == 2:
+            return self.head[self.POOL_LAYERS :](x)
+        return self.head(self.body(x))
+
+
+def vision_splitter(model: VisionModel, split_at: int) -> list[list[nn.Parameter]]:
+    "Early body (`body[:split_at]`), late body, head."
+    body = list(model.body.children())
+    return [
+        [p for m in body[:split_at] for p in m.parameters()],
+        [p for m in body[split_at:] for p in m.parameters()],
+        list(model.head.parameters()),
+    ]
+
+
+def _body_is_frozen(model: VisionModel) -> bool:
+    norm = {id(p) for m in model.body.modules() if isinstance(m, _NORM) for p in m.parameters()}
+    return not any(p.requires_grad for p in model.body.parameters() if id(p) not in norm)
+
+
+class FrozenBatchNorm(Callback):
+    """In training, BatchNorm layers of the body whose parameters are all frozen use their running
+    statistics, like the rest of a frozen body (the course library's behaviour). Then a frozen body
+    computes in training exactly what precompute cached, so the head carries over when precompute
+    is turned off, and small batches do not drag the pretrained statistics around."""
+
+    order = -10
+
+    def before_train(self, learn) -> None:
+        for m in learn.model.body.modules():
+            if isinstance(m, _NORM) and any(True for _ in m.parameters()):
+                if not any(p.requires_grad for p in m.parameters()):
+                    m.eval()
+
+
+class VisionLearner(Learner):
+    """A Learner that also knows its architecture: adds `precompute`, `tta`, `set_data`.
+
+    `image_dls` are the images; `dls` is the same object unless precompute is on, when it serves the
+    cached body activations instead (and hands `test_dl` / `decode_pred` over to `image_dls`).
+    """
+
+    def __init__(
+        self,
+        dls,
+        model: VisionModel,
+        spec: ArchSpec,
+        loss_func: Callable | None = None,
+        opt_func: Callable = Adam,
+        lr: float | slice | Sequence[float] = 1e-3,
+        wd: float | None = None,
+        metrics: Iterable = (),
+        cbs: Iterable[Callback] = (),
+        path: str | Path = ".",
+        model_dir: str | Path = "models",
+        train_bn: bool = False,
+        progress: bool | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
+        self._precompute, self.spec, self.image_dls = False, spec, dls
+        self.feature_cache: dict[str, PrecomputedDataLoaders] = {}  # fingerprint -> cached activations
+        super().__init__(
+            dls,
+            model,
+            loss_func,
+            opt_func=opt_func,
+            lr=lr,
+            wd=wd,
+            metrics=metrics,
+            splitter=partial(vision_splitter, split_at=spec.split_at),
+            cbs=[FrozenBatchNorm(), *cbs],
+            path=path,
+            model_dir=model_dir,
+            train_bn=train_bn,
+            progress=progress,
+            device=device,
+        )
+
+    # ---- precompute ----------------------------------------------------------------------------
+    @property
+    def precompute(self) -> bool:
+        "Train the head on cached activations of the frozen body (fast, no augmentation)."
+        return self._precompute
+
+    @precompute.setter
+    def precompute(self, on: bool) -> None:
+        on = bool(on)
+        if on and not _body_is_frozen(self.model):
+            raise ValueError("precompute=True needs the body frozen: call learn.freeze() first")
+        if on:
+            self.dls = precomputed_dls(self)
+        else:
+            self.dls = self.image_dls
+        self._precompute = on
+
+    def freeze_to(self, n: int) -> None:
+        super().freeze_to(n)
+        if self._precompute and not _body_is_frozen(self.model):
+            self.precompute = False  # the body trains now: its activations change every step
+
+    # ---- data ----------------------------------------------------------------------------------
+    def set_data(self, dls) -> VisionLearner:
+        """Continue training the same model on other data, e.g. `dls.new(size=299)` (progressive
+        resizing). Precomputed activations are recomputed for the new data when precompute is on."""
+        n_out = self.model.head[-1].out_features
+        if getattr(dls, "c", n_out) != n_out:
+            raise ValueError(f"set_data: the new data has {dls.c} classes, the model predicts {n_out}")
+        if hasattr(dls, "set_normalize") and self.export_info.get("model", {}).get("normalize", True):
+            dls.set_normalize(*self.spec.stats)
+        was = self._precompute
+        self._precompute, self.image_dls, self.dls = False, dls, dls
+        if hasattr(dls, "to"):
+            dls.to(self.device)
+        self.feature_cache.clear()
+        if was:
+            self.precompute = True
+        return self
+
+    def tta(self, dl=None, n: int = 4, beta: float | None = 0.25):
+        """Predictions blended from the plain images and the mean of `n` augmented passes: see `quickfit.vision.tta`."""
+        return _tta(self, dl=dl, n=n, beta=beta)
+
+
+def _loss_name(loss_func) -> str | None:
+    for name, cls in _LOSSES.items():
+        if isinstance(loss_func, cls):
+            return name
+    return None
+
+
+def _default_loss(dls) -> nn.Module:
+    kind = getattr(dls, "target_kind", "category")
+    return {"multi_category": nn.BCEWithLogitsLoss, "float": nn.MSELoss}.get(kind, nn.CrossEntropyLoss)()
+
+
+def vision_learner(
+    dls,
+    arch: str | ArchSpec | Callable,
+    pretrained: bool | str | Path = True,
+    metrics: Iterable | None = None,
+    loss_func: Callable | None = None,
+    opt_func: Callable = Adam,
+    lr: float | slice | Sequence[float] = 1e-3,
+    wd: float | None = None,
+    lin_ftrs: Sequence[int] = (512,),
+    ps: float = 0.5,
+    concat_pool: bool = True,
+    n_out: int | None = None,
+    precompute: bool = False,
+    normalize: bool = True,
+    channels_last: bool | None = None,
+    cbs: Iterable[Callback] = (),
+    path: str | Path | None = None,
+    model_dir: str | Path = "models",
+    train_bn: bool = False,
+    progress: bool | None = None,
+    device: torch.device | str | None = None,
+) -> VisionLearner:
+    """A `VisionLearner` for `dls` with the body of `arch` (a registered name such as "resnet34" or
+    "efficientnet_lite0", its builder, or an `ArchSpec`).
+
+    `pretrained`: True loads the published ImageNet weights, a path loads a local copy, False starts
+    from random weights (then the body is not frozen). `n_out` defaults to `dls.c`; `loss_func` to
+    cross-entropy (BCE for multi-label data, MSE for regression); `metrics` to accuracy for
+    single-label classification. `normalize` sets the data's normalization to the architecture's
+    statistics. `channels_last` (default: the architecture's, faster on CPU) picks the memory format.
+    `train_bn=False` keeps the BatchNorm layers of a frozen body frozen too (weights and running
+    statistics), so the frozen body is a fixed feature extractor and precompute changes nothing but
+    speed; `train_bn=True` trains them while the rest of the body is frozen.
+    """
+    spec = get_arch(arch)
+    n_out = getattr(dls, "c", None) if n_out is None else n_out
+    if not n_out:
+        raise ValueError("vision_learner: the data does not say how many outputs the model needs; pass n_out=")
+    if loss_func is None:
+        loss_func = getattr(dls, "loss_func", None) or _default_loss(dls)
+    if metrics is None:
+        metrics = [accuracy] if isinstance(loss_func, nn.CrossEntropyLoss) else []
+    if normalize and hasattr(dls, "set_normalize"):
+        dls.set_normalize(*spec.stats)
+    body = spec.create_body(pretrained=pretrained)
+    model = VisionModel(body, create_head(spec.num_features, n_out, lin_ftrs, ps, concat_pool))
+    use_cl = spec.channels_last if channels_last is None else channels_last
+    if use_cl:
+        model = model.to(memory_format=torch.channels_last)
+    learn = VisionLearner(
+        dls,
+        model,
+        spec,
+        loss_func=loss_func,
+        opt_func=opt_func,
+        lr=lr,
+        wd=wd,
+        metrics=metrics,
+        cbs=cbs,
+        path=path if path is not None else getattr(dls, "path", "."),
+        model_dir=model_dir,
+        train_bn=train_bn,
+        progress=progress,
+        device=device,
+    )
+    learn.export_info = {
+        "app": "vision",
+        "model": {
+            "arch": spec.name,
+            "n_out": int(n_out),
+            "lin_ftrs": [int(n) for n in lin_ftrs],
+            "ps": float(ps),
+            "concat_pool": bool(concat_pool),
+            "channels_last": bool(use_cl),
+            "normalize": bool(normalize),
+            "loss": _loss_name(loss_func),
+        },
+    }
+    if pretrained is not False and pretrained is not None:
+        learn.freeze()
+    if precompute:
+        learn.precompute = True
+    return learn
+
+
+def learner_from_export(info: dict) -> VisionLearner:
+    """The learner `quickfit.load_learner` needs for a vision export: the model with fresh weights
+    (the caller loads the exported ones) and data that can `test_dl` and `decode_pred`."""
+    from quickfit.vision.data import image_dls_from_export
+
+    m = info.get("model") or {}
+    if "arch" not in m or "data" not in info:
+        raise ValueError("not a vision export: the metadata lacks the model's arch or the data processing")
+    spec = get_arch(m["arch"])
+    model = VisionModel(
+        spec.create_body(pretrained=False),
+        create_head(spec.num_features, m["n_out"], m["lin_ftrs"], m["ps"], m["concat_pool"]),
+    )
+    if m.get("channels_last"):
+        model = model.to(memory_format=torch.channels_last)
+    loss = _LOSSES[m["loss"]]() if m.get("loss") in _LOSSES else None
+    dls = image_dls_from_export(info["data"])
+    learn = VisionLearner(dls, model, spec, loss_func=loss, metrics=[], progress=False, device="cpu")
+    learn.export_info = {k: v for k, v in info.items() if k != "data"}
+    return learn
