@@ -1,6 +1,26 @@
-"""Collaborative filtering: ratings data, dot-product and neural models, `collab_learner`."""
+"""Collaborative filtering: ratings data, dot-product and neural models, `collab_learner`.
 
-from quickfit.collab.data import CollabDataLoaders, RatingsLoader
-from quickfit.collab.models import EmbeddingDotBias, EmbeddingNN
+    from quickfit.collab import CollabDataLoaders, collab_learner
+    dls = CollabDataLoaders.from_df(ratings, user_name="user", item_name="item", rating_name="rating")
+    learn = collab_learner(dls, n_factors=50, y_range=(0, 5.5))
+    learn.fit_one_cycle(5, 5e-3)
 
-__all__ = ["CollabDataLoaders", "RatingsLoader", "EmbeddingDotBias", "EmbeddingNN"]
+See docs/collab.md.
+"""
+
+from quickfit.collab.data import CollabDataLoaders, MissingColumnError, RatingsLoader, UnknownIdError
+from quickfit.collab.learner import CollabLearner, collab_learner, learner_from_export
+from quickfit.collab.models import EmbeddingDotBias, EmbeddingNN, emb_sz_rule
+
+__all__ = [
+    "CollabDataLoaders",
+    "RatingsLoader",
+    "UnknownIdError",
+    "MissingColumnError",
+    "EmbeddingDotBias",
+    "EmbeddingNN",
+    "emb_sz_rule",
+    "CollabLearner",
+    "collab_learner",
+    "learner_from_export",
+]

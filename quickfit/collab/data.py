@@ -100,9 +100,7 @@ class RatingsLoader:
 def _check_columns(df: pd.DataFrame, names: Sequence[str], what: str) -> None:
     missing = [c for c in names if c not in df.columns]
     if missing:
-        raise MissingColumnError(
-            f"{what}: column(s) {missing} not found; available columns: {list(df.columns)}"
-        )
+        raise MissingColumnError(f"{what}: column(s) {missing} not found; available columns: {list(df.columns)}")
 
 
 def _sorted_unique(values: pd.Series) -> list:
@@ -257,9 +255,7 @@ class CollabDataLoaders(DataLoaders):
             raise FileNotFoundError(f"ratings file not found: {path}")
         df = pd.read_csv(path, sep=sep, names=list(names) if names else None, encoding=encoding)
         try:
-            return cls.from_df(
-                df, user_name, item_name, rating_name, valid_idx, valid_pct, seed, bs, valid_bs
-            )
+            return cls.from_df(df, user_name, item_name, rating_name, valid_idx, valid_pct, seed, bs, valid_bs)
         except MissingColumnError as e:
             raise MissingColumnError(f"{path}: {e}") from None
 

@@ -52,9 +52,7 @@ def _check_y_range(y_range: Sequence[float] | None) -> tuple[float, float] | Non
 class EmbeddingDotBias(nn.Module):
     """Dot product of user and item factors plus a bias for each, optionally in `y_range`."""
 
-    def __init__(
-        self, n_factors: int, n_users: int, n_items: int, y_range: Sequence[float] | None = None
-    ) -> None:
+    def __init__(self, n_factors: int, n_users: int, n_items: int, y_range: Sequence[float] | None = None) -> None:
         super().__init__()
         self.n_factors, self.n_users, self.n_items = n_factors, n_users, n_items
         self.y_range = _check_y_range(y_range)

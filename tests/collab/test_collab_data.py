@@ -38,9 +38,7 @@ def test_string_ids_map_to_sorted_classes_with_unknown_first():
     xs, ys = zip(*dls.train)
     x, y = torch.cat(xs), torch.cat(ys)
     assert x.dtype == torch.long and x.shape[1] == 2 and y.dtype == torch.float32
-    got = sorted(
-        (dls.classes["user"][u], dls.classes["item"][i], r) for (u, i), r in zip(x.tolist(), y.tolist())
-    )
+    got = sorted((dls.classes["user"][u], dls.classes["item"][i], r) for (u, i), r in zip(x.tolist(), y.tolist()))
     kept = len(x)  # drop_last drops at most bs - 1 rows
     assert len(df) - 16 < kept <= len(df)
     want = sorted(zip(df.user, df.item.tolist(), df.rating))
