@@ -16,7 +16,9 @@ mean squared error; `y_range=(lo, hi)` squashes regression outputs into that ran
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 
+import torch
 from torch import nn
 
 from quickfit.learner import Learner
@@ -48,7 +50,9 @@ def _model_config(
     }
 
 
-def _build(dls: TabularDataLoaders, config: dict, metrics, loss_func, opt_func, lr, wd, cbs, path) -> Learner:
+def _build(
+    dls: TabularDataLoaders, config: dict, metrics, loss_func, opt_func, lr, wd, cbs, path, progress, device
+) -> Learner:
     model = TabularModel(
         [tuple(e) for e in config["emb_szs"]],
         config["n_cont"],
@@ -62,7 +66,19 @@ def _build(dls: TabularDataLoaders, config: dict, metrics, loss_func, opt_func, 
         loss_func = nn.CrossEntropyLoss() if dls.is_classification else nn.MSELoss()
     if metrics is None:
         metrics = [accuracy] if dls.is_classification else [rmse]
-    learn = Learner(dls, model, loss_func, opt_func=opt_func, lr=lr, wd=wd, metrics=metrics, cbs=cbs, path=path)
+    learn = Learner(
+        dls,
+        model,
+        loss_func,
+        opt_func=opt_func,
+        lr=lr,
+        wd=wd,
+        metrics=metrics,
+        cbs=cbs,
+        path=path,
+        progress=progress,
+        device=device,
+    )
     learn.export_info = {"app": "tabular", "model": config, "data": dls.export_info()}
     return learn
 
@@ -80,24 +96,27 @@ def tabular_learner(
     lr: float = 1e-3,
     wd: float | None = None,
     cbs: Iterable = (),
-    path: str = ".",
+    path: str | Path = ".",
+    progress: bool | None = None,
+    device: torch.device | str | None = None,
 ) -> Learner:
     """A Learner over a `TabularModel` built for `dls`.
 
     `layers`: hidden sizes; `emb_szs`: `{column: size}` overriding the embedding size rule; `ps`:
     dropout after each hidden layer; `embed_p`: embedding dropout; `y_range`: `(lo, hi)` for a
     regression's scaled sigmoid. `metrics=None` gives accuracy (classification) or RMSE (regression);
-    pass `()` for none. `loss_func=None` gives cross-entropy or mean squared error.
+    pass `()` for none. `loss_func=None` gives cross-entropy or mean squared error. The rest go to
+    `Learner` (`progress=False` silences the progress bars; `device` defaults to CUDA when available).
     """
     if not isinstance(dls, TabularDataLoaders):
         raise TypeError(f"tabular_learner needs TabularDataLoaders, got {type(dls).__name__}")
     if y_range is not None and dls.is_classification:
         raise ValueError("y_range is for regression; this target is classification (y_block='category')")
     config = _model_config(dls, layers, emb_szs, ps, embed_p, y_range)
-    return _build(dls, config, metrics, loss_func, opt_func, lr, wd, cbs, path)
+    return _build(dls, config, metrics, loss_func, opt_func, lr, wd, cbs, path, progress, device)
 
 
 def learner_from_export(info: dict) -> Learner:
     """Rebuild a tabular Learner (fresh weights, no rows) from an export's JSON; `load_learner` calls it."""
     dls = TabularDataLoaders.from_export(info["data"])
-    return _build(dls, info["model"], (), None, Adam, 1e-3, None, (), ".")
+    return _build(dls, info["model"], (), None, Adam, 1e-3, None, (), ".", None, None)
