@@ -14,7 +14,7 @@ commands: `quickfit --help` answers at once.
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
 import json
 import sys
 from collections.abc import Sequence
@@ -176,11 +176,19 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _vision_cli(command: str):
-    from quickfit.extras import require
+    """`quickfit.vision.cli` (the vision application's commands), or an error saying what is missing."""
+    from quickfit.extras import MissingExtraError
 
-    if importlib.util.find_spec("quickfit.vision.cli") is None:
-        raise CommandError(f"{command} on images is not available in this version of quickfit (no quickfit.vision.cli)")
-    return require("quickfit.vision.cli", package="the vision extra", extra="vision", what=f"quickfit {command}")
+    try:
+        return importlib.import_module("quickfit.vision.cli")
+    except ModuleNotFoundError as e:
+        if e.name in ("quickfit.vision", "quickfit.vision.cli"):
+            raise CommandError(
+                f"{command} on images is not available in this version of quickfit (no quickfit.vision.cli)"
+            ) from None
+        raise MissingExtraError(
+            f'quickfit {command} on images needs {e.name}, which is not installed: pip install "quickfit[vision]"'
+        ) from None
 
 
 # ---- predict ---------------------------------------------------------------------------------------------
@@ -223,7 +231,7 @@ def predict_files(model: str | Path, inputs: Sequence[str]) -> list[tuple[str, o
     missing = [i for i in inputs if needs_files and not Path(i).exists()]
     if missing:
         raise CommandError(f"no such input file(s): {', '.join(missing)}")
-    if app == "vision" and importlib.util.find_spec("quickfit.vision.cli") is not None:
+    if app == "vision":
         _vision_cli("predict").predict_command(model, [Path(i) for i in inputs])
         return []
     from quickfit.learner import load_learner
