@@ -181,6 +181,9 @@ class TabularDataLoaders(DataLoaders):
         both = set(y_names) & set((cat_in or []) + (cont_in or []))
         if both:
             raise ValueError(f"from_df: target column(s) {sorted(both)} also listed as inputs")
+        both = set(cat_in or []) & set(cont_in or [])
+        if both:
+            raise ValueError(f"from_df: column(s) {sorted(both)} in both cat_names and cont_names")
         inferred = cat_in is None and cont_in is None
         if inferred:
             cont_in, cat_in = cont_cat_split(df, exclude=y_names)
@@ -337,9 +340,13 @@ class TabularDataLoaders(DataLoaders):
     def test_dl(self, items: Any, with_labels: bool | None = None, bs: int | None = None) -> TabularBatches:
         """Batches for new rows: a DataFrame, one dict / Series, or a list of them.
 
-        The rows need the input columns (not the target). With `with_labels=None` the targets are
-        included when every target column is present and complete (so `learn.validate(dl=...)` works).
+        The rows need the input columns (not the target). With `with_labels=None` the targets of a
+        DataFrame are included when every target column is present and complete (so
+        `learn.validate(dl=...)` works); rows given as dicts / Series (what `learn.predict` passes) never
+        carry targets.
         """
+        if with_labels is None and not isinstance(items, pd.DataFrame):
+            with_labels = False
         df = _rows_as_frame(items, "test_dl")
         if len(df) == 0:
             raise ValueError("test_dl: no rows to predict")

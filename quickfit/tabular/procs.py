@@ -25,6 +25,7 @@ list them in: the `_na` flags FillMissing adds must be categorified, and Normali
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -67,6 +68,18 @@ def _numeric_column(df: pd.DataFrame, name: str) -> np.ndarray:
             f"continuous column {name!r} holds non-numeric values such as {bad.iloc[0]!r}; pass it in cat_names instead"
         )
     return values.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _warn_if_type_differs(name: str, vocab: list, col: pd.Series) -> None:
+    """Nothing matched the vocab: say so when it is because of a type (e.g. '3' vs 3), not unseen values."""
+    values = col.dropna()
+    if len(values) and isinstance(values.iloc[0], str) != isinstance(vocab[1], str):
+        warnings.warn(
+            f"Categorify: no value of column {name!r} is in its training vocab, which holds "
+            f"{type(vocab[1]).__name__} values (e.g. {vocab[1]!r}) while these are "
+            f"{type(_plain(values.iloc[0])).__name__} (e.g. {values.iloc[0]!r}); all map to #na#",
+            stacklevel=3,
+        )
 
 
 class TabularProc:
@@ -115,7 +128,10 @@ class Categorify(TabularProc):
         out = df.copy()
         for name, vocab in self.vocabs.items():
             # a hash lookup, vectorized; missing values and values outside the vocab get -1, hence 0 (#na#)
-            out[name] = pd.Index(vocab[1:]).get_indexer(df[name]).astype(np.int64) + 1
+            codes = pd.Index(vocab[1:]).get_indexer(df[name]).astype(np.int64) + 1
+            if len(vocab) > 1 and not codes.any():
+                _warn_if_type_differs(name, vocab, df[name])
+            out[name] = codes
         return out
 
     def decode(self, name: str, codes: Sequence[int]) -> list:

@@ -72,6 +72,8 @@ def test_bad_inputs_named(rule_df, reg_df):
         TabularDataLoaders.from_df(rule_df, "label", **NAMES, y_block="regression")
     with pytest.raises(ValueError, match=r"target column\(s\) \['x'\] also listed as inputs"):
         TabularDataLoaders.from_df(rule_df, "x", **NAMES)
+    with pytest.raises(ValueError, match=r"\['x'\] in both cat_names and cont_names"):
+        TabularDataLoaders.from_df(rule_df, "label", cat_names=["shape", "x"], cont_names=["x"])
     with pytest.raises(ValueError, match="need Categorify in procs"):
         TabularDataLoaders.from_df(rule_df, "label", **NAMES, procs=[Normalize])
     with pytest.raises(ValueError, match="still hold missing"):  # no FillMissing: NaNs must not reach the model
@@ -156,6 +158,18 @@ def test_test_dl_rows_dicts_unseen_values(rule_df):
         dls.test_dl(rule_df.iloc[:3].assign(label="maybe"))
     with pytest.raises(TypeError, match="expected a DataFrame"):
         dls.test_dl("circle")
+    # rows given one by one (what learn.predict passes) never carry labels, so an unknown one is fine
+    row = rule_df.iloc[0].copy()
+    row["label"] = "maybe"
+    assert len(next(iter(dls.test_dl([row])))) == 2
+
+
+def test_categorical_type_mismatch_warns(reg_df):
+    df = reg_df.assign(level=np.arange(len(reg_df)) % 3)  # ints 0, 1, 2
+    dls = TabularDataLoaders.from_df(df, "target", ["level"], ["x"], seed=0)
+    with pytest.warns(UserWarning, match="column 'level' is in its training vocab, which holds int values"):
+        dl = dls.test_dl(df.iloc[:5].assign(level=["0", "1", "2", "0", "1"]))  # read back as text
+    assert (dl.x_cat == 0).all()
 
 
 def test_decode_pred_and_export_round_trip(rule_df, tmp_path):
