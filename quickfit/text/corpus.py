@@ -1,0 +1,231 @@
+"""Tokenizing a whole corpus: in parallel over the cores, cached on disk, kept as one array of ids.
+
+A `TokenizedCorpus` holds the distinct token strings, one int32 array with every text's token
+indices back to back, and the offsets where each text starts: building a vocabulary is a
+`bincount` and numericalizing is one array lookup, with no Python loop over tokens.
+
+    from quickfit.text.corpus import tokenize_corpus
+    from quickfit.text.tokenize import Tokenizer
+    corpus = tokenize_corpus(texts, Tokenizer(), cache_dir="~/.cache/quickfit/tokens")
+    corpus.to_lists()[0]          # ['xxbos', 'xxmaj', 'hello', ...]
+    corpus.counts()               # occurrences of each of corpus.tokens
+
+Worker processes are forked (spawned where fork does not exist); each tokenizes a contiguous chunk
+and sends back its own small token table and an int32 array, which costs far less to pass between
+processes than lists of strings. Measured on SST-2 (67k short sentences): Hugging Face's
+`encode_batch`, parallel in Rust, was slower than this (it builds full encodings with offsets).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import chain
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from quickfit.text.tokenize import Tokenizer
+
+__all__ = ["TokenizedCorpus", "tokenize_corpus", "check_texts", "default_workers", "PARALLEL_MIN_TEXTS"]
+
+# Below this many texts (with n_workers=None) starting processes costs more than it saves.
+PARALLEL_MIN_TEXTS = 2000
+_CACHE_FORMAT = 1
+
+
+@dataclass
+class TokenizedCorpus:
+    """Texts as token indices: text `i` is `[tokens[j] for j in ids[offsets[i]:offsets[i + 1]]]`."""
+
+    tokens: list[str]
+    ids: np.ndarray  # int32, all texts back to back
+    offsets: np.ndarray  # int64, n_texts + 1
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def counts(self) -> np.ndarray:
+        """How often each of `tokens` occurs in the corpus."""
+        return np.bincount(self.ids, minlength=len(self.tokens))
+
+    def to_lists(self) -> list[list[str]]:
+        """The tokens of every text as lists of strings."""
+        flat = np.array(self.tokens, dtype=object)[self.ids].tolist()
+        o = self.offsets.tolist()
+        return [flat[o[i] : o[i + 1]] for i in range(len(o) - 1)]
+
+    @classmethod
+    def from_lists(cls, lists: Sequence[Sequence[str]]) -> TokenizedCorpus:
+        """Index token lists (tokens numbered in order of first appearance)."""
+        flat = list(chain.from_iterable(lists))
+        index = {t: i for i, t in enumerate(dict.fromkeys(flat))}  # C-speed loops, no per-token Python
+        ids = np.fromiter(map(index.__getitem__, flat), dtype=np.int32, count=len(flat))
+        offsets = np.zeros(len(lists) + 1, dtype=np.int64)
+        np.cumsum(np.fromiter(map(len, lists), dtype=np.int64, count=len(lists)), out=offsets[1:])
+        return cls(list(index), ids, offsets)
+
+    @classmethod
+    def concat(cls, parts: Sequence[TokenizedCorpus]) -> TokenizedCorpus:
+        """One corpus from consecutive parts, their token tables merged (first appearance order kept)."""
+        index: dict[str, int] = {}
+        ids, lengths = [], []
+        for p in parts:
+            remap = np.array([index.setdefault(t, len(index)) for t in p.tokens], dtype=np.int32)
+            ids.append(remap[p.ids] if len(p.ids) else p.ids.astype(np.int32))
+            lengths.append(p.lengths)
+        offsets = np.zeros(sum(len(p) for p in parts) + 1, dtype=np.int64)
+        if len(offsets) > 1:
+            np.cumsum(np.concatenate(lengths), out=offsets[1:])
+        flat = np.concatenate(ids) if ids else np.zeros(0, dtype=np.int32)
+        return cls(list(index), flat.astype(np.int32, copy=False), offsets)
+
+
+def check_texts(texts: Sequence, what: str = "texts") -> None:
+    """Raise a TypeError naming the first items that are not strings (NaN from a CSV, numbers, None)."""
+    bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
+    if bad:
+        examples = ", ".join(f"{i}: {texts[i]!r} ({type(texts[i]).__name__})" for i in bad[:5])
+        raise TypeError(f"{what}: {len(bad)} item(s) are not strings, e.g. at position {examples}")
+
+
+def default_workers() -> int:
+    """The number of cores this process may use."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+# --- worker side -------------------------------------------------------------------------------
+_worker_tok: Tokenizer | None = None
+
+
+def _init_worker(settings: dict) -> None:
+    global _worker_tok
+    from quickfit.text.tokenize import Tokenizer
+
+    _worker_tok = Tokenizer.from_dict(settings)
+
+
+def _work(texts: Sequence[str]) -> TokenizedCorpus:
+    return _worker_tok.corpus(texts)
+
+
+def _chunks(texts: Sequence[str], n_chunks: int) -> list[Sequence[str]]:
+    """Contiguous chunks of about the same number of characters."""
+    sizes = np.cumsum([len(t) + 16 for t in texts])  # + a per-text cost
+    cuts = np.searchsorted(sizes, np.linspace(0, sizes[-1], n_chunks + 1)[1:-1])
+    bounds = [0, *sorted(set(cuts.tolist()) - {0, len(texts)}), len(texts)]
+    return [texts[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _run(texts: Sequence[str], tokenizer: Tokenizer, n_workers: int) -> TokenizedCorpus:
+    if n_workers <= 1 or len(texts) < 2:
+        return tokenizer.corpus(texts)
+    n_workers = min(n_workers, len(texts))
+    methods = mp.get_all_start_methods()
+    ctx = mp.get_context("fork" if "fork" in methods else None)  # fork: no re-import in the workers
+    # Hugging Face tokenizers warns in a forked child once Rust threads were used; the workers only
+    # need its serial paths, so say so for the fork (and put the user's setting back after).
+    old = os.environ.get("TOKENIZERS_PARALLELISM")
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    try:
+        pool = ctx.Pool(n_workers, initializer=_init_worker, initargs=(tokenizer.to_dict(),))
+    finally:
+        if old is None:
+            del os.environ["TOKENIZERS_PARALLELISM"]
+        else:
+            os.environ["TOKENIZERS_PARALLELISM"] = old
+    with pool:
+        parts = pool.map(_work, _chunks(texts, n_workers * 4), chunksize=1)
+    return TokenizedCorpus.concat(parts)
+
+
+# --- cache -------------------------------------------------------------------------------------
+def _cache_key(texts: Sequence[str], tokenizer: Tokenizer) -> str:
+    import tokenizers
+
+    h = hashlib.sha256()
+    meta = {"format": _CACHE_FORMAT, "tokenizers": tokenizers.__version__, "settings": tokenizer.to_dict()}
+    if tokenizer.splitter == "spacy":
+        import spacy
+
+        meta["spacy"] = spacy.__version__
+    h.update(json.dumps(meta, sort_keys=True).encode())
+    h.update(np.array([len(t) for t in texts], dtype=np.int64).tobytes())  # makes the join unambiguous
+    h.update("".join(texts).encode("utf-8", "surrogatepass"))
+    return h.hexdigest()[:40]
+
+
+def _load(path: Path) -> tuple[TokenizedCorpus, str | None] | None:
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            tokens = json.loads(f["tokens"].tobytes().decode())
+            model = f["subword_model"].tobytes().decode() if "subword_model" in f else None
+            return TokenizedCorpus(tokens, f["ids"], f["offsets"]), model
+    except (OSError, ValueError, KeyError):
+        return None  # unreadable cache entry: tokenize again (and overwrite it)
+
+
+def _save(path: Path, corpus: TokenizedCorpus, model: str | None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {
+        "tokens": np.frombuffer(json.dumps(corpus.tokens).encode(), dtype=np.uint8),
+        "ids": corpus.ids,
+        "offsets": corpus.offsets,
+    }
+    if model is not None:
+        arrays["subword_model"] = np.frombuffer(model.encode(), dtype=np.uint8)
+    # Written next to its final name then renamed: a reader never sees half a file.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def tokenize_corpus(
+    texts: Sequence[str],
+    tokenizer: Tokenizer,
+    n_workers: int | None = None,
+    cache_dir: str | Path | None = None,
+) -> TokenizedCorpus:
+    """Tokenize `texts` into a `TokenizedCorpus` (see `quickfit.text.tokenize.tokenize_texts`)."""
+    texts = list(texts)
+    check_texts(texts)
+    path = None
+    if cache_dir is not None:
+        path = Path(cache_dir).expanduser() / f"{_cache_key(texts, tokenizer)}.npz"
+        hit = _load(path) if path.exists() else None
+        if hit is not None:
+            corpus, model = hit
+            if model is not None and not tokenizer.is_trained:
+                tokenizer.set_subword_model(model)
+            return corpus
+    if n_workers is None:
+        n_workers = default_workers() if len(texts) >= PARALLEL_MIN_TEXTS else 1
+    trained_here = not tokenizer.is_trained
+    if trained_here:
+        # Words in parallel, then the subword model trains on them and cuts them (Rust, threaded).
+        words = _run(texts, tokenizer.word_level(), n_workers).to_lists()
+        tokenizer.train(texts, words=words)
+        corpus = TokenizedCorpus.from_lists(tokenizer.subword_pieces(words))
+    else:
+        corpus = _run(texts, tokenizer, n_workers)
+    if path is not None:
+        _save(path, corpus, tokenizer.subword_model if trained_here else None)
+    return corpus

@@ -1,0 +1,168 @@
+"""The course's tokenizing rules: special tokens, clean-up before splitting, markers after, and their undo.
+
+Text rules run on the raw string before it is split into words; token rules run on the words.
+Lower-casing is done by `case_markers`, which adds `xxmaj` / `xxup` so no information is lost,
+and `undo_rules` puts everything back (up to whitespace):
+
+    from quickfit.text.rules import case_markers, replace_rep, undo_rules
+    replace_rep("sooooo good")                 # 's xxrep 5 o  good'
+    case_markers(["The", "BBC", "is", "I"])    # ['xxmaj', 'the', 'xxup', 'bbc', 'is', 'xxmaj', 'i']
+    undo_rules(["xxbos", "xxmaj", "so", "xxwrep", "3", "xxup", "no"])   # 'So NO NO NO'
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Sequence
+
+__all__ = [
+    "UNK",
+    "PAD",
+    "BOS",
+    "EOS",
+    "FLD",
+    "REP",
+    "WREP",
+    "UP",
+    "MAJ",
+    "SPECIAL_TOKENS",
+    "TEXT_RULES",
+    "TOKEN_RULES",
+    "DEFAULT_RULES",
+    "fix_html",
+    "replace_rep",
+    "spec_add_spaces",
+    "replace_wrep",
+    "case_markers",
+    "undo_rules",
+]
+
+UNK, PAD, BOS, EOS, FLD = "xxunk", "xxpad", "xxbos", "xxeos", "xxfld"
+REP, WREP, UP, MAJ = "xxrep", "xxwrep", "xxup", "xxmaj"
+# The order fixes their indices in every Vocab: xxunk is 0 and xxpad is 1 (the models rely on it).
+SPECIAL_TOKENS = (UNK, PAD, BOS, EOS, FLD, REP, WREP, UP, MAJ)
+
+TEXT_RULES = ("fix_html", "replace_rep", "spec_add_spaces")
+TOKEN_RULES = ("replace_wrep", "case_markers")
+DEFAULT_RULES = TEXT_RULES + TOKEN_RULES
+
+# Each pair needs one of these characters, so most texts skip the replacements altogether.
+_HTML_FIXES = (
+    ("#39;", "'"),
+    ("amp;", "&"),
+    ("#146;", "'"),
+    ("nbsp;", " "),
+    ("#36;", "$"),
+    ("\\n", "\n"),
+    ("quot;", "'"),
+    ("<br />", "\n"),
+    ("<br/>", "\n"),
+    ('\\"', '"'),
+    ("<unk>", UNK),  # WikiText's unknown word
+    (" @.@ ", "."),  # WikiText's escaped separators inside numbers ("1 @,@ 000")
+    (" @,@ ", ","),
+    (" @-@ ", "-"),
+)
+_re_html_hint = re.compile(r"[#;\\<@&]")
+_re_rep = re.compile(r"(\S)(\1{2,})")
+_re_spec = re.compile(r"([/#\\])")
+
+
+def fix_html(text: str) -> str:
+    """Undo the HTML escapes and markup scraped texts carry (`&amp;`, `<br />`, `#39;`, WikiText's `@-@`)."""
+    if _re_html_hint.search(text) is None:
+        return text
+    if "&" in text:  # proper entities first, so "&amp;" is "&" (not "&&" by the "amp;" fix below)
+        text = html.unescape(text)
+    for old, new in _HTML_FIXES:
+        text = text.replace(old, new)
+    return text
+
+
+def _rep(m: re.Match) -> str:
+    return f" {REP} {len(m.group(0))} {m.group(1)} "
+
+
+def replace_rep(text: str) -> str:
+    """A character repeated 3+ times becomes `xxrep n c`: "sooooo" -> "s xxrep 5 o"."""
+    return _re_rep.sub(_rep, text)
+
+
+def spec_add_spaces(text: str) -> str:
+    """Spaces around `/`, `#` and `\\`, so "great/bad" and "#tag" split into their parts."""
+    if "/" in text or "#" in text or "\\" in text:
+        return _re_spec.sub(r" \1 ", text)
+    return text
+
+
+def replace_wrep(tokens: Sequence[str]) -> list[str]:
+    """A token repeated 3+ times in a row becomes `xxwrep n tok`: "ha ha ha" -> "xxwrep 3 ha"."""
+    res: list[str] = []
+    i, n = 0, len(tokens)
+    while i < n:
+        t, j = tokens[i], i + 1
+        while j < n and tokens[j] == t:
+            j += 1
+        if j - i >= 3:
+            res += [WREP, str(j - i), t]
+        else:
+            res += tokens[i:j]
+        i = j
+    return res
+
+
+def case_markers(tokens: Sequence[str]) -> list[str]:
+    """Lower-case the tokens, marking "Word" with `xxmaj` and "WORD" with `xxup` (nothing is lost).
+
+    A token that would not come back exactly ("iPhone", "McDonald") is kept as it is.
+    """
+    res: list[str] = []
+    for t in tokens:
+        low = t.lower()
+        if low == t:
+            res.append(t)
+        elif len(t) > 1 and low.upper() == t:
+            res += [UP, low]
+        elif low[:1].upper() + low[1:] == t:
+            res += [MAJ, low]
+        else:
+            res.append(t)
+    return res
+
+
+def _apply_case(tokens: Sequence[str]) -> list[str]:
+    res: list[str] = []
+    marker = None
+    for t in tokens:
+        if t == MAJ or t == UP:
+            marker = t
+            continue
+        if marker == MAJ:
+            t = t[:1].upper() + t[1:]
+        elif marker == UP:
+            t = t.upper()
+        marker = None
+        res.append(t)
+    return res
+
+
+def undo_rules(tokens: Sequence[str]) -> str:
+    """The text back from word tokens: markers applied, repetitions expanded, joined by spaces.
+
+    `xxbos`, `xxeos` and `xxpad` are dropped. Whitespace is not restored (tokens are joined by one
+    space), so tokenizing the result gives the same tokens again.
+    """
+    words = _apply_case(t for t in tokens if t not in (BOS, EOS, PAD))
+    res: list[str] = []
+    i, n = 0, len(words)
+    while i < n:
+        t = words[i]
+        if t in (REP, WREP) and i + 2 < n and words[i + 1].isdigit():
+            count, what = int(words[i + 1]), words[i + 2]
+            res.append(what * count if t == REP else " ".join([what] * count))
+            i += 3
+        else:
+            res.append(t)
+            i += 1
+    return " ".join(res)
