@@ -119,4 +119,5 @@ def tabular_learner(
 def learner_from_export(info: dict) -> Learner:
     """Rebuild a tabular Learner (fresh weights, no rows) from an export's JSON; `load_learner` calls it."""
     dls = TabularDataLoaders.from_export(info["data"])
-    return _build(dls, info["model"], (), None, Adam, 1e-3, None, (), ".", None, None)
+    # on the CPU: load_learner moves the model where it is asked; batches follow the model
+    return _build(dls, info["model"], (), None, Adam, 1e-3, None, (), ".", None, "cpu")
