@@ -48,7 +48,7 @@ def lm_batches(ids: torch.Tensor, bs: int, bptt: int) -> list[tuple[torch.Tensor
 
 def repeating_lm_dls() -> StubDataLoaders:
     vocab = SPECIALS + [f"w{i}" for i in range(8)]
-    ids = torch.arange(9, 17).repeat(150)
+    ids = torch.arange(9, 17).repeat(100)
     batches = lm_batches(ids, bs=4, bptt=10)
     return StubDataLoaders(batches, batches[:6], vocab)
 
@@ -66,40 +66,6 @@ def test_tiny_language_model_learns_a_repeating_sequence_and_continues_it():
     assert sampled[:2] == ["xxbos", "w5"] and len(sampled) == 6
     out = learn.predict("never seen words", n_words=3, temperature=0).split()  # read as xxunk, no crash
     assert out[:3] == ["never", "seen", "words"] and len(out) == 6 and "xxunk" not in out  # no_unk
-
-
-def keyword_batches(n: int, seed: int, vocab: list[str]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Texts of 3-12 random words, label 1 when the word 'good' occurs; right-padded batches of 32."""
-    g = torch.Generator().manual_seed(seed)
-    good, pad = vocab.index("good"), vocab.index("xxpad")
-    texts, labels = [], []
-    for i in range(n):
-        words = torch.randint(
-            len(SPECIALS) + 1, len(vocab), (int(torch.randint(3, 13, (1,), generator=g)),), generator=g
-        )
-        if i % 2:
-            words[torch.randint(0, len(words), (1,), generator=g)] = good
-        texts.append(torch.cat([torch.tensor([2]), words]))
-        labels.append(i % 2)
-    batches = []
-    for s in range(0, n, 32):
-        chunk = texts[s : s + 32]
-        width = max(len(t) for t in chunk)
-        x = torch.full((len(chunk), width), pad)
-        for j, t in enumerate(chunk):
-            x[j, : len(t)] = t
-        batches.append((x, torch.tensor(labels[s : s + 32])))
-    return batches
-
-
-def test_tiny_classifier_learns_a_keyword_rule():
-    torch.manual_seed(0)
-    vocab = SPECIALS + ["good"] + [f"w{i}" for i in range(30)]
-    dls = StubDataLoaders(keyword_batches(640, 0, vocab), keyword_batches(160, 1, vocab), vocab, c=2)
-    learn = text_classifier_learner(dls, config=SMALL, drop_mult=0.1)
-    assert isinstance(learn, TextLearner)
-    learn.fit_one_cycle(4, 1e-2)
-    assert learn.validate()[1] > 0.9
 
 
 def test_rnn_callback_resets_hidden_state_before_each_validation():
@@ -361,3 +327,75 @@ def test_factories_check_their_inputs():
         text_classifier_learner(StubDataLoaders([], None, NEW_VOCAB, None))
     with pytest.raises(ValueError, match="only AWD_LSTM"):
         language_model_learner(_new_dls(), arch=torch.nn.LSTM, pretrained=False)
+
+
+# ---- with the real text pipeline: keyword rule, export round trip, unseen tokens ----------------
+
+
+def keyword_df(n: int, seed: int):
+    pd = pytest.importorskip("pandas")
+    g = torch.Generator().manual_seed(seed)
+    words = ["the", "film", "plot", "actors", "was", "a", "story", "scene", "music", "long", "it", "and"]
+    texts, labels = [], []
+    for i in range(n):
+        idx = torch.randint(0, len(words), (int(torch.randint(3, 10, (1,), generator=g)),), generator=g).tolist()
+        text = [words[j] for j in idx]
+        if i % 2:
+            text.insert(int(torch.randint(0, len(text), (1,), generator=g)), "great")
+        texts.append(" ".join(text).capitalize() + ".")
+        labels.append("pos" if i % 2 else "neg")
+    return pd.DataFrame({"text": texts, "label": labels})
+
+
+@pytest.fixture(scope="module")
+def keyword_learner():
+    from quickfit.text.data import TextDataLoaders
+
+    torch.manual_seed(0)
+    dls = TextDataLoaders.from_df(keyword_df(800, 0), "text", "label", seed=0, bs=32, cache_dir=False)
+    learn = text_classifier_learner(dls, config=SMALL, drop_mult=0.1)
+    learn.fit_one_cycle(3, 1e-2)
+    return learn
+
+
+def test_classifier_on_text_dataloaders_learns_the_keyword(keyword_learner):
+    assert keyword_learner.validate()[1] > 0.95
+    label, index, probs = keyword_learner.predict("The music was great and long.")
+    assert (label, index) == ("pos", 1) and probs.shape == (2,) and probs.sum() == pytest.approx(1.0)
+    assert keyword_learner.predict("The music was long.")[0] == "neg"
+
+
+def test_classifier_export_round_trip(keyword_learner, tmp_path):
+    keyword_learner.path = tmp_path
+    f = keyword_learner.export("clf.qf")
+    loaded = qf.load_learner(f)
+    assert isinstance(loaded, TextLearner)
+    for text in ["A great scene.", "The plot and the actors.", "Zyzzyva quuxly frobnicated!!"]:  # last: unseen
+        label, index, probs = loaded.predict(text)
+        ref_label, ref_index, ref_probs = keyword_learner.predict(text)
+        assert (label, index) == (ref_label, ref_index)
+        torch.testing.assert_close(probs, ref_probs)
+    # the export is data: JSON metadata + tensors, no pickle
+    from safetensors import safe_open
+
+    with safe_open(str(f), framework="pt") as sf:
+        info = json.loads(sf.metadata()["quickfit"])
+    assert info["app"] == "text" and info["model"]["kind"] == "classifier"
+    assert info["data"]["classes"] == ["neg", "pos"] and info["data"]["vocab"][:2] == ["xxunk", "xxpad"]
+
+
+def test_language_model_export_round_trip(tmp_path):
+    from quickfit.text.data import TextDataLoaders
+
+    torch.manual_seed(0)
+    df = keyword_df(200, 1)
+    dls = TextDataLoaders.from_df(df, "text", is_lm=True, seed=0, bs=8, seq_len=12, cache_dir=False)
+    learn = language_model_learner(dls, pretrained=False, config=SMALL, path=tmp_path)
+    learn.fit(1, 1e-2)
+    loaded = qf.load_learner(learn.export("lm.qf"))
+    assert isinstance(loaded, LMLearner)
+    assert loaded.model[1].decoder.weight is loaded.model[0].encoder.weight  # still tied after loading
+    tokens = loaded.predict("The film", n_words=5, temperature=0, decode=False)
+    assert tokens == learn.predict("The film", n_words=5, temperature=0, decode=False)
+    assert tokens[:4] == ["xxbos", "xxmaj", "the", "film"] and len(tokens) == 4 + 5
+    assert loaded.predict("The film", n_words=5, temperature=0).startswith("The film")

@@ -1,0 +1,60 @@
+"""Text: tokenizing, language-model streams, AWD-LSTM, ULMFiT language-model and classifier learners.
+
+    from quickfit.text import TextDataLoaders, language_model_learner, text_classifier_learner
+
+    lm = language_model_learner(TextDataLoaders.from_df(df, "text", is_lm=True), pretrained=True)
+    lm.fit_one_cycle(1, 2e-2)
+    lm.save_encoder("ft")
+    clf = text_classifier_learner(TextDataLoaders.from_df(df, "text", "label", vocab=lm.dls.vocab))
+    clf.load_encoder("ft")
+    clf.fit_one_cycle(1, 2e-2)
+
+See docs/text.md and examples/ulmfit.py.
+"""
+
+from quickfit.text.callbacks import RNNCallback, RNNRegularizer
+from quickfit.text.learner import (
+    LMLearner,
+    TextLearner,
+    language_model_learner,
+    learner_from_export,
+    text_classifier_learner,
+)
+from quickfit.text.metrics import CrossEntropyFlat, Perplexity, perplexity
+from quickfit.text.models import (
+    AWD_LSTM,
+    PoolingLinearClassifier,
+    SequentialRNN,
+    awd_lstm_clas_config,
+    awd_lstm_clas_split,
+    awd_lstm_lm_config,
+    awd_lstm_lm_split,
+    get_language_model,
+    get_text_classifier,
+)
+from quickfit.text.pretrained import load_pretrained_lm, match_vocab, save_pretrained_lm
+
+__all__ = [
+    "AWD_LSTM",
+    "CrossEntropyFlat",
+    "LMLearner",
+    "Perplexity",
+    "PoolingLinearClassifier",
+    "RNNCallback",
+    "RNNRegularizer",
+    "SequentialRNN",
+    "TextLearner",
+    "awd_lstm_clas_config",
+    "awd_lstm_clas_split",
+    "awd_lstm_lm_config",
+    "awd_lstm_lm_split",
+    "get_language_model",
+    "get_text_classifier",
+    "language_model_learner",
+    "learner_from_export",
+    "load_pretrained_lm",
+    "match_vocab",
+    "perplexity",
+    "save_pretrained_lm",
+    "text_classifier_learner",
+]
