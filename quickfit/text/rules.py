@@ -150,10 +150,17 @@ def _apply_case(tokens: Sequence[str]) -> list[str]:
 def undo_rules(tokens: Sequence[str]) -> str:
     """The text back from word tokens: markers applied, repetitions expanded, joined by spaces.
 
-    `xxbos`, `xxeos` and `xxpad` are dropped. Whitespace is not restored (tokens are joined by one
-    space), so tokenizing the result gives the same tokens again.
+    The leading `xxbos`, a trailing `xxeos` (the tokenizer adds them back) and `xxpad` are dropped;
+    other special tokens stay as words (an `xxbos` inside generated text marks where a new text
+    starts). Whitespace is not restored (tokens are joined by one space), so tokenizing the result
+    gives the same tokens again.
     """
-    words = _apply_case(t for t in tokens if t not in (BOS, EOS, PAD))
+    tokens = [t for t in tokens if t != PAD]
+    if tokens[:1] == [BOS]:
+        tokens = tokens[1:]
+    if tokens[-1:] == [EOS]:
+        tokens = tokens[:-1]
+    words = _apply_case(tokens)
     res: list[str] = []
     i, n = 0, len(words)
     while i < n:

@@ -1,0 +1,222 @@
+"""Batches of numericalized texts: language-model streams and length-sorted classifier batches.
+
+Both loaders read from one flat int32 array of token ids and the offsets where each text starts
+(see `quickfit.text.corpus`); a batch is array slicing / one gather, never a Python loop over items.
+
+    import numpy as np
+    from quickfit.text.loaders import LMDataLoader, SortishDataLoader
+    ids, offsets = np.arange(2, 1002, dtype=np.int32), np.array([0, 300, 1000])
+    lm = LMDataLoader(ids, offsets, bs=4, seq_len=10, shuffle=True, seed=0)
+    x, y = next(iter(lm))            # x (4, L) LongTensor, y = the next token of each x; lm.last_len == L
+    clf = SortishDataLoader(ids, offsets, labels=np.array([0, 1]), bs=2, shuffle=True)
+    x, y = next(iter(clf))           # x (2, longest) padded with xxpad (index 1) on the right
+
+Language model (`LMDataLoader`): the texts (each starting with `xxbos`), shuffled per epoch in
+training, are concatenated into one stream, cut into `bs` equal rows, and read left to right: batch
+`k + 1` continues batch `k` in every row, so a model may carry its hidden state across batches.
+In training each batch length is drawn as AWD-LSTM does (`seq_len`, or `seq_len / 2` with
+probability 0.05, plus normal noise of std 5, at least 5), then all lengths are scaled so that an
+epoch reads each row exactly once: `len(dl)` is known before the epoch and stays the same.
+
+Classifier (`SortishDataLoader`): texts of similar length go in the same batch. Training shuffles,
+sorts chunks of `50 * bs` texts by length, cuts them into batches, puts the batch with the longest
+text first (an out-of-memory error shows at once) and shuffles the other batches; validation is
+sorted by length; `sort=False` keeps the order (test sets). `dl.order` gives the text index of
+every row of an epoch, in order, to map predictions back. Padding is on the right by default
+(`pad_first=False`): an LSTM reading left to right then gives the same outputs at the real tokens
+as without padding.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+__all__ = ["LMDataLoader", "SortishDataLoader", "gather_texts"]
+
+
+def gather_texts(ids: np.ndarray, offsets: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The texts `order` (indices) of a flat corpus, back to back, and their new offsets (one gather)."""
+    lengths = np.diff(offsets)[order]
+    new_offsets = np.zeros(len(order) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=new_offsets[1:])
+    # Position p of text k in the output reads ids[offsets[order[k]] + p - new_offsets[k]].
+    idx = np.repeat(offsets[:-1][order] - new_offsets[:-1], lengths) + np.arange(new_offsets[-1])
+    return ids[idx], new_offsets
+
+
+def _epoch_rng(rng: np.random.Generator | None) -> np.random.Generator:
+    # Without a seed, each epoch draws its seed from torch's generator, so `qf.set_seed` (or
+    # torch.manual_seed) makes runs repeatable without a second seed to manage.
+    return rng if rng is not None else np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
+
+
+class LMDataLoader:
+    """Batches `(x, y)` of `bs` contiguous token streams, `y` being `x` shifted by one token."""
+
+    def __init__(
+        self,
+        ids: np.ndarray,
+        offsets: np.ndarray,
+        bs: int = 64,
+        seq_len: int = 72,
+        shuffle: bool = False,
+        vary_seq_len: bool | None = None,
+        seed: int | None = None,
+    ) -> None:
+        if not isinstance(bs, int) or bs < 1:
+            raise ValueError(f"LMDataLoader: bs must be a positive int, got {bs!r}")
+        if not isinstance(seq_len, int) or seq_len < 1:
+            raise ValueError(f"LMDataLoader: seq_len must be a positive int, got {seq_len!r}")
+        self.ids, self.offsets = np.asarray(ids, dtype=np.int32), np.asarray(offsets, dtype=np.int64)
+        self.bs, self.seq_len, self.shuffle = bs, seq_len, shuffle
+        self.vary_seq_len = shuffle if vary_seq_len is None else vary_seq_len
+        self.row_len = len(self.ids) // bs
+        if self.row_len < 2:
+            raise ValueError(
+                f"LMDataLoader: {len(self.ids)} tokens are too few for bs={bs} streams of at least 2 tokens; "
+                f"use a smaller bs or more text"
+            )
+        self.n_batches = math.ceil((self.row_len - 1) / seq_len)
+        self.last_len = seq_len  # length of the batch last yielded (a model may scale its lr by it)
+        self.device: torch.device | None = None
+        self._rng = None if seed is None else np.random.default_rng(seed)
+
+    @property
+    def n_texts(self) -> int:
+        return len(self.offsets) - 1
+
+    def __len__(self) -> int:
+        return self.n_batches
+
+    def to(self, device: torch.device | str) -> LMDataLoader:
+        """Build each epoch's stream on `device`: batches are then slices of it, with no copy per batch."""
+        self.device = torch.device(device)
+        return self
+
+    def stream(self, rng: np.random.Generator | None = None) -> torch.Tensor:
+        """The epoch's `(bs, row_len)` int32 token rows (texts shuffled when `shuffle`)."""
+        ids = self.ids
+        if self.shuffle:
+            ids, _ = gather_texts(self.ids, self.offsets, _epoch_rng(rng).permutation(self.n_texts))
+        rows = torch.from_numpy(np.ascontiguousarray(ids[: self.bs * self.row_len]).reshape(self.bs, self.row_len))
+        return rows if self.device is None else rows.to(self.device)
+
+    def batch_lengths(self, rng: np.random.Generator | None = None) -> np.ndarray:
+        """The `len(self)` batch lengths of an epoch; they add up to `row_len - 1`."""
+        total, n, sl = self.row_len - 1, self.n_batches, self.seq_len
+        if self.vary_seq_len and n > 1:
+            rng = _epoch_rng(rng)
+            base = np.where(rng.random(n) < 0.95, sl, sl / 2)
+            draws = np.maximum(5, rng.normal(base, 5)).astype(np.int64)
+            ends = np.round(np.cumsum(draws) * (total / draws.sum())).astype(np.int64)
+            lengths = np.diff(ends, prepend=0)
+            if (lengths >= 1).all():
+                return lengths
+        lengths = np.full(n, sl, dtype=np.int64)
+        lengths[-1] = total - sl * (n - 1)
+        return lengths
+
+    def __iter__(self):
+        rng = _epoch_rng(self._rng) if (self.shuffle or self.vary_seq_len) else None
+        rows = self.stream(rng)
+        pos = 0
+        for length in self.batch_lengths(rng).tolist():
+            self.last_len = length
+            # .long() copies the int32 slice into a new contiguous int64 tensor (the model's input).
+            yield rows[:, pos : pos + length].long(), rows[:, pos + 1 : pos + 1 + length].long()
+            pos += length
+
+    def __repr__(self) -> str:
+        return (
+            f"LMDataLoader({self.n_texts} texts, {len(self.ids)} tokens, bs={self.bs}, seq_len={self.seq_len}, "
+            f"{len(self)} batches, shuffle={self.shuffle})"
+        )
+
+
+class SortishDataLoader:
+    """Batches `(x, y)` (or `(x,)` without labels) of padded texts of similar length."""
+
+    def __init__(
+        self,
+        ids: np.ndarray,
+        offsets: np.ndarray,
+        labels: np.ndarray | None = None,
+        bs: int = 64,
+        shuffle: bool = False,
+        sort: bool = True,
+        pad_idx: int = 1,
+        pad_first: bool = False,
+        seed: int | None = None,
+        chunk_mult: int = 50,
+    ) -> None:
+        if not isinstance(bs, int) or bs < 1:
+            raise ValueError(f"SortishDataLoader: bs must be a positive int, got {bs!r}")
+        self.ids, self.offsets = np.asarray(ids, dtype=np.int32), np.asarray(offsets, dtype=np.int64)
+        self.lengths = np.diff(self.offsets)
+        if labels is not None:
+            labels = np.asarray(labels)
+            if len(labels) != len(self.lengths):
+                raise ValueError(f"SortishDataLoader: {len(self.lengths)} texts but {len(labels)} labels")
+        self.labels, self.bs, self.shuffle, self.sort = labels, bs, shuffle, sort
+        self.pad_idx, self.pad_first, self.chunk_mult = pad_idx, pad_first, chunk_mult
+        self.device: torch.device | None = None
+        self._rng = None if seed is None else np.random.default_rng(seed)
+        self._src = np.append(self.ids, np.int32(pad_idx))  # the last entry is what padding reads
+        self.order = self._fixed_order()
+
+    @property
+    def n(self) -> int:
+        return len(self.lengths)
+
+    def __len__(self) -> int:
+        return math.ceil(self.n / self.bs)
+
+    def to(self, device: torch.device | str) -> SortishDataLoader:
+        self.device = torch.device(device)
+        return self
+
+    def _fixed_order(self) -> np.ndarray:
+        if self.sort:
+            return np.argsort(-self.lengths, kind="stable")
+        return np.arange(self.n)
+
+    def batches(self, rng: np.random.Generator | None = None) -> list[np.ndarray]:
+        """The text indices of each batch of an epoch."""
+        if not self.shuffle:
+            order = self._fixed_order()
+            return [order[i : i + self.bs] for i in range(0, self.n, self.bs)]
+        rng = _epoch_rng(rng)
+        perm = rng.permutation(self.n)
+        chunk = self.chunk_mult * self.bs
+        parts = [perm[i : i + chunk] for i in range(0, self.n, chunk)]
+        order = np.concatenate([p[np.argsort(-self.lengths[p], kind="stable")] for p in parts]) if parts else perm
+        batches = [order[i : i + self.bs] for i in range(0, self.n, self.bs)]
+        if len(batches) > 1:
+            first = int(np.argmax([self.lengths[b].max() for b in batches]))
+            rest = [b for i, b in enumerate(batches) if i != first]
+            batches = [batches[first]] + [rest[i] for i in rng.permutation(len(rest))]
+        return batches
+
+    def collate(self, idx: np.ndarray) -> torch.Tensor:
+        """The `(len(idx), longest)` LongTensor of texts `idx`, padded with `pad_idx`."""
+        lengths = self.lengths[idx]
+        width = max(1, int(lengths.max()) if len(idx) else 1)
+        cols = np.arange(width)
+        shift = (width - lengths)[:, None] if self.pad_first else 0
+        pos = self.offsets[idx][:, None] + cols - shift
+        real = (cols >= shift) & (cols - shift < lengths[:, None])
+        return torch.from_numpy(self._src[np.where(real, pos, len(self.ids))].astype(np.int64))
+
+    def __iter__(self):
+        batches = self.batches(self._rng)
+        self.order = np.concatenate(batches) if batches else np.zeros(0, dtype=np.int64)
+        for idx in batches:
+            x = self.collate(idx)
+            batch = (x,) if self.labels is None else (x, torch.as_tensor(self.labels[idx]))
+            yield batch if self.device is None else tuple(t.to(self.device, non_blocking=True) for t in batch)
+
+    def __repr__(self) -> str:
+        return f"SortishDataLoader({self.n} texts, bs={self.bs}, {len(self)} batches, shuffle={self.shuffle})"
