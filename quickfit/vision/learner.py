@@ -244,7 +244,7 @@ def vision_learner(
     normalize: bool = True,
     channels_last: bool | None = None,
     cbs: Iterable[Callback] = (),
-    path: str | Path | None = None,
+    path: str | Path = ".",
     model_dir: str | Path = "models",
     train_bn: bool = False,
     progress: bool | None = None,
@@ -260,7 +260,9 @@ def vision_learner(
     statistics. `channels_last` (default: the architecture's, faster on CPU) picks the memory format.
     `train_bn=False` keeps the BatchNorm layers of a frozen body frozen too (weights and running
     statistics), so the frozen body is a fixed feature extractor and precompute changes nothing but
-    speed; `train_bn=True` trains them while the rest of the body is frozen.
+    speed; `train_bn=True` trains them while the rest of the body is frozen. `path` is where the
+    learner writes (`models/` checkpoints, `tmp/` precomputed activations): the current folder by
+    default, never the image folder, which may be shared or read-only.
     """
     spec = get_arch(arch)
     n_out = getattr(dls, "c", None) if n_out is None else n_out
@@ -287,7 +289,7 @@ def vision_learner(
         wd=wd,
         metrics=metrics,
         cbs=cbs,
-        path=path if path is not None else getattr(dls, "path", "."),
+        path=path,
         model_dir=model_dir,
         train_bn=train_bn,
         progress=progress,

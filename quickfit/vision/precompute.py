@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+import warnings
 from collections.abc import Iterator
 
 import torch
@@ -161,7 +162,10 @@ def precomputed_dls(learn) -> PrecomputedDataLoaders:
             x, y = compute_features(learn.model, dl, learn.device, f"precompute {split}", show)
             tensors[f"{split}_x"], tensors[f"{split}_y"] = x, y
         if learn.is_main_process:
-            atomic_write(f, lambda tmp: save_file(tensors, tmp))
+            try:
+                atomic_write(f, lambda tmp: save_file(tensors, tmp))
+            except OSError as e:  # a read-only path: the in-memory cache still serves this session
+                warnings.warn(f"could not write the precompute cache {f} ({e}); keeping it in memory only")
     bs = getattr(dls, "bs", 64)
     pdls = PrecomputedDataLoaders(
         TensorBatches(tensors["train_x"], tensors["train_y"], bs, shuffle=True),

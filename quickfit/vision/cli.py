@@ -1,0 +1,114 @@
+"""The vision half of the `quickfit` command: `quickfit train FOLDER` and `quickfit predict MODEL IMAGE...`.
+
+    quickfit train hymenoptera_data --arch efficientnet_lite0 --epochs 3 --size 224 --out bees.qf
+    quickfit predict bees.qf photo1.jpg photo2.jpg
+    # photo1.jpg: bees (probability 0.981)  [ants 0.019, bees 0.981]
+
+`quickfit.cli` parses the arguments and calls these functions, which also work from Python.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from quickfit.learner import load_learner
+from quickfit.seed import set_seed
+from quickfit.vision.augment import aug_transforms
+from quickfit.vision.data import ImageDataLoaders
+from quickfit.vision.learner import VisionLearner, vision_learner
+
+__all__ = ["train_command", "predict_command", "fine_tune_recipe"]
+
+
+def _accuracy(learn: VisionLearner, use_tta: bool = False) -> float:
+    preds, targs = learn.tta() if use_tta else learn.get_preds(dl=learn.image_dls.valid, progress=False)
+    return (preds.argmax(1) == targs).float().mean().item()
+
+
+def fine_tune_recipe(learn: VisionLearner, epochs: int, verbose: bool = True) -> float:
+    """The course's recipe on a fresh `vision_learner`: lr_find and 2 epochs of the head on precomputed
+    activations, 1 epoch of the head with augmentation, then `epochs` epochs of the unfrozen network at
+    10x lower rates per earlier layer group (one-cycle). Returns the validation accuracy with TTA."""
+
+    def say(text: str) -> None:
+        if verbose:
+            print(text, flush=True)
+
+    learn.precompute = True
+    lr = min(max(learn.lr_find(show_plot=False).valley, 1e-3), 3e-2)
+    say(f"head: lr_find suggests {lr:.2e}; 2 epochs on precomputed activations")
+    learn.fit_one_cycle(2, lr)
+    learn.precompute = False
+    say("head: 1 epoch with augmentation")
+    learn.fit_sgdr(1, cycle_len=1, lr_max=lr)
+    learn.unfreeze()
+    lrs = [lr / 300, lr / 30, lr / 3]
+    say(f"whole network: {epochs} epochs, rates {lrs[0]:.1e} / {lrs[1]:.1e} / {lrs[2]:.1e}")
+    learn.fit_one_cycle(epochs, lrs)
+    acc = _accuracy(learn, use_tta=True)
+    say(f"validation accuracy with TTA: {acc:.4f}")
+    return acc
+
+
+def _valid_folder(path: Path) -> str | None:
+    for name in ("valid", "val"):
+        if (path / name).is_dir():
+            return name
+    return None
+
+
+def train_command(
+    path: str | Path,
+    arch: str = "efficientnet_lite0",
+    epochs: int = 3,
+    size: int = 224,
+    out: str | Path = "model.qf",
+    bs: int = 32,
+    seed: int = 42,
+) -> Path:
+    """Train a classifier on an image folder with `fine_tune_recipe` and export it to `out`.
+
+    The folder holds `train/<class>/` and `valid/` (or `val/`) `<class>/` subfolders, or just
+    `<class>/` subfolders of which a random 20% becomes the validation set (or `train/<class>/` alone).
+    """
+    path = Path(path)
+    set_seed(seed)
+    tfms = aug_transforms()
+    valid = _valid_folder(path)
+    if valid is not None:
+        dls = ImageDataLoaders.from_folder(path, valid=valid, size=size, bs=bs, batch_tfms=tfms)
+    else:
+        train = "train" if (path / "train").is_dir() else "."
+        dls = ImageDataLoaders.from_folder(
+            path, train=train, valid_pct=0.2, seed=seed, size=size, bs=bs, batch_tfms=tfms
+        )
+    print(f"{dls}; classes: {', '.join(map(str, dls.vocab))}")
+    out = Path(out)
+    # The learner writes its cache (tmp/) and checkpoints next to the exported model, not into the data.
+    learn = vision_learner(dls, arch, path=out.parent if str(out.parent) else ".")
+    fine_tune_recipe(learn, epochs)
+    f = learn.export(out.name)
+    print(f"model saved to {f.resolve()}")
+    return f
+
+
+def predict_command(model: str | Path, images: Sequence[str | Path]) -> list[tuple[Path, tuple]]:
+    """Print `image: label (probability p)  [class p, ...]` for each image; return `(image, (label, index, probs))`."""
+    learn = load_learner(model)
+    images = [Path(i) for i in images]
+    preds, _ = learn.get_preds(dl=learn.dls.test_dl(images), progress=False)
+    results = []
+    for img, pred in zip(images, preds):
+        label, idx, probs = learn.dls.decode_pred(pred)
+        if learn.dls.vocab is None:  # regression: the values themselves
+            print(f"{img}: {label}")
+        else:  # one label (an index) or several (a mask): the top 5 probabilities after it
+            top = torch.argsort(probs, descending=True)[:5].tolist()
+            listing = ", ".join(f"{learn.dls.vocab[i]} {float(probs[i]):.3f}" for i in top)
+            head = f"{label} (probability {float(probs[idx]):.3f})" if isinstance(idx, int) else f"{label}"
+            print(f"{img}: {head}  [{listing}]")
+        results.append((img, (label, idx, probs)))
+    return results
