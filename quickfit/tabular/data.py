@@ -79,6 +79,11 @@ def _sorted_values(values: Sequence) -> list:
         return sorted(values, key=lambda v: (type(v).__name__, str(v)))
 
 
+def _no_rows(processor: TabularProcessor) -> TabularBatches:
+    n_cat, n_cont = len(processor.cat_names), len(processor.cont_names)
+    return TabularBatches(torch.empty(0, n_cat, dtype=torch.long), torch.empty(0, n_cont))
+
+
 def _rows_as_frame(items: Any, what: str) -> pd.DataFrame:
     """A DataFrame from a DataFrame, a dict / Series (one row), or a sequence of dicts / Series."""
     if isinstance(items, pd.DataFrame):
@@ -218,15 +223,8 @@ class TabularDataLoaders(DataLoaders):
         processor = TabularProcessor(procs, cat_in, cont_in)
         train_df = processor.fit_transform(df.iloc[np.flatnonzero(is_train)])
         valid_df = processor(df.iloc[valid_idx])
-        dls = cls(
-            TabularBatches(torch.empty(0, 0), torch.empty(0, 0)),
-            TabularBatches(torch.empty(0, 0), torch.empty(0, 0)),
-            processor,
-            (cat_in, cont_in),
-            y_names,
-            y_vocab,
-            bs=bs,
-        )
+        dls = cls(_no_rows(processor), _no_rows(processor), processor, (cat_in, cont_in), y_names, y_vocab, bs)
+        # the tensors are built once, here; batches are slices of them
         dls.train = TabularBatches(*dls._tensors(train_df, labels=True), bs=bs, shuffle=True, drop_last=True)
         dls.valid = TabularBatches(*dls._tensors(valid_df, labels=True), bs=bs)
         return dls
@@ -282,13 +280,10 @@ class TabularDataLoaders(DataLoaders):
     def from_export(cls, info: dict) -> TabularDataLoaders:
         """Rebuild (without rows) from `export_info()`: enough for `test_dl` and `decode_pred`."""
         processor = TabularProcessor.from_state(info["processor"])
-        n_cat, n_cont = len(processor.cat_names), len(processor.cont_names)
-
-        def empty() -> TabularBatches:
-            return TabularBatches(torch.empty(0, n_cat, dtype=torch.long), torch.empty(0, n_cont))
-
         inputs = (info["input_cat_names"], info["input_cont_names"])
-        return cls(empty(), empty(), processor, inputs, info["y_names"], info["y_vocab"], bs=info["bs"])
+        return cls(
+            _no_rows(processor), _no_rows(processor), processor, inputs, info["y_names"], info["y_vocab"], info["bs"]
+        )
 
     def export_info(self) -> dict:
         """The preprocessing as JSON-serializable data (see `from_export`)."""
