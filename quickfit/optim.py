@@ -137,10 +137,11 @@ def get_hyper(opt: torch.optim.Optimizer, name: str) -> list[float]:
 
 def set_hyper(opt: torch.optim.Optimizer, name: str, values: Sequence[float] | float) -> None:
     """Set hyper-parameter `name` per layer group (a scalar sets every group)."""
-    n = 1 + max(g.get("layer_group", 0) for g in opt.param_groups)
-    values = [float(values)] * n if np.ndim(values) == 0 else [float(v) for v in values]
+    # Schedules call this before every batch: floats and lists skip NumPy (np.ndim copies a list to an array).
+    scalar = isinstance(values, (int, float)) or (not isinstance(values, (list, tuple)) and np.ndim(values) == 0)
+    values = float(values) if scalar else [float(v) for v in values]
     for g in opt.param_groups:
-        v = values[g.get("layer_group", 0)]
+        v = values if scalar else values[g.get("layer_group", 0)]
         if name == "mom":
             key = _mom_key(g)
             if key == "betas":

@@ -162,15 +162,15 @@ def _shard_dataloader(dl: DataLoader, rank: int, world_size: int, train: bool, s
 
 
 def shard_loader(dl, rank: int, world_size: int, train: bool, seed: int = 0):
-    """This rank's part of `dl`: a torch DataLoader rebuilt around a sampler, else `dl.shard(rank, world_size)`.
+    """This rank's part of `dl`: `dl.shard(rank, world_size)`, else a torch DataLoader rebuilt around a sampler.
 
     Training shards all have the same number of batches (DistributedSampler pads with repeats, shuffled
     with `seed` + epoch when `dl` shuffles); validation shards are contiguous slices without repeats.
     """
+    if callable(getattr(dl, "shard", None)):  # first: a DataLoader subclass may know better
+        return dl.shard(rank, world_size)
     if isinstance(dl, DataLoader):
         return _shard_dataloader(dl, rank, world_size, train, seed)
-    if callable(getattr(dl, "shard", None)):
-        return dl.shard(rank, world_size)
     raise TypeError(
         f"cannot shard the {'training' if train else 'validation'} data ({type(dl).__name__}) for distributed "
         "training: use a torch DataLoader, or give the loader a shard(rank, world_size) method returning "

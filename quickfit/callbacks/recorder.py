@@ -10,6 +10,7 @@ Losses stay on the device and are read in chunks of `sync_every` batches: readin
 
 from __future__ import annotations
 
+import math
 import time
 
 import torch
@@ -83,7 +84,7 @@ class Recorder(Callback):
         values = torch.stack([loss for _, _, loss in self._pending]).float().cpu().tolist()
         pending, self._pending = self._pending, []
         for (epoch, i, _), v in zip(pending, values):
-            if self.check_finite and not torch.isfinite(torch.tensor(v)):
+            if self.check_finite and not math.isfinite(v):  # a Python float: no tensor per value
                 raise NonFiniteLossError(
                     f"the training loss became {v} at epoch {epoch}, batch {i}; training stopped. "
                     "Lower the learning rate (try learn.lr_find()), clip gradients (GradientClip) "

@@ -22,7 +22,8 @@ class ParamScheduler(Callback):
     order = 10
 
     def __init__(self, lr_max: np.ndarray, scheds: dict[str, Callable[[float], float]]):
-        self.lr_max, self.scheds = np.asarray(lr_max, dtype=float), scheds
+        # a list of floats, not an array: scaling it runs before every batch, and NumPy is slower at this size
+        self.lr_max, self.scheds = np.asarray(lr_max, dtype=float).reshape(-1).tolist(), scheds
 
     def before_fit(self, learn) -> None:
         if not hasattr(learn.dls.train, "__len__"):
@@ -40,5 +41,5 @@ class ParamScheduler(Callback):
     def _set(self, learn, pos: float) -> None:
         pos = min(pos, 1.0)
         for name, sched in self.scheds.items():
-            value = self.lr_max * sched(pos) if name == "lr" else sched(pos)
-            set_hyper(learn.opt, name, value)
+            value = sched(pos)
+            set_hyper(learn.opt, name, [lr * value for lr in self.lr_max] if name == "lr" else value)
