@@ -186,12 +186,14 @@ class TextDataLoaders(DataLoaders):
         if cache_dir is None:
             cache_dir = default_token_cache()
         corpus = tokenize_corpus(texts, tokenizer, n_workers=n_workers, cache_dir=cache_dir or None)
+        shared_vocab = vocab is not None
         if vocab is None:
             train_corpus = TokenizedCorpus(corpus.tokens, *_subset(corpus.ids, corpus.offsets, train_idx))
             min_freq = min_freq if min_freq is not None else (1 if tokenizer.subword else 3)
             vocab = Vocab(train_corpus, min_freq=min_freq, max_vocab=max_vocab)
         ids, offsets = vocab.numericalize_corpus(corpus)
-        _warn_if_foreign_vocab(ids, vocab)
+        if shared_vocab:
+            _warn_if_foreign_vocab(ids, vocab)
         train = _subset(ids, offsets, train_idx)
         valid = _subset(ids, offsets, valid_idx) if len(valid_idx) else None
         if is_lm:
