@@ -39,6 +39,7 @@ __all__ = [
     "top_down",
     "imagenet_stats",
     "apply_matrices",
+    "sampling_grid",
     "compose_matrices",
     "batch_tfm_from_dict",
 ]
@@ -64,29 +65,40 @@ class BatchTransform:
         raise NotImplementedError
 
 
-_base_grids: dict[tuple[int, int, str], torch.Tensor] = {}
+def _centers(n: int, device: torch.device) -> torch.Tensor:
+    """Normalized coordinates of n pixel centers (align_corners=False)."""
+    return (torch.arange(n, device=device, dtype=torch.float32) * 2 + 1) / n - 1
 
 
-def _base_grid(h: int, w: int, device: torch.device) -> torch.Tensor:
-    """Homogeneous coordinates (x, y, 1) of the pixel centers, [H*W, 3]; cached per size and device."""
-    key = (h, w, str(device))
-    if key not in _base_grids:
-        ys = (torch.arange(h, device=device, dtype=torch.float32) * 2 + 1) / h - 1
-        xs = (torch.arange(w, device=device, dtype=torch.float32) * 2 + 1) / w - 1
-        gy, gx = torch.meshgrid(ys, xs, indexing="ij")
-        _base_grids[key] = torch.stack([gx, gy, torch.ones_like(gx)], dim=-1).reshape(-1, 3)
-    return _base_grids[key]
+def sampling_grid(mats: torch.Tensor, h: int, w: int, out: torch.Tensor | None = None) -> torch.Tensor:
+    """The grid_sample grid [B, H, W, 2] of the sampling matrices `mats` [B, 3, 3].
+
+    Each row of a matrix is a plane a*x + b*y + c, built as an outer sum of a row and a column
+    vector: a few cheap passes instead of a batched [H*W, 3] x [3, 3] matmul (3-4x slower on CPU).
+    `out` may be a reusable [B, H, W, 2] buffer."""
+    device, b = mats.device, mats.shape[0]
+    xs, ys = _centers(w, device), _centers(h, device)
+    out = torch.empty(b, h, w, 2, device=device) if out is None else out
+
+    def plane(i: int) -> torch.Tensor:
+        return mats[:, i, 0, None, None] * xs + (mats[:, i, 1, None] * ys + mats[:, i, 2, None])[:, :, None]
+
+    # The perspective divide; for affine matrices it divides by 1 (checking would sync a GPU).
+    den = plane(2)
+    torch.div(plane(0), den, out=out[..., 0])
+    torch.div(plane(1), den, out=out[..., 1])
+    return out
 
 
-def apply_matrices(x: torch.Tensor, mats: torch.Tensor, pad_mode: PadMode = "reflection") -> torch.Tensor:
+def apply_matrices(
+    x: torch.Tensor, mats: torch.Tensor, pad_mode: PadMode = "reflection", grid_out: torch.Tensor | None = None
+) -> torch.Tensor:
     """Resample the batch `x` [B, C, H, W] through the per-image 3x3 matrices `mats` [B, 3, 3] in a
     single `F.grid_sample` call. A matrix maps output coordinates to input ones (normalized
     [-1, 1] space); a last row other than (0, 0, 1) makes it a perspective warp."""
-    b, _, h, w = x.shape
     mats = mats.to(device=x.device, dtype=torch.float32)
-    grid = _base_grid(h, w, x.device) @ mats.transpose(1, 2)  # [B, H*W, 3]
-    xy = grid[..., :2] / grid[..., 2:]
-    return F.grid_sample(x, xy.reshape(b, h, w, 2), mode="bilinear", padding_mode=pad_mode, align_corners=False)
+    grid = sampling_grid(mats, x.shape[2], x.shape[3], grid_out)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode=pad_mode, align_corners=False)
 
 
 def _rand(n: int, lo: float, hi: float, device: torch.device) -> torch.Tensor:

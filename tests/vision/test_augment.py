@@ -135,13 +135,23 @@ def test_normalize_matches_the_formula():
 
 @pytest.mark.parametrize(
     "tfms",
-    [aug_transforms(), aug_transforms(max_lighting=0.9, p_lighting=1.0), top_down, aug_transforms(pad_mode="zeros")],
+    [
+        aug_transforms(),
+        aug_transforms(max_lighting=0.9, p_lighting=1.0),
+        [Lighting(0.9, p=1.0)],
+        top_down,
+        aug_transforms(pad_mode="zeros"),
+    ],
 )
 def test_fused_loader_path_equals_plain_transforms(tfms):
     xb = (torch.rand(8, 3, 12, 20) * 255).to(torch.uint8)
     norm = Normalize.from_stats(imagenet_stats)
+    workspace = {}
     torch.manual_seed(1)
-    fused = apply_batch_tfms(xb, tfms, norm)
+    fused = apply_batch_tfms(xb, tfms, norm, workspace=workspace)
+    kept = fused.clone()
+    apply_batch_tfms(xb, tfms, norm, workspace=workspace)  # the next batch reuses the scratch buffers...
+    assert torch.equal(fused, kept)  # ...but never the returned tensor
     torch.manual_seed(1)
     plain = xb.float() / 255
     for t in tfms:

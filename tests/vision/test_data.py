@@ -269,6 +269,15 @@ def test_workers_give_the_same_batches(folder):
     assert sum(len(y) for _, y in two.train) == 11
 
 
+def test_training_batches_take_one_grid_sample_each(folder, monkeypatch):
+    calls = []
+    real = torch.nn.functional.grid_sample
+    monkeypatch.setattr(torch.nn.functional, "grid_sample", lambda *a, **k: calls.append(1) or real(*a, **k))
+    dls = ImageDataLoaders.from_folder(folder, valid="val", size=16, bs=4, batch_tfms=aug_transforms(), num_workers=0)
+    assert sum(1 for _ in dls.train) == 3 and len(calls) == 3
+    assert sum(1 for _ in dls.valid) == 2 and len(calls) == 3  # validation: no resampling at all
+
+
 def test_drop_last_only_avoids_a_batch_of_one(folder):
     assert len(ImageDataLoaders.from_folder(folder, valid="val", bs=5, num_workers=0).train) == 2  # 11 = 5+5+1
     assert len(ImageDataLoaders.from_folder(folder, valid="val", bs=4, num_workers=0).train) == 3  # 4+4+3
