@@ -34,7 +34,7 @@ import numpy as np
 if TYPE_CHECKING:
     from quickfit.text.tokenize import Tokenizer
 
-__all__ = ["TokenizedCorpus", "tokenize_corpus", "check_texts", "default_workers", "PARALLEL_MIN_TEXTS"]
+__all__ = ["TokenizedCorpus", "tokenize_corpus", "gather_texts", "check_texts", "default_workers", "PARALLEL_MIN_TEXTS"]
 
 # Below this many texts (with n_workers=None) starting processes costs more than it saves.
 PARALLEL_MIN_TEXTS = 2000
@@ -90,6 +90,16 @@ class TokenizedCorpus:
             np.cumsum(np.concatenate(lengths), out=offsets[1:])
         flat = np.concatenate(ids) if ids else np.zeros(0, dtype=np.int32)
         return cls(list(index), flat.astype(np.int32, copy=False), offsets)
+
+
+def gather_texts(ids: np.ndarray, offsets: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The texts `order` (indices) of a flat corpus, back to back, and their new offsets (one gather)."""
+    lengths = np.diff(offsets)[order]
+    new_offsets = np.zeros(len(order) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=new_offsets[1:])
+    # Position p of text k in the output reads ids[offsets[order[k]] + p - new_offsets[k]].
+    idx = np.repeat(offsets[:-1][order] - new_offsets[:-1], lengths) + np.arange(new_offsets[-1])
+    return ids[idx], new_offsets
 
 
 def check_texts(texts: Sequence, what: str = "texts") -> None:
@@ -221,9 +231,9 @@ def tokenize_corpus(
     trained_here = not tokenizer.is_trained
     if trained_here:
         # Words in parallel, then the subword model trains on them and cuts them (Rust, threaded).
-        words = _run(texts, tokenizer.word_level(), n_workers).to_lists()
-        tokenizer.train(texts, words=words)
-        corpus = TokenizedCorpus.from_lists(tokenizer.subword_pieces(words))
+        words = _run(texts, tokenizer.word_level(), n_workers)
+        tokenizer.train(texts, words=words.to_lists())
+        corpus = tokenizer.subword_corpus(words)
     else:
         corpus = _run(texts, tokenizer, n_workers)
     if path is not None:

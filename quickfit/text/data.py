@@ -28,8 +28,8 @@ import pandas as pd
 import torch
 
 from quickfit.data.core import DataLoaders, random_split
-from quickfit.text.corpus import TokenizedCorpus, check_texts, tokenize_corpus
-from quickfit.text.loaders import LMDataLoader, SortishDataLoader, gather_texts
+from quickfit.text.corpus import TokenizedCorpus, check_texts, gather_texts, tokenize_corpus
+from quickfit.text.loaders import LMDataLoader, SortishDataLoader
 from quickfit.text.tokenize import Tokenizer
 from quickfit.text.vocab import Vocab
 

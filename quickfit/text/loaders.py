@@ -34,17 +34,9 @@ import math
 import numpy as np
 import torch
 
-__all__ = ["LMDataLoader", "SortishDataLoader", "gather_texts"]
+from quickfit.text.corpus import gather_texts
 
-
-def gather_texts(ids: np.ndarray, offsets: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The texts `order` (indices) of a flat corpus, back to back, and their new offsets (one gather)."""
-    lengths = np.diff(offsets)[order]
-    new_offsets = np.zeros(len(order) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=new_offsets[1:])
-    # Position p of text k in the output reads ids[offsets[order[k]] + p - new_offsets[k]].
-    idx = np.repeat(offsets[:-1][order] - new_offsets[:-1], lengths) + np.arange(new_offsets[-1])
-    return ids[idx], new_offsets
+__all__ = ["LMDataLoader", "SortishDataLoader"]
 
 
 def _epoch_rng(rng: np.random.Generator | None) -> np.random.Generator:

@@ -22,7 +22,9 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from quickfit.text.corpus import TokenizedCorpus
+import numpy as np
+
+from quickfit.text.corpus import TokenizedCorpus, gather_texts, tokenize_corpus
 from quickfit.text.pipeline import words_corpus
 from quickfit.text.rules import DEFAULT_RULES, SPECIAL_TOKENS, undo_rules
 
@@ -80,7 +82,8 @@ class Tokenizer:
     """Text -> list of tokens with the course's rules; `subword` adds a trained Unigram/BPE model.
 
     - `splitter`: "hf" (Hugging Face `tokenizers` Whitespace pre-tokenizer) or "spacy".
-    - `rules`: names from `quickfit.text.rules.DEFAULT_RULES` (text rules run first, in their order).
+    - `rules`: names from `quickfit.text.rules.DEFAULT_RULES` (applied in the order of DEFAULT_RULES: the
+      text rules, the split, then the token rules).
     - `add_bos` / `add_eos`: put `xxbos` / `xxeos` around every text.
     - `subword`: False, True (= "unigram") or "bpe"; trained by `train(texts)` or on first use by
       `tokenize_texts`; `vocab_size` is its number of pieces.
@@ -207,19 +210,28 @@ class Tokenizer:
         self.set_subword_model(hf.to_str())
         return self
 
-    def subword_pieces(self, words: Sequence[Sequence[str]]) -> list[list[str]]:
-        """Cut word-level token lists into subword pieces (Rust, parallel over the batch)."""
+    def subword_corpus(self, words: TokenizedCorpus) -> TokenizedCorpus:
+        """Word-level tokens cut into subword pieces.
+
+        A word's pieces do not depend on its neighbours, so each distinct word is cut once (in
+        Rust) and the texts are rebuilt with one gather: 15k words to cut instead of 700k tokens
+        for SST-2, which made this 10x cheaper than encoding every text.
+        """
         if self._subword is None:
             raise ValueError(
                 "Tokenizer: the subword model is not trained; call tok.train(texts) or tokenize_texts(texts, tok)"
             )
-        return [e.tokens for e in self._subword.encode_batch([list(w) for w in words], is_pretokenized=True)]
+        encodings = self._subword.encode_batch([[w] for w in words.tokens], is_pretokenized=True)
+        pieces = TokenizedCorpus.from_lists([e.tokens for e in encodings])  # "text" i: the pieces of word i
+        ids, _ = gather_texts(pieces.ids, pieces.offsets, words.ids)
+        ends = np.concatenate([[0], np.cumsum(pieces.lengths[words.ids])])
+        return TokenizedCorpus(pieces.tokens, ids, ends[words.offsets])
 
     # --- public API -----------------------------------------------------------------------------
     def corpus(self, texts: Sequence[str]) -> TokenizedCorpus:
         """Tokens of `texts` as a `TokenizedCorpus`, in this process (`tokenize_texts` uses all cores)."""
         words = self.words_corpus(texts)
-        return TokenizedCorpus.from_lists(self.subword_pieces(words.to_lists())) if self.subword else words
+        return self.subword_corpus(words) if self.subword else words
 
     def tokenize_batch(self, texts: Sequence[str]) -> list[list[str]]:
         """Tokens of each text, in this process."""
@@ -258,6 +270,4 @@ def tokenize_texts(
     small inputs run in this process) and cached in `cache_dir` (None: no cache) under a hash of
     the texts and the tokenizer settings, so a second call is a file read. An untrained subword
     tokenizer is trained on `texts` first (and the trained model is cached too)."""
-    from quickfit.text.corpus import tokenize_corpus
-
     return tokenize_corpus(texts, tokenizer, n_workers=n_workers, cache_dir=cache_dir).to_lists()

@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 import torch
 
+from quickfit.text.corpus import gather_texts
 from quickfit.text.data import TextDataLoaders, text_dls_from_export
-from quickfit.text.loaders import LMDataLoader, SortishDataLoader, gather_texts
+from quickfit.text.loaders import LMDataLoader, SortishDataLoader
 
 
 def shared_data() -> Path:

@@ -250,6 +250,13 @@ def test_subword_trains_on_the_corpus_and_round_trips(kind, tmp_path):
     assert tokenize_texts(SUBWORD_CORPUS, fresh, cache_dir=tmp_path) == pieces and fresh.is_trained
 
 
+def test_subword_pieces_word_by_word_equal_encoding_each_text():
+    tok = Tokenizer(subword=True, vocab_size=100).train(SUBWORD_CORPUS)
+    words = tok.word_level().tokenize_batch(SUBWORD_CORPUS[:4])
+    per_text = [e.tokens for e in tok._subword.encode_batch(words, is_pretokenized=True)]
+    assert tok.tokenize_batch(SUBWORD_CORPUS[:4]) == per_text
+
+
 def test_subword_parallel_matches_serial():
     tok = Tokenizer(subword="bpe", vocab_size=100).train(SUBWORD_CORPUS)
     assert tokenize_texts(SUBWORD_CORPUS, tok, n_workers=2) == tokenize_texts(SUBWORD_CORPUS, tok, n_workers=1)
