@@ -5,7 +5,7 @@ Usage:
     from quickfit.collab import CollabDataLoaders, collab_learner
 
     dls = CollabDataLoaders.from_df(ratings, user_name="userId", item_name="movieId", seed=42)
-    learn = collab_learner(dls, n_factors=50, y_range=(0, 5.5), wd=0.1)
+    learn = collab_learner(dls, n_factors=50, y_range=(0, 5.5), wd=0.2)
     learn.fit_one_cycle(5, 5e-3)
     learn.predict((15, 1097))                 # predicted rating of user 15 for movie 1097
     learn.predict_pairs([(15, 1097), (15, 924)])
@@ -61,9 +61,8 @@ class CollabLearner(Learner):
                 f"bias() needs the dot-product model (collab_learner(use_nn=False)); "
                 f"{type(model).__name__} has no per-user or per-item bias"
             )
-        emb = model.i_bias if is_item else model.u_bias
-        idx = self._indices(ids, is_item).to(emb.weight.device)
-        return emb.weight.detach()[idx, 0].cpu()
+        bias = model.i_bias if is_item else model.u_bias
+        return bias.detach()[self._indices(ids, is_item).to(bias.device)].cpu()
 
     def weight(self, ids: Sequence[Any] | None = None, is_item: bool = True) -> torch.Tensor:
         """Embedding vectors `(n, n_factors)` of the given item (or user) ids."""
@@ -135,7 +134,7 @@ def collab_learner(
     loss_func: Callable | None = None,
     opt_func: Callable = Adam,
     lr: float = 5e-3,
-    wd: float | None = 0.1,
+    wd: float | None = None,
     metrics: Iterable = (),
     cbs: Iterable[Callback] = (),
     path: str | Path = ".",
@@ -148,8 +147,9 @@ def collab_learner(
     Dot product: `n_factors` per user and item. Neural: `emb_szs={"user": d, "item": d}` overrides the
     size rule `min(600, round(1.6 * n**0.56))`, then `layers` with dropout `ps`. `y_range` squashes
     predictions into the rating range (a little above the top rating, so it can be reached).
-    `loss_func` defaults to mean squared error; `wd` (decoupled weight decay) defaults to 0.1,
-    which the dot-product model needs to generalize (it overfits in a couple of epochs without it).
+    `loss_func` defaults to mean squared error. `wd` (decoupled weight decay) defaults to 0.2 for the
+    dot-product model, which needs it to generalize (it overfits within a couple of epochs without
+    it; its biases are not decayed), and to 0.01 for the neural one.
     """
     if not isinstance(dls, CollabDataLoaders):
         raise TypeError(f"dls must be a CollabDataLoaders, got {type(dls).__name__}")
@@ -173,7 +173,7 @@ def collab_learner(
         loss_func if loss_func is not None else nn.MSELoss(),
         opt_func=opt_func,
         lr=lr,
-        wd=wd,
+        wd=wd if wd is not None else (0.01 if use_nn else 0.2),
         metrics=metrics,
         cbs=cbs,
         path=path,

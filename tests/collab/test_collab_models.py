@@ -22,7 +22,7 @@ def test_dot_bias_matches_hand_computation():
             p.normal_()
     x = torch.tensor([[1, 2], [4, 6], [0, 0]])
     u, i = x[:, 0], x[:, 1]
-    raw = (m.u_weight.weight[u] * m.i_weight.weight[i]).sum(1) + m.u_bias.weight[u, 0] + m.i_bias.weight[i, 0]
+    raw = (m.u_weight.weight[u] * m.i_weight.weight[i]).sum(1) + m.u_bias[u] + m.i_bias[i]
     torch.testing.assert_close(m(x), torch.sigmoid(raw) * 5.0 + 0.5)
     m.y_range = None
     torch.testing.assert_close(m(x), raw)
@@ -38,7 +38,7 @@ def test_dot_bias_gradients_reach_only_the_rows_used():
 def test_y_range_bounds_predictions():
     m = EmbeddingDotBias(2, 3, 3, y_range=(1, 5))
     with torch.no_grad():
-        m.u_bias.weight.fill_(100.0)
+        m.u_bias.fill_(100.0)
     out = m(torch.tensor([[1, 1], [2, 2]]))
     assert (out <= 5).all() and (out > 4.99).all()
     assert sigmoid_range(torch.tensor([-1e4]), 1, 5).item() == 1.0
