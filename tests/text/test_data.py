@@ -256,6 +256,8 @@ def test_prediction_side_unseen_tokens_export(tmp_path):
     (xt, yt), *_ = dls.test_dl(texts, labels=["pos", "neg", "pos"])
     assert yt.tolist() == [1, 0, 1]
     assert restored.decode_pred(torch.tensor([0.9, 0.1]))[:2] == ("neg", 0) and restored.c == 2
+    (empty,) = next(iter(dls.test_dl([""])))  # an empty text is allowed when predicting: just xxbos
+    assert empty.tolist() == [[stoi["xxbos"]]]
     with pytest.raises(TypeError, match="position 1"):
         dls.test_dl(["fine", None])
     with pytest.raises(ValueError, match="not among the classes"):
