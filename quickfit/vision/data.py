@@ -66,11 +66,8 @@ class ImageDataLoaders(DataLoaders):
         test_items: Sequence[Path | Image.Image] | None = None,
         device: torch.device | str | None = None,
     ) -> None:
-        if not isinstance(item_tfms, ItemTransform):
-            raise TypeError(
-                f"item_tfms must be one item transform such as Resize(224) or RandomResizedCrop(224), got {item_tfms!r}"
-            )
-        tfms = list(batch_tfms or [])
+        item_tfms = _item_tfm(item_tfms, None)
+        tfms = [batch_tfms] if callable(batch_tfms) else list(batch_tfms or [])
         norms = [t for t in tfms if isinstance(t, Normalize)]
         # Normalization always runs last and is kept apart, so a model can swap in its statistics.
         self.normalize: Normalize = norms[-1] if norms else Normalize.from_stats(imagenet_stats)
@@ -196,8 +193,7 @@ class ImageDataLoaders(DataLoaders):
         progressive resizing (the item transform keeps its kind and gets the new size)."""
         if item_tfms is None:
             item_tfms = self.item_tfm.resized(size) if size is not None else self.item_tfm
-        elif size is not None and tuple(item_tfms.size) != Resize(size).size:
-            raise ValueError(f"new(): size={size} disagrees with item_tfms of size {item_tfms.size}")
+        item_tfms = _item_tfm(item_tfms, size)
         dls = type(self)(
             self.train_items,
             self.valid_items,
@@ -312,10 +308,7 @@ class ImageDataLoaders(DataLoaders):
             [labels[i] for i in tr], [labels[i] for i in valid], label_delim, where, strict=not random_valid
         )
         n_tr = len(tr)
-        if item_tfms is None:
-            item_tfms = Resize(size if size is not None else 224)
-        elif size is not None and tuple(item_tfms.size) != Resize(size).size:
-            raise ValueError(f"size={size} disagrees with item_tfms of size {item_tfms.size}; pass one of them")
+        item_tfms = _item_tfm(item_tfms, size)
         return cls(
             ImageItems([paths[i] for i in tr], targets[:n_tr]),
             ImageItems([paths[i] for i in valid], targets[n_tr:]),
@@ -557,6 +550,23 @@ class ImageDataLoaders(DataLoaders):
             where=f"pattern {pat!r}",
             random_valid=True,
         )
+
+
+def _item_tfm(
+    item_tfms: ItemTransform | Sequence[ItemTransform] | None, size: int | tuple[int, int] | None
+) -> ItemTransform:
+    """The one item transform: `item_tfms` (a transform or a one-element list), else Resize(size or 224)."""
+    if item_tfms is None:
+        return Resize(size if size is not None else 224)
+    if isinstance(item_tfms, (list, tuple)) and len(item_tfms) == 1:  # fastai's habit: [Resize(224)]
+        item_tfms = item_tfms[0]
+    if not isinstance(item_tfms, ItemTransform):
+        raise TypeError(
+            f"item_tfms must be one item transform such as Resize(224) or RandomResizedCrop(224), got {item_tfms!r}"
+        )
+    if size is not None and tuple(item_tfms.size) != Resize(size).size:
+        raise ValueError(f"size={size} disagrees with item_tfms of size {item_tfms.size}; pass one of them")
+    return item_tfms
 
 
 def _subfolders(path: Path) -> list[str]:

@@ -249,7 +249,9 @@ class ImageLoader:
 
     def _torch_loader(self) -> DataLoader:
         if self._loader is None:
-            workers = self.num_workers if len(self.dataset) > self.bs else min(self.num_workers, 1)
+            workers = self.num_workers
+            if len(self.dataset) <= self.bs:  # one batch: starting processes costs more than they save
+                workers = min(workers, 1) if self.persistent else 0
             pin = self.device is not None and self.device.type == "cuda"
             self._loader = DataLoader(
                 self.dataset,

@@ -263,10 +263,23 @@ def test_set_normalize_augmented_plain_and_new(folder):
 
 def test_workers_give_the_same_batches(folder):
     one = ImageDataLoaders.from_folder(folder, valid="val", size=16, bs=4, num_workers=0)
-    two = ImageDataLoaders.from_folder(folder, valid="val", size=16, bs=4, num_workers=2)
+    two = ImageDataLoaders.from_folder(
+        folder, valid="val", size=16, bs=4, num_workers=2, batch_tfms=Normalize((0.5,) * 3, (0.5,) * 3)
+    )
+    threads = torch.get_num_threads()
     for (a, ya), (b, yb) in zip(one.valid, two.valid):
-        assert torch.equal(a, b) and torch.equal(ya, yb)
+        assert torch.allclose(one.normalize.decode(a), two.normalize.decode(b), atol=1e-5) and torch.equal(ya, yb)
+        assert torch.get_num_threads() == threads  # the batch work may use fewer threads, the model not
     assert sum(len(y) for _, y in two.train) == 11
+
+
+def test_item_and_batch_transform_arguments(folder):
+    dls = ImageDataLoaders.from_folder(folder, valid="val", item_tfms=[Resize(12)], num_workers=0)
+    assert dls.size == (12, 12) and dls.normalize.mean == imagenet_stats[0]
+    with pytest.raises(ValueError, match="size=16 disagrees"):
+        ImageDataLoaders.from_folder(folder, valid="val", item_tfms=Resize(12), size=16)
+    with pytest.raises(TypeError, match="one item transform"):
+        ImageDataLoaders.from_folder(folder, valid="val", item_tfms=[Resize(12), Resize(16)])
 
 
 def test_training_batches_take_one_grid_sample_each(folder, monkeypatch):
