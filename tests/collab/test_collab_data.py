@@ -1,19 +1,14 @@
 """CollabDataLoaders: id mapping, batches from tensors, splits, test_dl, export, and bad inputs."""
 
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from collab_helpers import shared_data
 
 from quickfit.collab.data import UNKNOWN, CollabDataLoaders, MissingColumnError, RatingsLoader, UnknownIdError
-
-SHARED = Path(os.environ.get("QUICKFIT_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
-if not SHARED.is_dir():
-    SHARED = Path("/work/shared/data")
 
 
 def ratings_frame(n_users=12, n_items=9, n=200, seed=0):
@@ -152,7 +147,7 @@ def test_from_csv_with_names_and_sep(tmp_path):
 
 
 def test_movie_lens_sample_from_csv():
-    path = SHARED / "movie_lens_sample" / "ratings.csv"
+    path = shared_data() / "movie_lens_sample" / "ratings.csv"
     if not path.exists():
         pytest.skip("shared movie_lens_sample data not present")
     dls = CollabDataLoaders.from_csv(path, user_name="userId", item_name="movieId", seed=42)

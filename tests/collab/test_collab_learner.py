@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import low_rank_ratings, one_thread, shared_data
+from collab_helpers import low_rank_ratings, one_thread, shared_data
 
 import quickfit as qf
 from quickfit.collab import CollabDataLoaders, CollabLearner, EmbeddingNN, UnknownIdError, collab_learner
