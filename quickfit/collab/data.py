@@ -91,6 +91,19 @@ class RatingsLoader:
             sl = slice(i * self.bs, (i + 1) * self.bs)
             yield (x[sl],) if y is None else (x[sl], y[sl])
 
+    def shard(self, rank: int, world_size: int) -> RatingsLoader:
+        """This rank's rows for distributed training (called by quickfit's DDP callback).
+
+        A shuffling (training) loader takes every `world_size`-th row, padded with repeats so every
+        rank runs the same number of batches, and shuffles it every epoch; a validation loader takes a
+        contiguous slice, without repeats.
+        """
+        from quickfit.callbacks.distributed import shard_indices  # only needed under torchrun
+
+        idx = torch.tensor(shard_indices(self.n, rank, world_size, pad=self.shuffle), device=self.x.device)
+        y = self.y[idx] if self.y is not None else None
+        return RatingsLoader(self.x[idx], y, self.bs, self.shuffle, self.drop_last)
+
     def to(self, device: torch.device | str) -> RatingsLoader:
         self.x = self.x.to(device)
         self.y = self.y.to(device) if self.y is not None else None

@@ -53,6 +53,16 @@ def test_each_epoch_is_a_new_permutation_of_all_rows():
     assert [len(b[0]) for b in RatingsLoader(x, bs=30)] == [30, 30, 30, 10]
 
 
+def test_shards_for_distributed_training():
+    x = torch.stack([torch.arange(10), torch.arange(10)], 1)
+    train = [RatingsLoader(x, x[:, 0].float(), bs=2, shuffle=True).shard(r, 3) for r in range(3)]
+    assert [t.n for t in train] == [4, 4, 4]  # padded: every rank takes the same number of steps
+    assert set(torch.cat([t.x[:, 0] for t in train]).tolist()) == set(range(10))
+    assert all(torch.equal(t.x[:, 0].float(), t.y) and t.shuffle for t in train)
+    valid = [RatingsLoader(x, bs=4).shard(r, 3) for r in range(3)]
+    assert torch.cat([v.x[:, 0] for v in valid]).tolist() == list(range(10))  # contiguous, no repeats
+
+
 def test_valid_idx_and_seeded_valid_pct():
     df = ratings_frame()
     dls = CollabDataLoaders.from_df(df, valid_idx=[0, 1, 2], bs=8)
