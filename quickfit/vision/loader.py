@@ -63,13 +63,16 @@ class ImageItems(NamedTuple):
     targets: torch.Tensor | None
 
 
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS / Windows
+        return os.cpu_count() or 1
+
+
 def default_num_workers() -> int:
     """The cores this process may use, at most 8 (more rarely helps decoding and costs memory)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS / Windows
-        cores = os.cpu_count() or 1
-    return min(cores, 8)
+    return min(_cores(), 8)
 
 
 class ImageDataset(Dataset):
@@ -285,7 +288,7 @@ class ImageLoader:
         # So the thread count is lowered for these few ops only, and restored before the batch is yielded.
         threads = torch.get_num_threads()
         workers = self._loader.num_workers if self._loader is not None else 0
-        wanted = max(1, min(threads, default_num_workers() - workers)) if workers else threads
+        wanted = max(1, min(threads, _cores() - workers)) if workers else threads
         if wanted != threads:
             torch.set_num_threads(wanted)
         try:
@@ -323,6 +326,31 @@ class ImageLoader:
             normalize=self.normalize,
             augment=self.augment if augment is None else augment,
             persistent=False,
+            device=self.device,
+        )
+
+    def shard(self, rank: int, world_size: int) -> ImageLoader:
+        """This rank's images for distributed training (called by quickfit's DDP callback).
+
+        A shuffling (training) loader takes every `world_size`-th image, padded with repeats so every
+        rank runs the same number of batches, and shuffles them every epoch; a validation loader takes
+        a contiguous slice without repeats, so summed metrics are exact."""
+        from quickfit.callbacks.distributed import shard_indices  # only needed under torchrun
+
+        idx = shard_indices(len(self.dataset), rank, world_size, pad=self.shuffle)
+        targets = self.items.targets
+        items = ImageItems([self.items.paths[i] for i in idx], None if targets is None else targets[idx])
+        ds = self.dataset
+        return ImageLoader(
+            ImageDataset(items, ds.item_tfm, ds.train, ds.skip_bad),
+            bs=self.bs,
+            shuffle=self.shuffle,
+            drop_last=self.drop_last,
+            num_workers=self.num_workers,
+            batch_tfms=self.batch_tfms,
+            normalize=self.normalize,
+            augment=self.augment,
+            persistent=self.persistent,
             device=self.device,
         )
 

@@ -291,6 +291,18 @@ def test_training_batches_take_one_grid_sample_each(folder, monkeypatch):
     assert sum(1 for _ in dls.valid) == 2 and len(calls) == 3  # validation: no resampling at all
 
 
+def test_shards_for_distributed_training(folder):
+    dls = ImageDataLoaders.from_folder(folder, valid="val", size=16, bs=2, num_workers=0)
+    train = [dls.train.shard(r, 3) for r in range(3)]
+    assert [len(t.items.paths) for t in train] == [4, 4, 4]  # 11 images, padded to the same count
+    assert set().union(*(t.items.paths for t in train)) == set(dls.train_items.paths)
+    valid = [dls.valid.shard(r, 4) for r in range(4)]
+    assert sum((v.items.paths for v in valid), []) == dls.valid_items.paths  # in order, no repeats
+    assert valid[0].augment is False and train[0].augment is True and train[0].shuffle
+    x, y = next(iter(valid[1]))
+    assert x.shape[1:] == (3, 16, 16) and y.tolist() == valid[1].items.targets[: len(y)].tolist()
+
+
 def test_drop_last_only_avoids_a_batch_of_one(folder):
     assert len(ImageDataLoaders.from_folder(folder, valid="val", bs=5, num_workers=0).train) == 2  # 11 = 5+5+1
     assert len(ImageDataLoaders.from_folder(folder, valid="val", bs=4, num_workers=0).train) == 3  # 4+4+3
