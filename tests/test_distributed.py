@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 
 import quickfit as qf
-from quickfit.callbacks.distributed import DistributedCallback, all_reduce_sum, shard_loader
+from quickfit.callbacks.distributed import DistributedCallback, all_reduce_sum, shard_indices, shard_loader
 
 N_TRAIN, N_VALID, BS = 96, 37, 16  # 37 validation items: uneven shards (18 / 19) and partial batches
 
@@ -131,6 +131,13 @@ def test_train_shards_have_the_same_number_of_batches():
         s.sampler.set_epoch(1)
     items = torch.cat([torch.cat([x for x, _ in s]) for s in shards])
     assert set(items.tolist()) == set(range(11)) and len(items) == 12
+
+
+def test_shard_indices_pad_training_shards_and_split_validation_contiguously():
+    train = [shard_indices(10, r, 4, pad=True) for r in range(4)]
+    assert train == [[0, 4, 8], [1, 5, 9], [2, 6, 0], [3, 7, 1]]  # 3 each: items 0 and 1 twice
+    valid = [shard_indices(10, r, 4, pad=False) for r in range(4)]
+    assert valid == [[0, 1], [2, 3, 4], [5, 6], [7, 8, 9]]
 
 
 def test_a_loader_with_a_shard_method_shards_itself():

@@ -38,7 +38,7 @@ from torch.utils.data import (
 
 from quickfit.callbacks.core import Callback
 
-__all__ = ["DistributedCallback", "all_reduce_sum", "shard_loader", "rank_and_world_size"]
+__all__ = ["DistributedCallback", "all_reduce_sum", "shard_loader", "shard_indices", "rank_and_world_size"]
 
 # Fits with sharded data in progress in this process. Sums across ranks happen only then: outside a
 # distributed fit every rank holds the whole data, so `learn.validate()` / `get_preds()` run on one
@@ -81,6 +81,20 @@ def _broadcast_int(value: int) -> int:
     return int(t.item())
 
 
+def shard_indices(n: int, rank: int, world_size: int, pad: bool) -> list[int]:
+    """This rank's part of `range(n)`, for a loader's `shard(rank, world_size)` method.
+
+    `pad=True` (training): every `world_size`-th item from `rank` on, `ceil(n / world_size)` on every
+    rank, the first items repeated to fill up (as DistributedSampler does), so every rank takes the
+    same number of steps. `pad=False` (validation): a contiguous range, sizes differing by at most one,
+    no repeats, so summed metrics are exact and gathered predictions keep their order.
+    """
+    if pad:
+        per_rank = -(-n // world_size)
+        return [i % n for i in range(rank, per_rank * world_size, world_size)]
+    return list(range(rank * n // world_size, (rank + 1) * n // world_size))
+
+
 class _IndexSampler(Sampler):
     """Yields a fixed list of dataset indices: one rank's contiguous part of the validation set."""
 
@@ -106,10 +120,11 @@ def _valid_indices(dl: DataLoader, rank: int, world_size: int) -> list[int]:
         order = [list(dl.sampler) if rank == 0 else None]
         dist.broadcast_object_list(order, src=0)
         order = order[0]
-    n = len(order)
-    if n < world_size:
-        raise ValueError(f"the validation set has {n} items, fewer than the {world_size} ranks: each needs one")
-    return order[rank * n // world_size : (rank + 1) * n // world_size]
+    if len(order) < world_size:
+        raise ValueError(
+            f"the validation set has {len(order)} items, fewer than the {world_size} ranks: each needs one"
+        )
+    return [order[i] for i in shard_indices(len(order), rank, world_size, pad=False)]
 
 
 def _rebuild(dl: DataLoader, sampler: Sampler) -> DataLoader:
