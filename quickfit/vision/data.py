@@ -32,7 +32,7 @@ from torch import nn
 from quickfit.data.core import DataLoaders, random_split
 from quickfit.vision.augment import Normalize, batch_tfm_from_dict, imagenet_stats
 from quickfit.vision.image import get_image_files
-from quickfit.vision.labels import labels_to_targets, read_table_labels
+from quickfit.vision.labels import class_folder_labels, labels_to_targets, read_table_labels, subfolders
 from quickfit.vision.loader import ImageDataset, ImageItems, ImageLoader
 from quickfit.vision.transforms import ItemTransform, Resize, item_tfm_from_dict
 
@@ -345,17 +345,17 @@ class ImageDataLoaders(DataLoaders):
         path = Path(path)
         if not path.is_dir():
             raise FileNotFoundError(f"image folder {path} does not exist")
-        files, labels = _class_folder_files(path, train)
+        files, labels = class_folder_labels(path, train)
         if valid_pct is not None:
             valid_idx = random_split(len(files), valid_pct, seed)
             random_valid = True
         else:
             if not (path / valid).is_dir():
                 raise FileNotFoundError(
-                    f"no validation folder {path / valid}; folders in {path}: {_subfolders(path)}. "
+                    f"no validation folder {path / valid}; folders in {path}: {subfolders(path)}. "
                     "Pass valid='<its name>' (e.g. valid='val'), or valid_pct=0.2 to split the training images"
                 )
-            vfiles, vlabels = _class_folder_files(path, valid)
+            vfiles, vlabels = class_folder_labels(path, valid)
             valid_idx = range(len(files), len(files) + len(vfiles))
             files, labels, random_valid = files + vfiles, labels + vlabels, False
         return cls.from_lists(
@@ -567,35 +567,6 @@ def _item_tfm(
     if size is not None and tuple(item_tfms.size) != Resize(size).size:
         raise ValueError(f"size={size} disagrees with item_tfms of size {item_tfms.size}; pass one of them")
     return item_tfms
-
-
-def _subfolders(path: Path) -> list[str]:
-    return sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
-
-
-def _class_folder_files(path: Path, split: str) -> tuple[list[Path], list[str]]:
-    """Files and labels of `path/split/<class>/...` (images may sit in sub-folders of a class)."""
-    root = path / split
-    if not root.is_dir():
-        raise FileNotFoundError(f"no folder {root}; folders in {path}: {_subfolders(path)}")
-    loose = get_image_files(root, recurse=False)
-    if loose:
-        raise ValueError(
-            f"{len(loose)} image(s) directly in {root}, e.g. {loose[0].name}: put each image in a folder "
-            f"named after its class ({root}/<class>/<image>)"
-        )
-    classes = _subfolders(root)
-    if not classes:
-        raise ValueError(f"no class folders in {root}: expected {root}/<class>/<image>")
-    files: list[Path] = []
-    labels: list[str] = []
-    for cls_name in classes:
-        found = get_image_files(root / cls_name)
-        if not found:
-            raise ValueError(f"class folder {root / cls_name} has no images; remove it or add images")
-        files += found
-        labels += [cls_name] * len(found)
-    return files, labels
 
 
 def image_dls_from_export(info: dict, device: torch.device | str | None = None) -> ImageDataLoaders:

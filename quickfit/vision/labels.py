@@ -1,4 +1,5 @@
-"""Labels to targets: class indices, multi-hot vectors or float values, with the checks that matter.
+"""Where labels come from (class folders, table columns) and how they become targets: class indices,
+multi-hot vectors or float values, with the checks that matter.
 
     from quickfit.vision.labels import labels_to_targets
 
@@ -16,11 +17,14 @@ import math
 import numbers
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["labels_to_targets", "read_table_labels"]
+from quickfit.vision.image import get_image_files
+
+__all__ = ["labels_to_targets", "read_table_labels", "class_folder_labels", "subfolders"]
 
 
 def _is_missing(v: Any) -> bool:
@@ -117,3 +121,32 @@ def read_table_labels(
     if valid_col is not None:
         is_valid = [bool(v) for v in df[_column(df, valid_col, "valid_col", source)].tolist()]
     return fnames, labels, is_valid, f"{source} column {fn!r}", f"{source} column {lab!r}"
+
+
+def subfolders(path: Path) -> list[str]:
+    return sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def class_folder_labels(path: Path, split: str) -> tuple[list[Path], list[str]]:
+    """Files and labels of `path/split/<class>/...` (images may sit in sub-folders of a class)."""
+    root = path / split
+    if not root.is_dir():
+        raise FileNotFoundError(f"no folder {root}; folders in {path}: {subfolders(path)}")
+    loose = get_image_files(root, recurse=False)
+    if loose:
+        raise ValueError(
+            f"{len(loose)} image(s) directly in {root}, e.g. {loose[0].name}: put each image in a folder "
+            f"named after its class ({root}/<class>/<image>)"
+        )
+    classes = subfolders(root)
+    if not classes:
+        raise ValueError(f"no class folders in {root}: expected {root}/<class>/<image>")
+    files: list[Path] = []
+    labels: list[str] = []
+    for cls_name in classes:
+        found = get_image_files(root / cls_name)
+        if not found:
+            raise ValueError(f"class folder {root / cls_name} has no images; remove it or add images")
+        files += found
+        labels += [cls_name] * len(found)
+    return files, labels
