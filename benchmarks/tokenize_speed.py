@@ -1,12 +1,13 @@
 """Texts per second of tokenizing the SST-2 training set (67k sentences): quickfit vs single-process spaCy.
 
-    python benchmarks/tokenize_speed.py                 # needs spaCy for the baseline: pip install spacy
+    python benchmarks/tokenize_speed.py      # spaCy for the baseline: pip install -e ".[bench]"
     python benchmarks/tokenize_speed.py --workers 2 --repeats 5
 
-Rows (each timed `--repeats` times, best and median shown; the machine may be shared):
+Rows (run in `--repeats` rounds, each round runs every row once; best and median wall time, and the
+CPU seconds of the best run, workers included):
 - spaCy baseline: `spacy.blank("en").tokenizer.pipe` in one process, splitting only (no rules,
   no special tokens), the way the course's old text library started;
-- spaCy + rules: the same rules as quickfit, spaCy as splitter, one process;
+- spaCy + quickfit's rules: the same job as quickfit (rules, markers, xxbos), spaCy as splitter, one process;
 - HF encode_batch: Hugging Face's batch API (parallel in Rust) used as the splitter, splitting only;
 - quickfit 1 process / N processes, cold (empty cache): `tokenize_texts`, lists of tokens out;
 - quickfit cached: the same call again (a file read).
@@ -37,15 +38,10 @@ def cpu_seconds() -> float:
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def timed(fn, repeats: int) -> tuple[float, float, float]:
-    """Best and median wall-clock seconds, and the CPU seconds of the best run."""
-    runs = []
-    for _ in range(repeats):
-        c0, t0 = cpu_seconds(), time.perf_counter()
-        fn()
-        runs.append((time.perf_counter() - t0, cpu_seconds() - c0))
-    best = min(runs)
-    return best[0], statistics.median(r[0] for r in runs), best[1]
+def measure(fn) -> tuple[float, float]:
+    c0, t0 = cpu_seconds(), time.perf_counter()
+    fn()
+    return time.perf_counter() - t0, cpu_seconds() - c0
 
 
 def main() -> None:
@@ -59,24 +55,17 @@ def main() -> None:
     texts = pd.read_csv(args.data, sep="\t", quoting=3)["sentence"].tolist()
     n = len(texts)
     print(f"{n} texts, {sum(map(len, texts)) / 1e6:.1f}M characters, {os.cpu_count()} cores visible")
-    rows = []
 
+    contenders = {}
     try:
         import spacy
 
         nlp = spacy.blank("en")
-        rows.append(
-            (
-                "spaCy baseline (1 process)",
-                timed(lambda: [[t.text for t in d] for d in nlp.tokenizer.pipe(texts)], args.repeats),
-            )
-        )
         spacy_tok = Tokenizer(splitter="spacy")
-        rows.append(
-            ("spaCy + rules (1 process)", timed(lambda: tokenize_texts(texts, spacy_tok, n_workers=1), args.repeats))
-        )
+        contenders["spaCy baseline (1 process)"] = lambda: [[t.text for t in d] for d in nlp.tokenizer.pipe(texts)]
+        contenders["spaCy + quickfit's rules (1 process)"] = lambda: tokenize_texts(texts, spacy_tok, n_workers=1)
     except ImportError:
-        print("spaCy is not installed (pip install spacy): no baseline")
+        print("spaCy is not installed (pip install spacy, or the `bench` extra): no baseline row")
 
     from tokenizers import Tokenizer as HFTokenizer
     from tokenizers import models, pre_tokenizers
@@ -84,31 +73,29 @@ def main() -> None:
     hf = HFTokenizer(models.WordLevel({"[UNK]": 0}, unk_token="[UNK]"))
     hf.pre_tokenizer = pre_tokenizers.Whitespace()
 
-    def hf_batch():
-        encs = hf.encode_batch(texts)
-        return [[t[a:b] for a, b in e.offsets] for t, e in zip(texts, encs)]
+    def hf_batch():  # the Rust-parallel batch API as the word splitter, words sliced out by offsets
+        return [[t[a:b] for a, b in e.offsets] for t, e in zip(texts, hf.encode_batch(texts))]
 
-    rows.append(("HF encode_batch split (Rust threads)", timed(hf_batch, args.repeats)))
     tok = Tokenizer()
-    rows.append(("quickfit, 1 process, cold", timed(lambda: tokenize_texts(texts, tok, n_workers=1), args.repeats)))
-    rows.append(
-        (
-            f"quickfit, {args.workers} processes, cold",
-            timed(lambda: tokenize_texts(texts, tok, n_workers=args.workers), args.repeats),
-        )
-    )
+    contenders["HF encode_batch, split only (Rust threads)"] = hf_batch
+    contenders["quickfit, 1 process, cold"] = lambda: tokenize_texts(texts, tok, n_workers=1)
+    contenders[f"quickfit, {args.workers} processes, cold"] = lambda: tokenize_texts(texts, tok, n_workers=args.workers)
     with tempfile.TemporaryDirectory() as cache:
         tokenize_texts(texts, tok, n_workers=args.workers, cache_dir=cache)  # fills the cache
-        rows.append(
-            ("quickfit cached (lists out)", timed(lambda: tokenize_texts(texts, tok, cache_dir=cache), args.repeats))
-        )
+        contenders["quickfit, cached"] = lambda: tokenize_texts(texts, tok, cache_dir=cache)
+        # Rounds run every contender once, so a change in the machine's load hits them all alike.
+        runs = {name: [] for name in contenders}
+        for _ in range(args.repeats):
+            for name, fn in contenders.items():
+                runs[name].append(measure(fn))
 
-    base = rows[0][1][0]  # speed-ups are against the first row: single-process spaCy
-    load = os.getloadavg()[0]
-    print(f"\nload average {load:.1f} on {os.cpu_count()} cores (wall times suffer when it is above the core count)")
-    print(f"{'':40s} {'best s':>8s} {'median s':>9s} {'CPU s':>7s} {'texts/s':>10s} {'speed-up':>9s}")
-    for name, (best, med, cpu) in rows:
-        print(f"{name:40s} {best:8.3f} {med:9.3f} {cpu:7.2f} {n / best:10.0f} {base / best:8.1f}x")
+    base = min(runs[next(iter(runs))])[0]  # speed-ups are against the first row
+    print(f"\nload average {os.getloadavg()[0]:.1f} (wall times suffer when it is above the core count)")
+    print(f"{'':45s} {'best s':>7s} {'median s':>9s} {'CPU s':>6s} {'texts/s':>9s} {'speed-up':>9s}")
+    for name, times in runs.items():
+        best, cpu = min(times)
+        med = statistics.median(t for t, _ in times)
+        print(f"{name:45s} {best:7.3f} {med:9.3f} {cpu:6.2f} {n / best:9.0f} {base / best:8.1f}x")
 
 
 if __name__ == "__main__":

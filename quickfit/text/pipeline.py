@@ -31,10 +31,10 @@ from quickfit.text.rules import (
     spec_add_spaces,
 )
 
-__all__ = ["words_corpus", "flag_texts"]
+__all__ = ["words_corpus", "flag_texts", "TokenTable"]
 
 # split_many(texts, table) -> (the index in `table` of every word of every text, words per text)
-SplitMany = Callable[[list[str], dict], tuple[list[int], list[int]]]
+SplitMany = Callable[[list[str], dict], tuple[Sequence[int], Sequence[int]]]
 _HTML_CHARS, _SPEC_CHARS = "#;\\<@&", "/#\\"
 
 
@@ -62,7 +62,7 @@ def flag_texts(texts: Sequence[str], chars: str | None = None) -> np.ndarray:
     return _texts_at(np.flatnonzero(np.isin(codes, [ord(c) for c in chars])), ends, len(texts))
 
 
-class _Table(dict):
+class TokenTable(dict):
     """Token string -> index, numbering new tokens as they come (`table[token]` never fails)."""
 
     def __missing__(self, token: str) -> int:
@@ -109,7 +109,7 @@ def _offsets(lengths: Sequence[int] | np.ndarray) -> np.ndarray:
     return offsets
 
 
-def _replace_wrep(ids: np.ndarray, offsets: np.ndarray, table: _Table) -> tuple[np.ndarray, np.ndarray]:
+def _replace_wrep(ids: np.ndarray, offsets: np.ndarray, table: TokenTable) -> tuple[np.ndarray, np.ndarray]:
     n = len(ids)
     if n < 3:
         return ids, offsets
@@ -130,7 +130,7 @@ def _replace_wrep(ids: np.ndarray, offsets: np.ndarray, table: _Table) -> tuple[
     return ids[keep], kept[offsets]
 
 
-def _case_markers(ids: np.ndarray, offsets: np.ndarray, table: _Table) -> tuple[np.ndarray, np.ndarray]:
+def _case_markers(ids: np.ndarray, offsets: np.ndarray, table: TokenTable) -> tuple[np.ndarray, np.ndarray]:
     m = len(table.tokens)
     marker = np.full(m, -1, dtype=np.int64)
     lower = np.arange(m, dtype=np.int64)
@@ -191,9 +191,9 @@ def words_corpus(
 ) -> TokenizedCorpus:
     """Word tokens of `texts`: the text rules, `split_many` (see `SplitMany`), the token rules."""
     texts = _apply_text_rules(list(texts), rules)
-    table = _Table()
+    table = TokenTable()
     ids, lengths = split_many(texts, table)
-    ids, offsets = np.array(ids, dtype=np.int64), _offsets(lengths)
+    ids, offsets = np.asarray(ids, dtype=np.int64), _offsets(lengths)
     if "replace_wrep" in rules:
         ids, offsets = _replace_wrep(ids, offsets, table)
     if "case_markers" in rules:

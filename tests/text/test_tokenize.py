@@ -29,6 +29,8 @@ TEXTS = [
     "Ünïcödé naïve café 東京 😀😀😀",
     "<unk> is WikiText's unknown word",
     "word\x00with a NUL",
+    "odd\xa0spaces\u3000here\u2003and\x1cthere\x1f!",
+    "\x1c",
 ]
 
 _pre = Whitespace()
@@ -111,6 +113,12 @@ def test_batch_pipeline_matches_per_text_rules():
     texts = [t.replace("\x00", " ") for t in TEXTS]  # the reference does not clean NULs
     assert tok.tokenize_batch(texts) == [reference(t) for t in texts]
     assert tok.tokenize_batch(texts) == [tok(t) for t in texts]  # batch or one by one: the same
+
+
+def test_python_whitespace_list():
+    from quickfit.text.tokenize import PY_WHITESPACE
+
+    assert PY_WHITESPACE == "".join(c for c in map(chr, range(0x110000)) if c.isspace())
 
 
 def test_batch_pipeline_on_real_sentences():
