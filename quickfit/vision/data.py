@@ -452,7 +452,10 @@ class ImageDataLoaders(DataLoaders):
     ) -> ImageDataLoaders:
         """The course's layout: `csv_file` (under `path`, or a path of its own) with a file name
         column and a label column; images in `path/folder/<name><suffix>`. See `from_df`."""
-        import pandas as pd
+        try:
+            import pandas as pd
+        except ImportError as e:
+            raise ImportError("ImageDataLoaders.from_csv needs pandas: pip install 'quickfit[vision]'") from e
 
         path = Path(path)
         csv_path = Path(csv_file)
