@@ -26,6 +26,7 @@ import json
 import multiprocessing as mp
 import os
 import tempfile
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import chain
@@ -243,5 +244,8 @@ def tokenize_corpus(
     else:
         corpus = _run(texts, tokenizer, n_workers)
     if path is not None:
-        _save(path, corpus, tokenizer.subword_model if trained_here else None)
+        try:
+            _save(path, corpus, tokenizer.subword_model if trained_here else None)
+        except OSError as e:  # a cache that cannot be written costs speed next time, not this result
+            warnings.warn(f"could not write the token cache {path}: {e}", stacklevel=2)
     return corpus

@@ -198,7 +198,10 @@ class TextDataLoaders(DataLoaders):
         valid = _subset(ids, offsets, valid_idx) if len(valid_idx) else None
         if is_lm:
             train_dl = LMDataLoader(*train, bs=bs, seq_len=seq_len, shuffle=True, seed=seed)
-            valid_dl = None if valid is None else LMDataLoader(*valid, bs=bs, seq_len=seq_len)
+            try:
+                valid_dl = None if valid is None else LMDataLoader(*valid, bs=bs, seq_len=seq_len)
+            except ValueError as e:
+                raise ValueError(f"the validation texts: {e} (or a larger valid_pct)") from e
         else:
             pad = vocab.pad_idx
             train_dl = SortishDataLoader(

@@ -109,6 +109,12 @@ def test_lm_seed_and_torch_seed_make_epochs_repeatable():
     assert all(torch.equal(p, q) for p, q in zip(c, d))
 
 
+def test_lm_too_little_validation_text_is_named():
+    df = reviews(40)
+    with pytest.raises(ValueError, match="the validation texts: .* too few for bs=64"):
+        TextDataLoaders.from_df(df, "text", is_lm=True, valid_pct=0.05, seed=0, bs=64, cache_dir=False)
+
+
 def test_lm_too_little_text_is_a_clear_error():
     ids, offsets = numbered_texts([3, 4])
     with pytest.raises(ValueError, match="7 tokens are too few for bs=4"):

@@ -219,6 +219,13 @@ def test_corrupt_cache_entry_is_redone(tmp_path):
     assert tokenize_texts(texts, Tokenizer(), cache_dir=tmp_path) == first  # rewritten, readable again
 
 
+def test_unwritable_cache_warns_and_still_tokenizes(tmp_path):
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a file where the cache folder should be")
+    with pytest.warns(UserWarning, match="could not write the token cache"):
+        assert tokenize_texts(["Hi"], Tokenizer(), cache_dir=blocker) == [["xxbos", "xxmaj", "hi"]]
+
+
 def test_non_string_texts_are_named():
     with pytest.raises(TypeError, match=r"not strings.*position 1: nan \(float\)"):
         tokenize_texts(["ok", float("nan"), "fine"], Tokenizer())
