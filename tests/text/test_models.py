@@ -241,3 +241,15 @@ def test_config_overrides_sizes_and_rejects_unknown_keys():
         AWD_LSTM(40, n_layers=0)
     with pytest.raises(ValueError, match=r"\(batch, seq\)"):
         AWD_LSTM(40, **SMALL)(torch.randint(0, 40, (5,)))
+
+
+def test_models_run_under_bf16_autocast():
+    # nn.LSTM's CPU kernel fails on float32 input under bf16 autocast; ours casts input and state.
+    x = torch.randint(2, 30, (3, 7))
+    lm, clf = get_language_model(30, SMALL), get_text_classifier(30, 2, SMALL)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, scores = lm(x), clf(x)
+        lm(x)  # carries the bf16 hidden state
+    assert out.dtype == torch.bfloat16 and scores.shape == (3, 2)
+    out.float().sum().backward()
+    assert lm[0].rnns[0].weight_hh.grad.dtype == torch.float32  # the parameters stay float32

@@ -39,6 +39,15 @@ __all__ = ["AWD_LSTM", "EmbeddingDropout", "RNNDropout", "WeightDropLSTM"]
 _CUDNN_FLAT_WARNING = "RNN module weights are not part of single contiguous chunk of memory"
 
 
+def _autocast_dtype(device_type: str) -> torch.dtype | None:
+    """The dtype autocast runs ops in on this device, or None when autocast is off."""
+    if hasattr(torch, "get_autocast_dtype"):  # torch >= 2.4
+        return torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None
+    if device_type == "cpu":
+        return torch.get_autocast_cpu_dtype() if torch.is_autocast_cpu_enabled() else None
+    return torch.get_autocast_gpu_dtype() if torch.is_autocast_enabled() else None
+
+
 def _dropout_mask(like: Tensor, shape: tuple[int, ...], p: float) -> Tensor:
     """A Bernoulli keep-mask scaled by 1/(1-p), so activations keep their expectation."""
     return like.new_empty(shape).bernoulli_(1 - p).div_(1 - p)
@@ -55,6 +64,9 @@ class RNNDropout(nn.Module):
         if not self.training or self.p == 0.0:
             return x
         return x * _dropout_mask(x, (x.size(0), 1, x.size(2)), self.p)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
 
 
 class EmbeddingDropout(nn.Module):
@@ -109,6 +121,12 @@ class WeightDropLSTM(nn.Module):
     def forward(self, x: Tensor, hidden: tuple[Tensor, Tensor]) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """``x``: (batch, seq, n_in); ``hidden``: (h, c) each (1, batch, n_out)."""
         weights = [self.weight_ih, self.effective_weight_hh(), self.bias_ih, self.bias_hh]
+        dtype = _autocast_dtype(x.device.type)
+        if dtype is not None:  # autocast casts the weights; the LSTM kernel wants input and state alike
+            x, hidden = x.to(dtype), (hidden[0].to(dtype), hidden[1].to(dtype))
+        if not x.is_cuda:
+            out, h, c = _VF.lstm(x, hidden, weights, True, 1, 0.0, self.training, False, True)
+            return out, (h, c)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=_CUDNN_FLAT_WARNING)
             out, h, c = _VF.lstm(x, hidden, weights, True, 1, 0.0, self.training, False, True)
