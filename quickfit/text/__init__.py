@@ -13,6 +13,7 @@ See docs/text.md and examples/ulmfit.py.
 """
 
 from quickfit.text.callbacks import RNNCallback, RNNRegularizer
+from quickfit.text.data import TextDataLoaders, text_dls_from_export
 from quickfit.text.learner import (
     LMLearner,
     TextLearner,
@@ -20,6 +21,7 @@ from quickfit.text.learner import (
     learner_from_export,
     text_classifier_learner,
 )
+from quickfit.text.loaders import LMDataLoader, SortishDataLoader
 from quickfit.text.metrics import CrossEntropyFlat, Perplexity, perplexity
 from quickfit.text.models import (
     AWD_LSTM,
@@ -33,8 +35,21 @@ from quickfit.text.models import (
     get_text_classifier,
 )
 from quickfit.text.pretrained import load_pretrained_lm, match_vocab, save_pretrained_lm
+from quickfit.text.rules import SPECIAL_TOKENS
+from quickfit.text.tokenize import Tokenizer, tokenize_texts
+from quickfit.text.vocab import Vocab
 
 __all__ = [
+    # data (docs/text-data.md)
+    "LMDataLoader",
+    "SPECIAL_TOKENS",
+    "SortishDataLoader",
+    "TextDataLoaders",
+    "Tokenizer",
+    "Vocab",
+    "text_dls_from_export",
+    "tokenize_texts",
+    # models and learners (docs/text.md)
     "AWD_LSTM",
     "CrossEntropyFlat",
     "LMLearner",
