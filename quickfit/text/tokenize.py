@@ -17,6 +17,7 @@ Unigram (or `"bpe"`) model trained on the corpus. Settings (and the trained subw
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from itertools import chain
 from operator import itemgetter
@@ -57,6 +58,7 @@ class _Splitter:
             # Whitespace the pre-tokenizer keeps as punctuation (\x1c-\x1f in tokenizers 0.23): a
             # text holding one is not cut at whitespace in Python first (see _split_hf).
             self._not_space = "".join(c for c in PY_WHITESPACE if len(self._pre.pre_tokenize_str(f"a{c}b")) != 2)
+            self._not_space_re = re.compile(f"[{re.escape(self._not_space)}]") if self._not_space else None
             self.split_many = self._split_hf
         else:
             try:
@@ -74,9 +76,11 @@ class _Splitter:
         chunks = TokenTable()
         chunk_ids: list[int] = []
         n_chunks = np.zeros(len(texts), dtype=np.int64)
-        whole = flag_texts(texts, self._not_space) if self._not_space else np.zeros(len(texts), dtype=bool)
-        for i, (text, keep) in enumerate(zip(texts, whole.tolist())):
-            parts = [text] if keep else text.split()
+        whole: set[int] = set()
+        if self._not_space_re is not None and self._not_space_re.search("\n".join(texts)):  # one C scan, rarely true
+            whole = set(np.flatnonzero(flag_texts(texts, self._not_space)).tolist())
+        for i, text in enumerate(texts):
+            parts = [text] if i in whole else text.split()
             n_chunks[i] = len(parts)
             chunk_ids += map(chunks.__getitem__, parts)
         word = itemgetter(0)
