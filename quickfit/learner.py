@@ -56,8 +56,8 @@ _EXPORT_APPS = ("vision", "text", "tabular", "collab")
 
 def default_device() -> torch.device:
     """CUDA when available, else Apple's MPS, else the CPU."""
-    if torch.cuda.is_available():
-        return torch.device("cuda")
+    if torch.cuda.is_available():  # under torchrun, each process its own GPU
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
@@ -290,7 +290,10 @@ class Learner:
             fit_cbs.append(DistributedCallback())
         self.n_epoch, self.start_epoch = int(math.ceil(n_epoch)), 0
         with self.added_cbs(fit_cbs):
-            self._with_events(self._do_fit, "fit", CancelFitException)
+            try:
+                self._with_events(self._do_fit, "fit", CancelFitException)
+            finally:
+                self("cleanup_fit")
 
     def fit(
         self,
@@ -504,11 +507,13 @@ class Learner:
         """Weights (safetensors) + a JSON description of model and data processing in one file; no pickle."""
         from safetensors.torch import save_model
 
+        f = self.path / fname
+        if not self.is_main_process:
+            return f
         info = {"format": 1, **self.export_info}
         if "data" not in info and hasattr(self.dls, "export_info"):
             info["data"] = self.dls.export_info()
         metadata = {"quickfit": json.dumps(info)}
-        f = self.path / fname
         atomic_write(f, lambda tmp: save_model(self._unwrapped(), tmp, metadata=metadata))
         return f
 

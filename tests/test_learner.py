@@ -283,3 +283,25 @@ def test_bad_arguments_are_named():
     learn = qf.Learner(make_dls(), mlp(), nn.CrossEntropyLoss(), progress=False)
     with pytest.raises(ValueError, match="checkpoint='name'"):
         learn.fit(1, resume=True)
+
+
+def test_cleanup_fit_runs_even_when_training_fails(learner):
+    events = []
+
+    class Boom(qf.Callback):
+        def after_batch(self, learn):
+            raise RuntimeError("boom")
+
+        def after_fit(self, learn):
+            events.append("after_fit")
+
+        def cleanup_fit(self, learn):
+            events.append("cleanup_fit")
+
+    learn = learner().to_bf16()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(RuntimeError, match="boom"):
+            learn.fit(1, cbs=[Boom()])
+    assert events == ["cleanup_fit"]  # after_fit is for success; cleanup_fit always runs
+    assert learn.scaler is None and not isinstance(learn.autocast, torch.autocast)

@@ -12,6 +12,8 @@ Each method receives the learner. Events come in pairs around each stage of the 
 train, validate, batch; inside a batch there are after_pred, after_loss, after_backward,
 before_step / after_step. Raising a stage's Cancel exception skips the rest of that stage and runs
 its `after_cancel_<stage>` event, then its `after_<stage>` event; callbacks run in increasing `order`.
+`cleanup_fit` runs last, even when training fails with an error: put the undoing of what
+`before_fit` did there (unwrapping the model, restoring the data).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ __all__ = [
 ]
 
 EVENTS = (
-    "before_fit", "after_fit", "after_cancel_fit",
+    "before_fit", "after_fit", "after_cancel_fit", "cleanup_fit",
     "before_epoch", "after_epoch", "after_cancel_epoch",
     "before_train", "after_train", "after_cancel_train",
     "before_validate", "after_validate", "after_cancel_validate",

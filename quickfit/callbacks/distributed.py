@@ -266,7 +266,7 @@ class DistributedCallback(Callback):
             loss = learn.loss.detach().float().reshape(1)
             learn.loss = all_reduce_sum(loss)[0] / dist.get_world_size()  # loss_grad stays this rank's
 
-    def after_fit(self, learn) -> None:
+    def cleanup_fit(self, learn) -> None:  # also after an error: never leave the model wrapped
         global _sharded_fits
         if not self.active:
             return

@@ -80,7 +80,7 @@ class MixedPrecision(Callback):
         if not getattr(self, "in_fit", False):
             self._exit(learn)
 
-    def after_fit(self, learn) -> None:
+    def cleanup_fit(self, learn) -> None:
         self.in_fit = False
         self._exit(learn)
 
