@@ -113,17 +113,21 @@ def _body_is_frozen(model: VisionModel) -> bool:
 
 
 class FrozenBatchNorm(Callback):
-    """In training, BatchNorm layers of the body whose parameters are all frozen use their running
-    statistics, like the rest of a frozen body (the course library's behaviour). Then a frozen body
-    computes in training exactly what precompute cached, so the head carries over when precompute
-    is turned off, and small batches do not drag the pretrained statistics around."""
+    """In training, BatchNorm layers of the body use their running statistics when their parameters
+    are frozen, or always when `learn.bn_freeze` (the course library's `bn_freeze`).
+
+    A frozen body then computes in training exactly what precompute cached, so the head carries over
+    when precompute is turned off, and small batches do not drag the pretrained statistics around.
+    With `bn_freeze` the unfrozen body keeps the statistics too: on small datasets, switching
+    BatchNorm to batch statistics when unfreezing shifts every activation the head was trained on."""
 
     order = -10
 
     def before_train(self, learn) -> None:
+        freeze_all = getattr(learn, "bn_freeze", False)
         for m in learn.model.body.modules():
             if isinstance(m, _NORM) and any(True for _ in m.parameters()):
-                if not any(p.requires_grad for p in m.parameters()):
+                if freeze_all or not any(p.requires_grad for p in m.parameters()):
                     m.eval()
 
 
@@ -151,7 +155,7 @@ class VisionLearner(Learner):
         progress: bool | None = None,
         device: torch.device | str | None = None,
     ) -> None:
-        self._precompute, self.spec, self.image_dls = False, spec, dls
+        self._precompute, self.spec, self.image_dls, self.bn_freeze = False, spec, dls, False
         self.feature_cache: dict[str, PrecomputedDataLoaders] = {}  # fingerprint -> cached activations
         super().__init__(
             dls,
@@ -247,6 +251,7 @@ def vision_learner(
     path: str | Path = ".",
     model_dir: str | Path = "models",
     train_bn: bool = False,
+    bn_freeze: bool | None = None,
     progress: bool | None = None,
     device: torch.device | str | None = None,
 ) -> VisionLearner:
@@ -260,7 +265,9 @@ def vision_learner(
     statistics. `channels_last` (default: the architecture's, faster on CPU) picks the memory format.
     `train_bn=False` keeps the BatchNorm layers of a frozen body frozen too (weights and running
     statistics), so the frozen body is a fixed feature extractor and precompute changes nothing but
-    speed; `train_bn=True` trains them while the rest of the body is frozen. `path` is where the
+    speed; `train_bn=True` trains them while the rest of the body is frozen. `bn_freeze` (default: on
+    for pretrained bodies) keeps the body's BatchNorm statistics even after `unfreeze()` (their scale
+    and shift still train): on small datasets fine-tuning then improves instead of hurting. `path` is where the
     learner writes (`models/` checkpoints, `tmp/` precomputed activations): the current folder by
     default, never the image folder, which may be shared or read-only.
     """
@@ -308,7 +315,9 @@ def vision_learner(
             "loss": _loss_name(loss_func),
         },
     }
-    if pretrained is not False and pretrained is not None:
+    is_pretrained = pretrained is not False and pretrained is not None
+    learn.bn_freeze = is_pretrained if bn_freeze is None else bool(bn_freeze)
+    if is_pretrained:
         learn.freeze()
     if precompute:
         learn.precompute = True

@@ -228,3 +228,19 @@ def test_learner_from_export_rejects_incomplete_metadata():
 def test_unknown_arch_lists_the_known_ones(image_folder):
     with pytest.raises(ValueError, match="efficientnet_lite0.*resnet18"):
         vision_learner(make_dls(image_folder), "vgg16")
+
+
+def test_bn_freeze_keeps_pretrained_statistics_after_unfreezing(image_folder, tmp_path):
+    learn = make_learner(image_folder, tmp_path)
+    assert learn.bn_freeze  # pretrained: on by default
+    bn = learn.model.body[2][0].expand.bn
+    learn.unfreeze()
+    before_stats, before_scale = bn.running_mean.clone(), bn.weight.detach().clone()
+    learn.fit(1, 1e-3)
+    assert torch.equal(bn.running_mean, before_stats)  # statistics kept ...
+    assert not torch.equal(bn.weight, before_scale)  # ... scale and shift trained
+    learn.bn_freeze = False
+    learn.fit(1, 1e-3)
+    assert not torch.equal(bn.running_mean, before_stats)
+    scratch = vision_learner(make_dls(image_folder), "resnet18", pretrained=False, path=tmp_path, progress=False)
+    assert not scratch.bn_freeze  # random weights: the statistics must be learned
