@@ -219,3 +219,21 @@ def test_predict_on_a_missing_input_or_a_plain_learner(tmp_path, capsys):
     plain = learn.export("plain.qf")
     assert main(["predict", str(plain), str(plain)]) == 2
     assert "exported from a plain Learner" in capsys.readouterr().err
+
+
+def test_predict_with_an_image_model_calls_the_vision_command(monkeypatch, tmp_path):
+    from torch import nn
+
+    import quickfit as qf
+
+    learn = qf.Learner(qf.DataLoaders([], None), nn.Linear(2, 2), nn.CrossEntropyLoss(), path=tmp_path)
+    learn.export_info = {"app": "vision"}
+    model = learn.export("pets.qf")
+    image = tmp_path / "cat.png"
+    image.write_bytes(PNG_MAGIC)
+    calls = []
+    fake = types.ModuleType("quickfit.vision.cli")
+    fake.predict_command = lambda model, images: calls.append((model, images))
+    monkeypatch.setitem(sys.modules, "quickfit.vision.cli", fake)
+    assert main(["predict", str(model), str(image)]) == 0
+    assert calls == [(model, [image])]
