@@ -242,7 +242,7 @@ def predict_files(model: str | Path, inputs: Sequence[str]) -> list[tuple[str, o
     results = []
     for item in inputs:
         path = Path(item)
-        if path.suffix.lower() == ".csv":
+        if path.suffix.lower() == ".csv" and app in ("tabular", "collab"):
             import pandas as pd
 
             rows = pd.read_csv(path)
