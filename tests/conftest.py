@@ -13,6 +13,9 @@ from torch.utils.data import DataLoader, TensorDataset
 import quickfit as qf
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# The tests train tiny models: one thread is faster for them than two fighting over two cores
+# (and pytest-xdist-style parallel runs or a loaded machine make that much worse).
+torch.set_num_threads(1)
 
 
 def shared_data() -> Path:
