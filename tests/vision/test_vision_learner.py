@@ -244,3 +244,11 @@ def test_bn_freeze_keeps_pretrained_statistics_after_unfreezing(image_folder, tm
     assert not torch.equal(bn.running_mean, before_stats)
     scratch = vision_learner(make_dls(image_folder), "resnet18", pretrained=False, path=tmp_path, progress=False)
     assert not scratch.bn_freeze  # random weights: the statistics must be learned
+
+
+def test_snapshot_ensemble_on_a_vision_learner(image_folder, tmp_path):
+    learn = make_learner(image_folder, tmp_path, precompute=True)
+    learn.fit_sgdr(2, cycle_len=1, lr_max=1e-2, snapshot="snap")
+    assert sorted(f.name for f in (tmp_path / "models").glob("snap_*.pth")) == ["snap_0.pth", "snap_1.pth"]
+    preds, targs = learn.snapshot_ensemble_preds("snap")
+    assert preds.shape == (12, 2) and ((preds.argmax(1) == targs).float().mean()) == 1.0
