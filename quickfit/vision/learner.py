@@ -124,7 +124,7 @@ class FrozenBatchNorm(Callback):
     order = -10
 
     def before_train(self, learn) -> None:
-        freeze_all = getattr(learn, "bn_freeze", False)
+        freeze_all = learn.bn_freeze
         for m in learn.model.body.modules():
             if isinstance(m, _NORM) and any(True for _ in m.parameters()):
                 if freeze_all or not any(p.requires_grad for p in m.parameters()):
