@@ -382,7 +382,12 @@ class Learner:
         n_epoch = max(1, math.ceil(num_it / max(1, len(self.dls.train))))
         self._fit(n_epoch, start_lr, {}, [finder], None, None, False, "lr_find")
         if show_plot and self.is_main_process:
-            self.recorder.plot_lr_find()
+            import matplotlib
+            import matplotlib.pyplot as plt
+
+            fig = self.recorder.plot_lr_find()
+            if matplotlib.get_backend().lower() == "agg":  # no screen: nobody sees it, free it
+                plt.close(fig)
         return finder.suggestions
 
     # ---- layer groups ----------------------------------------------------------------------------
