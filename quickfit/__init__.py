@@ -39,12 +39,14 @@ from quickfit.metrics import (
 )
 from quickfit.optim import SGD, Adam, RMSprop
 from quickfit.seed import set_seed
+from quickfit.step import BasicStep, TrainStep
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Adam",
     "AvgMetric",
+    "BasicStep",
     "Callback",
     "CancelBackwardException",
     "CancelBatchException",
@@ -66,6 +68,7 @@ __all__ = [
     "SGD",
     "SaveBest",
     "SuggestedLRs",
+    "TrainStep",
     "accuracy",
     "accuracy_multi",
     "default_device",

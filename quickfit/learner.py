@@ -15,9 +15,8 @@ mixed precision, checkpoints, distributed training) is a callback.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
-import os
+import numbers
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -25,7 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from quickfit import schedules
+from quickfit import env, schedules
 from quickfit.callbacks.core import (
     EVENTS,
     Callback,
@@ -36,6 +35,7 @@ from quickfit.callbacks.core import (
     CancelStepException,
     CancelTrainException,
     CancelValidException,
+    check_event_names,
 )
 from quickfit.callbacks.lr_finder import LRFinder, SuggestedLRs
 from quickfit.callbacks.mixed_precision import MixedPrecision
@@ -44,20 +44,21 @@ from quickfit.callbacks.recorder import Recorder
 from quickfit.callbacks.resume import ResumeCheckpoint
 from quickfit.callbacks.schedule import ParamScheduler
 from quickfit.data.core import DataLoaders, to_device
-from quickfit.io import atomic_save, atomic_write, safe_load
+from quickfit.inference import InferenceMixin
 from quickfit.metrics import as_metric
 from quickfit.optim import Adam, get_hyper, lr_per_group, param_groups, set_hyper
+from quickfit.saving import SavingMixin, load_learner
+from quickfit.step import BasicStep, TrainStep
 
 __all__ = ["Learner", "load_learner", "default_device", "trainable_params"]
 
 _NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
-_EXPORT_APPS = ("vision", "text", "tabular", "collab")
 
 
 def default_device() -> torch.device:
     """CUDA when available, else Apple's MPS, else the CPU."""
     if torch.cuda.is_available():  # under torchrun, each process its own GPU
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        return torch.device("cuda", env.local_rank())
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
@@ -67,30 +68,74 @@ def trainable_params(model: nn.Module) -> list[nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]
 
 
+def _check_number(name: str, value, low: float | None = 0.0, high: float | None = None, open_low=True) -> float:
+    """`value` as a float, or a ValueError / TypeError naming the argument and the value."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        if isinstance(value, torch.Tensor) and value.numel() == 1:
+            value = value.item()
+        else:
+            hint = " (a number, not a string)" if isinstance(value, str) else ""
+            raise TypeError(f"{name} must be a number{hint}, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    if low is not None and (value <= low if open_low else value < low):
+        raise ValueError(f"{name} must be {'>' if open_low else '>='} {low:g}, got {value!r}")
+    if high is not None and value > high:
+        raise ValueError(f"{name} must be <= {high:g}, got {value!r}")
+    return value
+
+
+def _check_count(name: str, value, allow_float: bool = False) -> None:
+    ok = not isinstance(value, bool) and isinstance(value, numbers.Integral if not allow_float else numbers.Real)
+    if not ok or value <= 0:
+        kind = "a positive number" if allow_float else "a positive whole number"
+        hint = " (not a string)" if isinstance(value, str) else ""
+        raise (ValueError if ok else TypeError)(f"{name} must be {kind}{hint}, got {value!r}")
+
+
+def _check_lr(name: str, lr) -> None:
+    """A learning rate: None, a positive number, `slice(hi)` / `slice(lo, hi)`, or one positive number per group."""
+    if lr is None:
+        return
+    if isinstance(lr, slice):
+        parts = [("start", lr.start), ("stop", lr.stop)]
+        for part, v in parts:
+            if v is not None:
+                _check_number(f"{name} ({part} of the slice)", v, open_low=False)
+        if lr.stop is None:
+            raise ValueError(f"{name}=slice(...) needs a stop (the last group's rate), got {lr!r}")
+        if lr.step is not None:
+            raise ValueError(f"{name}: a learning-rate slice takes no step, got {lr!r}")
+        return
+    if (
+        isinstance(lr, (str, bytes))
+        or not isinstance(lr, (numbers.Real, Sequence, torch.Tensor))
+        and not hasattr(lr, "__array__")
+    ):
+        _check_number(name, lr)  # raises with the value named
+    if isinstance(lr, numbers.Real) or (isinstance(lr, torch.Tensor) and lr.numel() == 1):
+        _check_number(name, lr, open_low=False)  # 0 is allowed (nothing moves); negative is gradient ascent
+        return
+    for i, v in enumerate(list(lr)):
+        _check_number(f"{name}[{i}]", v, open_low=False)
+
+
 def _one_group(model: nn.Module) -> list[list[nn.Parameter]]:
     return [list(model.parameters())]
 
 
-def _activation(loss_func) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The activation that turns raw outputs into predictions, derived from the loss."""
-    act = getattr(loss_func, "activation", None)
-    if act is not None:
-        return act
-    if isinstance(loss_func, nn.CrossEntropyLoss) or loss_func is nn.functional.cross_entropy:
-        return lambda x: x.softmax(dim=-1)
-    if isinstance(loss_func, nn.BCEWithLogitsLoss) or loss_func is nn.functional.binary_cross_entropy_with_logits:
-        return torch.sigmoid
-    return lambda x: x
-
-
-class Learner:
+class Learner(InferenceMixin, SavingMixin):
     """Trains `model` on `dls` with `loss_func`; see the module docstring.
 
     `lr` is the default learning rate of every `fit*` call; `wd` the weight decay (None keeps the
     optimizer's default); `splitter(model)` returns the layer groups (one group by default);
     `train_bn` keeps normalization layers trainable in frozen groups; `slice_div` is the divisor of
     `slice(hi)` learning rates (the groups before the last get `hi / slice_div`); `device` defaults
-    to CUDA when available.
+    to CUDA when available; `step` is what one training batch does (`quickfit.step.BasicStep`:
+    forward, loss, backward, optimizer step), replaceable for GANs, teacher forcing, extra losses.
+    Inference (`get_preds`, `predict`, `validate`) lives in quickfit/inference.py, saving (`save`,
+    `load`, `export`) in quickfit/saving.py.
     """
 
     def __init__(
@@ -110,6 +155,7 @@ class Learner:
         slice_div: float = 3.0,
         progress: bool | None = None,
         device: torch.device | str | None = None,
+        step: TrainStep | None = None,
     ):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -123,11 +169,14 @@ class Learner:
         self.model = model.to(self.device)
         if hasattr(dls, "to"):
             dls.to(self.device)
+        if step is not None and not callable(step):
+            raise TypeError(f"step must be a TrainStep (called with the learner once per batch), got {step!r}")
+        self.step: TrainStep = step if step is not None else BasicStep()
         self.opt: torch.optim.Optimizer | None = None
         self.export_info: dict = {}
         self.autocast = contextlib.nullcontext()  # set by the MixedPrecision callback
         self.scaler: torch.amp.GradScaler | None = None
-        self.is_main_process = int(os.environ.get("RANK", 0)) == 0
+        self.is_main_process = env.is_main_process()
         self.training, self.epoch, self.n_epoch, self.start_epoch, self.iter = False, 0, 1, 0, 0
         self.loss = self.loss_grad = self.pred = self.xb = self.yb = None
         self.cbs: list[Callback] = []
@@ -139,6 +188,7 @@ class Learner:
         for cb in cbs:
             if isinstance(cb, type):
                 raise TypeError(f"pass a callback instance, not the class {cb.__name__}")
+            check_event_names(cb)
             self.cbs.append(cb)
         self._index_handlers()
         return self
@@ -203,28 +253,36 @@ class Learner:
             self._with_events(self._one_batch, "batch", CancelBatchException)
 
     def _one_batch(self) -> None:
-        with self.autocast:
-            self.pred = self.model(*self.xb)
-            self("after_pred")
-            if self.yb is None:  # a test batch: predictions only
-                return
-            self.loss = self.loss_grad = self._compute_loss(self.pred, self.yb)
-        self("after_loss")
-        if not self.training:
-            return
+        self.step(self)
+
+    # ---- what a step calls ---------------------------------------------------------------------
+    def backward(self) -> None:
+        """Back-propagate `self.loss_grad`, inside the before_backward / after_backward events."""
         self._with_events(self._backward, "backward", CancelBackwardException)
+
+    def opt_step(self, opt: torch.optim.Optimizer | None = None) -> None:
+        """Step `opt` (default `self.opt`) and zero its gradients, inside the before_step / after_step events.
+
+        `self.stepping_opt` tells the step's callbacks (loss unscaling, gradient clipping) which one it is.
+        """
+        self.stepping_opt = self.opt if opt is None else opt
         self._with_events(self._step, "step", CancelStepException)
 
     def _backward(self) -> None:
         self.loss_grad.backward()
 
     def _step(self) -> None:
+        opt = self.stepping_opt
         if self.scaler is None:
-            self.opt.step()
+            opt.step()
         else:  # fp16: unscale, skip the step if any gradient overflowed, adapt the scale
-            self.scaler.step(self.opt)
+            self.scaler.step(opt)
             self.scaler.update()
-        self.opt.zero_grad(set_to_none=True)
+        opt.zero_grad(set_to_none=True)
+
+    def compute_loss(self, pred, targ) -> torch.Tensor:
+        """`loss_func(pred, targ)`; on a pass's first batch, shape mistakes become a clear error."""
+        return self._compute_loss(pred, targ)
 
     def _compute_loss(self, pred, targ) -> torch.Tensor:
         if self.loss_func is None:
@@ -260,7 +318,16 @@ class Learner:
         for g in groups:
             g["lr"] = lrs[g["layer_group"]]
         self.opt = self.opt_func(groups, lr=float(lrs[-1]), **({} if self.wd is None else {"wd": self.wd}))
+        self.stepping_opt = self.opt
+        self.step.create_opts(self)
         return self.opt
+
+    @property
+    def opts(self) -> list[torch.optim.Optimizer]:
+        """Every optimizer of this learner: `self.opt` and those its step owns (a GAN's critic)."""
+        if self.opt is None:
+            self.create_opt()
+        return [self.opt, *self.step.extra_opts(self)]
 
     def hypers(self, name: str) -> list[float]:
         """The current value of `name` ("lr", "mom", "wd") for each layer group, first to last."""
@@ -274,6 +341,10 @@ class Learner:
         set_hyper(self.opt, name, values)
 
     def _fit(self, n_epoch, lr, scheds: dict, cbs, wd, checkpoint, resume, kind: str) -> None:
+        _check_count("n_epoch", n_epoch, allow_float=True)
+        _check_lr("lr_max" if kind in ("fit_one_cycle", "fit_sgdr") else "lr", lr)
+        if wd is not None:
+            _check_number("wd", wd, low=0.0, open_low=False)
         if self.opt is None:
             self.create_opt()
         if wd is not None:
@@ -284,7 +355,7 @@ class Learner:
             fit_cbs.append(ResumeCheckpoint(checkpoint, resume=resume, kind=kind))
         elif resume:
             raise ValueError("resume=True needs checkpoint='name' (the checkpoint to resume from)")
-        if int(os.environ.get("WORLD_SIZE", 1)) > 1 and not any(_is_ddp(cb) for cb in self.cbs):
+        if env.world_size() > 1 and not any(_is_ddp(cb) for cb in self.cbs):
             from quickfit.callbacks.distributed import DistributedCallback
 
             fit_cbs.append(DistributedCallback())
@@ -321,6 +392,14 @@ class Learner:
         resume: bool = False,
     ) -> None:
         """One cycle (Smith): lr from lr_max/div up to lr_max and down to lr_max/div_final, momentum inverse."""
+        _check_number("div", div)
+        _check_number("div_final", div_final)
+        _check_number("pct_start", pct_start, low=0.0, high=1.0, open_low=False)
+        if moms is not None:
+            if isinstance(moms, (str, bytes)) or len(moms) != 3:
+                raise ValueError(f"moms must be three momentums (start, middle, end) or None, got {moms!r}")
+            for i, m in enumerate(moms):
+                _check_number(f"moms[{i}]", m, low=0.0, high=1.0, open_low=False)
         scheds = {"lr": lambda p: schedules.one_cycle_lr(p, div, div_final, pct_start)}
         if moms is not None:
             scheds["mom"] = lambda p: schedules.one_cycle_mom(p, moms, pct_start)
@@ -337,6 +416,7 @@ class Learner:
         resume: bool = False,
     ) -> None:
         """Flat at `lr` for `pct_start` of training, then cosine annealing to 0."""
+        _check_number("pct_start", pct_start, low=0.0, high=1.0, open_low=False)
         scheds = {"lr": lambda p: schedules.flat_cos_lr(p, pct_start)}
         self._fit(n_epoch, lr, scheds, cbs, wd, checkpoint, resume, "fit_flat_cos")
 
@@ -357,6 +437,9 @@ class Learner:
         With `snapshot="name"` the weights are saved as `name_0`, `name_1`, ... at the end of every
         cycle; `snapshot_ensemble_preds("name")` averages their predictions.
         """
+        _check_count("n_cycles", n_cycles)
+        _check_count("cycle_len", cycle_len, allow_float=True)
+        _check_count("cycle_mult", cycle_mult, allow_float=True)
         n_epoch = schedules.sgdr_epochs(n_cycles, cycle_len, cycle_mult)
         if n_epoch != int(n_epoch):
             raise ValueError(f"fit_sgdr needs a whole number of epochs, got {n_epoch}")
@@ -369,6 +452,36 @@ class Learner:
         scheds = {"lr": lambda p: schedules.sgdr_lr(p, n_cycles, cycle_len, cycle_mult)}
         self._fit(int(n_epoch), lr_max, scheds, cbs, wd, checkpoint, resume, "fit_sgdr")
 
+    def fine_tune(
+        self,
+        epochs: int,
+        base_lr: float = 2e-3,
+        freeze_epochs: int = 1,
+        lr_mult: float = 100.0,
+        pct_start: float = 0.3,
+        div: float = 5.0,
+        wd: float | None = None,
+        cbs: Iterable[Callback] = (),
+    ) -> None:
+        """The course's transfer-learning recipe in one call.
+
+        The head alone (body frozen) for `freeze_epochs` one-cycle epochs at `base_lr`, then every
+        layer for `epochs` epochs with discriminative rates `slice(base_lr / 2 / lr_mult, base_lr / 2)`
+        (the first group `lr_mult` times slower than the head). A model with one layer group trains
+        whole in both stages.
+        """
+        _check_count("epochs", epochs)
+        if freeze_epochs != 0:
+            _check_count("freeze_epochs", freeze_epochs)
+        base_lr = _check_number("base_lr", base_lr)
+        lr_mult = _check_number("lr_mult", lr_mult)
+        if freeze_epochs:
+            self.freeze()
+            self.fit_one_cycle(freeze_epochs, slice(base_lr), pct_start=0.99, wd=wd, cbs=cbs)
+        self.unfreeze()
+        base_lr /= 2
+        self.fit_one_cycle(epochs, slice(base_lr / lr_mult, base_lr), pct_start=pct_start, div=div, wd=wd, cbs=cbs)
+
     def lr_find(
         self,
         start_lr: float = 1e-7,
@@ -378,6 +491,13 @@ class Learner:
         show_plot: bool = True,
     ) -> SuggestedLRs:
         """Exponential learning-rate sweep; restores the weights and optimizer afterwards."""
+        start_lr = _check_number("start_lr", start_lr)
+        end_lr = _check_number("end_lr", end_lr)
+        if end_lr <= start_lr:
+            raise ValueError(f"end_lr must be above start_lr, got start_lr={start_lr!r}, end_lr={end_lr!r}")
+        _check_count("num_it", num_it)
+        if num_it < 2:
+            raise ValueError(f"num_it must be at least 2 (a sweep needs two rates), got {num_it!r}")
         finder = LRFinder(start_lr, end_lr, num_it, stop_div)
         n_epoch = max(1, math.ceil(num_it / max(1, len(self.dls.train))))
         self._fit(n_epoch, start_lr, {}, [finder], None, None, False, "lr_find")
@@ -411,117 +531,6 @@ class Learner:
     def unfreeze(self) -> None:
         self.freeze_to(0)
 
-    # ---- predictions --------------------------------------------------------------------------------
-    def get_preds(
-        self,
-        dl: Iterable | None = None,
-        with_loss: bool = False,
-        act: Callable | None = None,
-        progress: bool | None = None,
-    ):
-        """Predictions on `dl` (the validation set by default): `(preds, targets[, losses])`.
-
-        Predictions pass through the loss's activation (softmax for cross-entropy, sigmoid for BCE with
-        logits) unless `act` is given. Targets are None for a test set without labels.
-        """
-        from quickfit.callbacks.gather import GatherPreds
-
-        gather = GatherPreds(act or _activation(self.loss_func), with_loss)
-        was = self.progress_cb.enabled
-        self.progress_cb.enabled = was if progress is None else progress
-        try:
-            with self.added_cbs([gather]), self._no_logging():
-                self._run_phase(train=False, dl=dl)
-        finally:
-            self.progress_cb.enabled = was
-        return gather.result()
-
-    def validate(self, dl: Iterable | None = None) -> list[float]:
-        """`[valid_loss, *metrics]` on `dl` (the validation set by default)."""
-        with self._no_logging():
-            self._run_phase(train=False, dl=dl)
-        return self.recorder.last_valid
-
-    def predict(self, item):
-        """Prediction for one item, decoded by the data (e.g. `(label, index, probabilities)`)."""
-        if hasattr(self.dls, "test_dl"):
-            dl = self.dls.test_dl([item])
-        else:
-            dl = [(torch.as_tensor(item)[None],)]
-        preds, _ = self.get_preds(dl=dl, progress=False)
-        return self.dls.decode_pred(preds[0]) if hasattr(self.dls, "decode_pred") else preds[0]
-
-    @contextlib.contextmanager
-    def _no_logging(self):
-        was = self.recorder.log_table
-        self.recorder.log_table = False
-        try:
-            yield
-        finally:
-            self.recorder.log_table = was
-
-    def snapshot_ensemble_preds(self, name: str, dl: Iterable | None = None):
-        """Average the predictions of the weights `fit_sgdr(snapshot=name)` saved; restores the weights."""
-        files = sorted(
-            self.path.joinpath(self.model_dir).glob(f"{name}_*.pth"),
-            key=lambda f: int(f.stem.rsplit("_", 1)[1]),
-        )
-        if not files:
-            raise FileNotFoundError(f"no snapshots named {name}_<i>.pth in {self.path / self.model_dir}")
-        current = {k: v.clone() for k, v in self._unwrapped().state_dict().items()}
-        preds, targs = [], None
-        try:
-            for f in files:
-                self._unwrapped().load_state_dict(safe_load(f, self.device)["model"])
-                p, targs = self.get_preds(dl=dl)
-                preds.append(p)
-        finally:
-            self._unwrapped().load_state_dict(current)
-        return torch.stack(preds).mean(0), targs
-
-    # ---- saving -----------------------------------------------------------------------------------
-    def _unwrapped(self) -> nn.Module:
-        return getattr(self.model, "module", self.model)  # DDP / DataParallel wrap the model
-
-    def _file(self, name: str) -> Path:
-        return self.path / self.model_dir / f"{name}.pth"
-
-    def save(self, name: str, with_opt: bool = True) -> Path | None:
-        """Save the weights (and optimizer state) to `path/model_dir/name.pth`, atomically; rank 0 only."""
-        if not self.is_main_process:
-            return None
-        state = {"model": self._unwrapped().state_dict()}
-        if with_opt and self.opt is not None:
-            state["opt"] = self.opt.state_dict()
-        return atomic_save(state, self._file(name))
-
-    def load(self, name: str | Path, with_opt: bool = True, strict: bool = True) -> Learner:
-        """Load weights saved by `save` (`name` or a path). Never unpickles code."""
-        f = Path(name) if str(name).endswith(".pth") else self._file(str(name))
-        state = safe_load(f, map_location=self.device)
-        if not isinstance(state, dict) or "model" not in state:
-            raise ValueError(f"{f} is not a quickfit checkpoint (no 'model' entry)")
-        self._unwrapped().load_state_dict(state["model"], strict=strict)
-        if with_opt and "opt" in state:
-            if self.opt is None:
-                self.create_opt()
-            self.opt.load_state_dict(state["opt"])
-        return self
-
-    def export(self, fname: str | Path = "export.qf") -> Path:
-        """Weights (safetensors) + a JSON description of model and data processing in one file; no pickle."""
-        from safetensors.torch import save_model
-
-        f = self.path / fname
-        if not self.is_main_process:
-            return f
-        info = {"format": 1, **self.export_info}
-        if "data" not in info and hasattr(self.dls, "export_info"):
-            info["data"] = self.dls.export_info()
-        metadata = {"quickfit": json.dumps(info)}
-        atomic_write(f, lambda tmp: save_model(self._unwrapped(), tmp, metadata=metadata))
-        return f
-
     # ---- mixed precision ---------------------------------------------------------------------------
     def _set_precision(self, dtype: torch.dtype | None) -> Learner:
         self.remove_cbs([cb for cb in self.cbs if isinstance(cb, MixedPrecision)])
@@ -546,45 +555,3 @@ class Learner:
 
 def _is_ddp(cb: Callback) -> bool:
     return type(cb).__name__ == "DistributedCallback"
-
-
-def load_learner(
-    fname: str | Path,
-    model: nn.Module | None = None,
-    loss_func: Callable | None = None,
-    device: torch.device | str | None = "cpu",
-) -> Learner:
-    """Load a file written by `Learner.export`. No pickle: weights from safetensors, the rest from JSON.
-
-    Files of quickfit's applications rebuild their model and data processing themselves; for a
-    plain `Learner`, pass the `model` (and `loss_func`) to load the weights into.
-    """
-    from safetensors import safe_open
-    from safetensors.torch import load_model
-
-    fname = Path(fname)
-    if not fname.exists():
-        raise FileNotFoundError(f"no exported learner at {fname}")
-    try:
-        with safe_open(str(fname), framework="pt") as f:
-            info = json.loads((f.metadata() or {}).get("quickfit", "{}"))
-    except Exception as e:
-        raise ValueError(f"{fname} is not a quickfit export (a safetensors file with quickfit metadata): {e}") from None
-    app = info.get("app")
-    if model is None and app is not None:
-        if app not in _EXPORT_APPS:
-            raise ValueError(f"{fname} names an unknown application {app!r} (known: {', '.join(_EXPORT_APPS)})")
-        import importlib
-
-        learn = importlib.import_module(f"quickfit.{app}").learner_from_export(info)
-    elif model is not None:
-        learn = Learner(DataLoaders([], None), model, loss_func, device=device)
-        learn.export_info = info
-    else:
-        raise ValueError(f"{fname} was exported from a plain Learner: pass model= to load its weights into")
-    learn.model.to("cpu")
-    load_model(learn._unwrapped(), str(fname), strict=True)
-    if device is not None:
-        learn.device = torch.device(device)
-        learn.model.to(learn.device)
-    return learn

@@ -12,7 +12,7 @@ import math
 
 from tqdm.auto import tqdm
 
-from quickfit.callbacks.core import Callback, CancelFitException
+from quickfit.callbacks.core import Callback, CancelFitException, Order
 
 __all__ = ["SaveBest", "EarlyStopping", "SnapshotCallback"]
 
@@ -49,7 +49,7 @@ class _Monitor(Callback):
 class SaveBest(_Monitor):
     """Save the weights whenever `monitor` improves; load the best weights at the end of fit."""
 
-    order = 60  # after the Recorder has written the epoch's row
+    order = Order.SAVE_BEST
 
     def __init__(
         self,
@@ -77,7 +77,7 @@ class SaveBest(_Monitor):
 class EarlyStopping(_Monitor):
     """Stop training when `monitor` has not improved for `patience` epochs."""
 
-    order = 70
+    order = Order.EARLY_STOPPING
 
     def __init__(self, monitor: str = "valid_loss", mode: str | None = None, min_delta: float = 0.0, patience: int = 1):
         super().__init__(monitor, mode, min_delta)
@@ -98,7 +98,7 @@ class EarlyStopping(_Monitor):
 class SnapshotCallback(Callback):
     """Save the weights as `name_0`, `name_1`, ... at the given epochs (the ends of SGDR cycles)."""
 
-    order = 60
+    order = Order.SNAPSHOT
 
     def __init__(self, name: str, epochs: list[int]):
         self.name, self.epochs = name, list(epochs)

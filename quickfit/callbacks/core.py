@@ -14,6 +14,9 @@ before_step / after_step. Raising a stage's Cancel exception skips the rest of t
 its `after_cancel_<stage>` event, then its `after_<stage>` event; callbacks run in increasing `order`.
 `cleanup_fit` runs last, even when training fails with an error: put the undoing of what
 `before_fit` did there (unwrapping the model, restoring the data).
+
+A method named like an event that is not one (`after_batchs`) is refused when the callback is
+added, so a typo never silently does nothing. The built-in callbacks' orders are named in `Order`.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from __future__ import annotations
 __all__ = [
     "Callback",
     "EVENTS",
+    "Order",
+    "check_event_names",
     "CancelFitException",
     "CancelEpochException",
     "CancelTrainException",
@@ -42,10 +47,56 @@ EVENTS = (
 )  # fmt: skip
 
 
-class Callback:
-    """Base class. Override any event method; a lower `order` runs first."""
+class Order:
+    """Where each built-in callback runs in an event, lowest first (a custom callback's default is 0)."""
 
-    order: int = 0
+    DISTRIBUTED = -30  # shards the data before the scheduler measures an epoch in batches
+    PROGRESS = -20  # wraps learn.dl before anything iterates it
+    LR_FINDER = -10  # a diverged batch cancels before the Recorder checks it
+    DEFAULT = 0
+    GRAD_ACCUMULATION = 5  # decides whether this batch steps
+    MIXED_PRECISION = 10  # unscales gradients before clipping looks at them
+    SCHEDULER = 10
+    GRAD_CLIP = 20
+    RECORDER = 50
+    SAVE_BEST = 60  # after the Recorder has written the epoch's row
+    SNAPSHOT = 60
+    EARLY_STOPPING = 70  # after SaveBest, so the best weights are on disk when it stops
+    RESUME = 80  # after the Recorder, SaveBest and EarlyStopping have updated their state
+    GATHER = 90  # sees the final predictions of a batch
+
+
+_EVENT_PREFIXES = ("before_", "after_", "cleanup_")
+
+
+def check_event_names(cb) -> None:
+    """Refuse a callback with a method named like an event that is not one (`after_batchs`)."""
+    events = set(EVENTS)
+    for name in dir(type(cb)):
+        if name.startswith(_EVENT_PREFIXES) and name not in events and callable(getattr(type(cb), name, None)):
+            close = [e for e in EVENTS if e.startswith(name.split("_")[0] + "_")]
+            close = sorted(close, key=lambda e: _distance(e, name))[:1]
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise ValueError(
+                f"{type(cb).__name__}.{name} is named like an event but is not one{hint} (events: {', '.join(EVENTS)})"
+            )
+
+
+def _distance(a: str, b: str) -> int:
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
+class Callback:
+    """Base class. Override any event method (the names in `EVENTS`); a lower `order` runs first."""
+
+    events = EVENTS
+    order: int = Order.DEFAULT
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(order={self.order})"

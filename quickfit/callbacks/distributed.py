@@ -36,7 +36,7 @@ from torch.utils.data import (
     SequentialSampler,
 )
 
-from quickfit.callbacks.core import Callback
+from quickfit.callbacks.core import Callback, Order
 
 __all__ = ["DistributedCallback", "all_reduce_sum", "shard_loader", "shard_indices", "rank_and_world_size"]
 
@@ -200,7 +200,7 @@ class DistributedCallback(Callback):
     Without torchrun's environment (and no process group) it does nothing.
     """
 
-    order = -30  # shard the data before ParamScheduler (10) measures the epoch in batches
+    order = Order.DISTRIBUTED
 
     def __init__(self, find_unused_parameters: bool = False):
         self.find_unused_parameters = find_unused_parameters

@@ -7,13 +7,13 @@ from collections.abc import Callable
 
 import torch
 
-from quickfit.callbacks.core import Callback
+from quickfit.callbacks.core import Callback, Order
 
 __all__ = ["GatherPreds"]
 
 
 class GatherPreds(Callback):
-    order = 90
+    order = Order.GATHER
 
     def __init__(self, act: Callable, with_loss: bool = False):
         self.act, self.with_loss = act, with_loss

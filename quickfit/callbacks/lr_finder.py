@@ -14,7 +14,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from quickfit.callbacks.core import Callback, CancelFitException, CancelValidException
+from quickfit.callbacks.core import Callback, CancelFitException, CancelValidException, Order
 from quickfit.optim import set_hyper
 
 __all__ = ["LRFinder", "SuggestedLRs", "suggest_lrs"]
@@ -50,7 +50,7 @@ def suggest_lrs(lrs: list[float], losses: list[float]) -> SuggestedLRs:
 
 
 class LRFinder(Callback):
-    order = -10  # before the Recorder, so a diverged batch cancels before it is checked
+    order = Order.LR_FINDER
 
     def __init__(
         self,
@@ -75,7 +75,7 @@ class LRFinder(Callback):
         learn.n_epoch = max(learn.n_epoch, math.ceil(self.num_it / max(1, len(learn.dls.train))))
         # deep copies: state_dict() returns the live tensors, which training would overwrite
         self.model_state = copy.deepcopy(learn._unwrapped().state_dict())
-        self.opt_state = copy.deepcopy(learn.opt.state_dict())
+        self.opt_states = [copy.deepcopy(opt.state_dict()) for opt in learn.opts]
         self.rng = torch.get_rng_state()
         self.lrs, self.losses, self.best, self.avg, self.count = [], [], math.inf, 0.0, 0
         rec = learn.recorder
@@ -86,7 +86,8 @@ class LRFinder(Callback):
     def before_batch(self, learn) -> None:
         if learn.training:
             lr = self.start_lr * (self.end_lr / self.start_lr) ** (self.count / max(1, self.num_it - 1))
-            set_hyper(learn.opt, "lr", lr)
+            for opt in learn.opts:  # a step's own optimizers (a GAN's critic) sweep alongside
+                set_hyper(opt, "lr", lr)
 
     def after_batch(self, learn) -> None:
         if not learn.training:
@@ -107,8 +108,9 @@ class LRFinder(Callback):
 
     def after_fit(self, learn) -> None:
         learn._unwrapped().load_state_dict(self.model_state)
-        learn.opt.load_state_dict(self.opt_state)
-        learn.opt.zero_grad(set_to_none=True)
+        for opt, state in zip(learn.opts, self.opt_states):
+            opt.load_state_dict(state)
+            opt.zero_grad(set_to_none=True)
         torch.set_rng_state(self.rng)
         learn.recorder.log_table, learn.recorder.check_finite = self.was_logging, True
         rec = learn.recorder

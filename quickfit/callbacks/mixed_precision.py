@@ -14,7 +14,7 @@ import warnings
 
 import torch
 
-from quickfit.callbacks.core import Callback
+from quickfit.callbacks.core import Callback, Order
 
 __all__ = ["MixedPrecision", "cpu_has_native_bf16"]
 
@@ -39,7 +39,7 @@ def cpu_has_native_bf16() -> bool:
 
 
 class MixedPrecision(Callback):
-    order = 10  # unscale gradients before GradientClip (order 20) looks at them
+    order = Order.MIXED_PRECISION
 
     def __init__(self, dtype: torch.dtype = torch.float16):
         if dtype not in (torch.float16, torch.bfloat16):
@@ -74,7 +74,7 @@ class MixedPrecision(Callback):
 
     def before_step(self, learn) -> None:
         if learn.scaler is not None:
-            learn.scaler.unscale_(learn.opt)  # so clipping sees true gradients; once per step
+            learn.scaler.unscale_(learn.stepping_opt)  # so clipping sees true gradients; once per step
 
     def after_validate(self, learn) -> None:
         if not getattr(self, "in_fit", False):

@@ -9,13 +9,13 @@ import sys
 
 from tqdm.auto import tqdm
 
-from quickfit.callbacks.core import Callback
+from quickfit.callbacks.core import Callback, Order
 
 __all__ = ["ProgressCallback"]
 
 
 class ProgressCallback(Callback):
-    order = -20  # wraps learn.dl before anything iterates it
+    order = Order.PROGRESS
 
     def __init__(self, enabled: bool | None = None):
         self.enabled, self.bar = enabled, None

@@ -16,7 +16,7 @@ import time
 import torch
 from tqdm.auto import tqdm
 
-from quickfit.callbacks.core import Callback
+from quickfit.callbacks.core import Callback, Order
 from quickfit.data.core import batch_size_of
 
 __all__ = ["Recorder", "NonFiniteLossError"]
@@ -27,7 +27,7 @@ class NonFiniteLossError(FloatingPointError):
 
 
 class Recorder(Callback):
-    order = 50
+    order = Order.RECORDER
     sync_every = 16
 
     def __init__(self):

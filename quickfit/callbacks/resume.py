@@ -16,7 +16,7 @@ import random
 import numpy as np
 import torch
 
-from quickfit.callbacks.core import Callback
+from quickfit.callbacks.core import Callback, Order
 from quickfit.io import atomic_save, safe_load
 
 __all__ = ["ResumeCheckpoint", "get_rng_states", "set_rng_states"]
@@ -51,7 +51,7 @@ def _stateful(learn, skip) -> dict:
 
 
 class ResumeCheckpoint(Callback):
-    order = 80  # after the Recorder, SaveBest and EarlyStopping have updated their state
+    order = Order.RESUME
 
     def __init__(self, name: str, resume: bool = False, kind: str = "fit"):
         self.name, self.resume, self.kind = name, resume, kind
@@ -68,6 +68,9 @@ class ResumeCheckpoint(Callback):
             )
         learn._unwrapped().load_state_dict(state["model"])
         learn.opt.load_state_dict(state["opt"])
+        for opt, s in zip(learn.step.extra_opts(learn), state.get("extra_opts", [])):
+            opt.load_state_dict(s)
+        learn.step.load_state_dict(state.get("step", {}))
         if learn.scaler is not None and "scaler" in state:
             learn.scaler.load_state_dict(state["scaler"])
         learn.recorder.load_state_dict(state["recorder"])
@@ -88,6 +91,8 @@ class ResumeCheckpoint(Callback):
             "epoch": learn.epoch,
             "model": learn._unwrapped().state_dict(),
             "opt": learn.opt.state_dict(),
+            "extra_opts": [opt.state_dict() for opt in learn.step.extra_opts(learn)],
+            "step": learn.step.state_dict(),
             "recorder": learn.recorder.state_dict(),
             "callbacks": {k: cb.state_dict() for k, cb in _stateful(learn, self).items()},
             "rng": get_rng_states(),

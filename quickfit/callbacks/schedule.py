@@ -3,7 +3,8 @@
     ParamScheduler(lr_max=np.array([1e-4, 1e-3]), scheds={"lr": one_cycle_lr, "mom": one_cycle_mom})
 
 "lr" schedules return a multiplier of each group's peak rate (`lr_max`), so discriminative rates
-keep their ratios; other schedules ("mom", "wd") return the value itself.
+keep their ratios; other schedules ("mom", "wd") return the value itself. A step's own optimizers
+(a GAN's critic, see quickfit/step.py) follow the same schedules, each group at its `"lr_max"`.
 """
 
 from __future__ import annotations
@@ -12,14 +13,14 @@ from collections.abc import Callable
 
 import numpy as np
 
-from quickfit.callbacks.core import Callback
+from quickfit.callbacks.core import Callback, Order
 from quickfit.optim import set_hyper
 
 __all__ = ["ParamScheduler"]
 
 
 class ParamScheduler(Callback):
-    order = 10
+    order = Order.SCHEDULER
 
     def __init__(self, lr_max: np.ndarray, scheds: dict[str, Callable[[float], float]]):
         # a list of floats, not an array: scaling it runs before every batch, and NumPy is slower at this size
@@ -32,6 +33,9 @@ class ParamScheduler(Callback):
         if self.n_train == 0:
             raise ValueError("the training data is empty: no batches to train on")
         self.total = learn.n_epoch * self.n_train
+        extra = learn.step.extra_opts(learn)
+        self.targets = [(learn.opt, self.lr_max)]
+        self.targets += [(opt, [g.get("lr_max", g["lr"]) for g in opt.param_groups]) for opt in extra]
         self._set(learn, 0.0)
 
     def before_batch(self, learn) -> None:
@@ -42,4 +46,5 @@ class ParamScheduler(Callback):
         pos = min(pos, 1.0)
         for name, sched in self.scheds.items():
             value = sched(pos)
-            set_hyper(learn.opt, name, [lr * value for lr in self.lr_max] if name == "lr" else value)
+            for opt, lr_max in self.targets:
+                set_hyper(opt, name, [lr * value for lr in lr_max] if name == "lr" else value)

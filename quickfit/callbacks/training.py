@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from quickfit.callbacks.core import Callback, CancelStepException
+from quickfit.callbacks.core import Callback, CancelStepException, Order
 
 __all__ = ["GradientClip", "GradientAccumulation"]
 
@@ -19,7 +19,7 @@ __all__ = ["GradientClip", "GradientAccumulation"]
 class GradientClip(Callback):
     """Clip the global gradient norm to `max_norm` before each optimizer step."""
 
-    order = 20  # after GradientAccumulation (5) decided to step and MixedPrecision (10) unscaled
+    order = Order.GRAD_CLIP
 
     def __init__(self, max_norm: float = 1.0):
         self.max_norm = max_norm
@@ -31,7 +31,7 @@ class GradientClip(Callback):
 class GradientAccumulation(Callback):
     """Accumulate gradients over `n_acc` batches before each optimizer step."""
 
-    order = 5
+    order = Order.GRAD_ACCUMULATION
 
     def __init__(self, n_acc: int = 2):
         if n_acc < 1:

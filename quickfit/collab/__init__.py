@@ -24,3 +24,4 @@ __all__ = [
     "collab_learner",
     "learner_from_export",
 ]
+from quickfit.collab.app import APP as APP  # registers the application (load_learner, the CLI)

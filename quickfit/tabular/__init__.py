@@ -28,3 +28,4 @@ __all__ = [
     "learner_from_export",
     "tabular_learner",
 ]
+from quickfit.tabular.app import APP as APP  # registers the application (load_learner, the CLI)

@@ -73,3 +73,4 @@ __all__ = [
     "save_pretrained_lm",
     "text_classifier_learner",
 ]
+from quickfit.text.app import APP as APP  # registers the application (load_learner, the CLI)

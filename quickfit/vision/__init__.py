@@ -82,3 +82,4 @@ __all__ = [
     "verify_images",
     "vision_learner",
 ]
+from quickfit.vision.app import APP as APP  # registers the application (load_learner, the CLI)
