@@ -74,8 +74,8 @@ def _check_number(name: str, value, low: float | None = 0.0, high: float | None 
         if isinstance(value, torch.Tensor) and value.numel() == 1:
             value = value.item()
         else:
-            hint = " (a number, not a string)" if isinstance(value, str) else ""
-            raise TypeError(f"{name} must be a number{hint}, got {value!r}")
+            kind = "a string" if isinstance(value, str) else type(value).__name__
+            raise TypeError(f"{name} must be a number, not {kind}: got {value!r}")
     value = float(value)
     if not math.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value!r}")
@@ -92,6 +92,13 @@ def _check_count(name: str, value, allow_float: bool = False) -> None:
         kind = "a positive number" if allow_float else "a positive whole number"
         hint = " (not a string)" if isinstance(value, str) else ""
         raise (ValueError if ok else TypeError)(f"{name} must be {kind}{hint}, got {value!r}")
+
+
+def _check_cbs(cbs) -> list:
+    """`cbs` as a list, or a TypeError naming it (a single callback, None or a string is a common slip)."""
+    if isinstance(cbs, (str, bytes)) or not isinstance(cbs, Iterable):
+        raise TypeError(f"cbs must be a list of callbacks (cbs=[...]), got {cbs!r}")
+    return list(cbs)
 
 
 def _check_lr(name: str, lr) -> None:
@@ -342,6 +349,11 @@ class Learner(InferenceMixin, SavingMixin):
 
     def _fit(self, n_epoch, lr, scheds: dict, cbs, wd, checkpoint, resume, kind: str) -> None:
         _check_count("n_epoch", n_epoch, allow_float=True)
+        if n_epoch != int(n_epoch):  # a fraction would silently train the whole last epoch
+            raise ValueError(f"n_epoch must be a whole number of epochs, got {n_epoch!r}")
+        cbs = _check_cbs(cbs)
+        if checkpoint is not None and not isinstance(checkpoint, str):
+            raise TypeError(f"checkpoint must be a name (a string) or None, got {checkpoint!r}")
         _check_lr("lr_max" if kind in ("fit_one_cycle", "fit_sgdr") else "lr", lr)
         if wd is not None:
             _check_number("wd", wd, low=0.0, open_low=False)
@@ -475,6 +487,12 @@ class Learner(InferenceMixin, SavingMixin):
             _check_count("freeze_epochs", freeze_epochs)
         base_lr = _check_number("base_lr", base_lr)
         lr_mult = _check_number("lr_mult", lr_mult)
+        cbs = _check_cbs(cbs)  # used by both stages: a generator would be empty in the second
+        # checked before the first stage trains, not when the second one starts
+        _check_number("pct_start", pct_start, low=0.0, high=1.0, open_low=False)
+        _check_number("div", div)
+        if wd is not None:
+            _check_number("wd", wd, low=0.0, open_low=False)
         if freeze_epochs:
             self.freeze()
             self.fit_one_cycle(freeze_epochs, slice(base_lr), pct_start=0.99, wd=wd, cbs=cbs)
