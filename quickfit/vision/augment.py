@@ -29,6 +29,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from quickfit.vision.targets import Target, warp_target
+
 __all__ = [
     "BatchTransform",
     "AffineWarp",
@@ -57,9 +59,16 @@ class BatchTransform:
     training batches and in test-time augmentation, never on plain validation / test batches."""
 
     train_only: bool = True
+    spatial: bool = False  # moves pixels: a spatial transform must implement `pair`
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def pair(self, x: torch.Tensor, y: torch.Tensor, target: Target) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch and its targets (see `quickfit.vision.targets`); by default only the image changes."""
+        if self.spatial:
+            raise NotImplementedError(f"{type(self).__name__} moves pixels but does not say how its targets move")
+        return self(x), y
 
     def to_dict(self) -> dict:
         raise NotImplementedError
@@ -116,7 +125,10 @@ class AffineWarp(BatchTransform):
     flips / 90-degree rotations uniformly (for top-down images). max_rotate (degrees), max_zoom
     (>= 1, zoom in up to that factor at a random center) and max_warp (perspective strength) each
     apply with probability p_affine. pad_mode fills what comes from outside the image.
+    `pair(x, y, target)` moves masks, points, boxes and image targets with the images.
     """
+
+    spatial = True
 
     def __init__(
         self,
@@ -163,6 +175,13 @@ class AffineWarp(BatchTransform):
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return apply_matrices(x, self.matrices(x.shape[0], x.shape[2], x.shape[3], x.device), self.pad_mode)
+
+    def pair(self, x: torch.Tensor, y: torch.Tensor, target: Target) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images and targets through the same matrices; a same-sized mask or image reuses the grid."""
+        mats = self.matrices(x.shape[0], x.shape[2], x.shape[3], x.device)
+        grid = sampling_grid(mats, x.shape[2], x.shape[3])
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode=self.pad_mode, align_corners=False)
+        return x, warp_target(y, target, mats, grid, self.pad_mode)
 
     def to_dict(self) -> dict:
         return {
@@ -240,6 +259,14 @@ class Lighting(BatchTransform):
         c, o = self.coefficients(x.shape[0], x.device)
         return torch.addcmul(o.to(x.dtype), x, c.to(x.dtype)).clamp_(0.0, 1.0)
 
+    def pair(self, x: torch.Tensor, y: torch.Tensor, target: Target) -> tuple[torch.Tensor, torch.Tensor]:
+        """The same change on an image target only when `target.lighting` (e.g. a colourization task would not)."""
+        c, o = self.coefficients(x.shape[0], x.device)
+        x = torch.addcmul(o.to(x.dtype), x, c.to(x.dtype)).clamp_(0.0, 1.0)
+        if target.kind == "image" and target.lighting:
+            y = torch.addcmul(o.to(y.dtype), y, c.to(y.dtype)).clamp_(0.0, 1.0)
+        return x, y
+
     def to_dict(self) -> dict:
         return {"name": "Lighting", "max_lighting": self.max_lighting, "p": self.p}
 
@@ -280,6 +307,10 @@ class Normalize(BatchTransform):
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         mean, std = self.stats(x.device, x.dtype)
         return (x - mean) / std
+
+    def pair(self, x: torch.Tensor, y: torch.Tensor, target: Target) -> tuple[torch.Tensor, torch.Tensor]:
+        """Image targets are normalized like the input unless `target.normalize` is False."""
+        return self(x), (self(y) if target.kind == "image" and target.normalize else y)
 
     def decode(self, x: torch.Tensor) -> torch.Tensor:
         """Back to [0, 1] pixels (for showing a batch)."""

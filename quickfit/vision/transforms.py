@@ -12,23 +12,45 @@ on the device (see `quickfit.vision.augment`).
     tfm = Resize(224)                        # scale the short side to 224, crop the rest
     x = tfm("photo.jpg", train=False)        # uint8 tensor [3, 224, 224], the center crop
     x = RandomResizedCrop(224)("photo.jpg", train=True)   # a random 35%-100% area crop
+    x, mask = tfm.pair("photo.jpg", "photo_mask.png", Target("mask", n_codes=12), train=True)  # same crop
+
+`pair` runs the same plan on a target (see `quickfit.vision.targets`): a mask nearest-neighbour,
+points and boxes by the same scale and shift, an image target by the same relative crop.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from PIL import Image
 
 from quickfit.vision.image import decode_rgb, load_image, oriented_size
+from quickfit.vision.targets import MaskError, Target, boxes_to_unit, load_mask, points_to_unit, resize_mask
 
 __all__ = ["ItemTransform", "Resize", "RandomResizedCrop", "item_tfm_from_dict"]
 
 Box = tuple[float, float, float, float]
+# (box, out, pad, (w, h)): the source box in the upright image of w x h, resized to out (w, h), padded.
+Plan = tuple[Box, tuple[int, int], tuple[int, int, int, int], tuple[int, int]]
+
+
+def _clip(box: Box, w: int, h: int) -> Box:
+    return (max(0.0, box[0]), max(0.0, box[1]), min(float(w), box[2]), min(float(h), box[3]))
+
+
+def _scaled(plan: Plan, w: int, h: int) -> tuple[Box, tuple[int, int], tuple[int, int, int, int]]:
+    """`plan` made for another image, applied to one of w x h: the same box relative to the size."""
+    box, out, pad, (pw, ph) = plan
+    sx, sy = w / pw, h / ph
+    return (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy), out, pad
+
+
+def _name(src: Any) -> str:
+    return str(src) if isinstance(src, (str, Path)) else type(src).__name__
 
 
 def _pair(size: int | tuple[int, int]) -> tuple[int, int]:
@@ -57,20 +79,53 @@ class ItemTransform:
         raise NotImplementedError
 
     def __call__(self, src: str | Path | Image.Image, train: bool = False) -> torch.Tensor:
+        return self._load(src, train)[0]
+
+    def _load(self, src: str | Path | Image.Image, train: bool, plan: Plan | None = None) -> tuple[torch.Tensor, Plan]:
+        """The image and its plan: (box, out, pad, (w, h)) in the upright image's pixels."""
         if isinstance(src, Image.Image):
             img = load_image(src)
-            return self._apply(img, *self.plan(img.width, img.height, train))
+            w, h = img.width, img.height
+            box, out, pad = self.plan(w, h, train) if plan is None else _scaled(plan, w, h)
+            return self._apply(img, box, out, pad), (_clip(box, w, h), out, pad, (w, h))
         with Image.open(src) as f:
             w, h = oriented_size(f)
-            box, out, pad = self.plan(w, h, train)
+            box, out, pad = self.plan(w, h, train) if plan is None else _scaled(plan, w, h)
             # Decode at the smallest draft scale at which the box still has `out` pixels or more.
             bw, bh = box[2] - box[0], box[3] - box[1]
             img = decode_rgb(f, (math.ceil(w * out[0] / bw), math.ceil(h * out[1] / bh)))
             sx, sy = img.width / w, img.height / h
-            return self._apply(img, (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy), out, pad)
+            x = self._apply(img, (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy), out, pad)
+            return x, (_clip(box, w, h), out, pad, (w, h))
+
+    def pair(self, src: str | Path | Image.Image, y, target: Target, train: bool = False) -> tuple[torch.Tensor, Any]:
+        """The image and its target `y` through the same crop, resize and padding.
+
+        Masks (a file, PIL image or [H, W] array of the image's size) come out as [H', W'] indices,
+        resized nearest-neighbour; points [n, 2] and boxes [n, 4] in the original image's pixels
+        come out in [-1, 1] of the output; an image target (a file or PIL image of any size) gets the
+        same relative crop, at the output's size. Other targets pass through."""
+        x, plan = self._load(src, train)
+        box, out, pad, (w, h) = plan
+        if target.kind == "mask":
+            arr = load_mask(y, target)
+            if arr.shape != (h, w):
+                raise MaskError(
+                    f"mask {_name(y)} is {arr.shape[1]}x{arr.shape[0]} but its image {_name(src)} is {w}x{h}"
+                )
+            fill = 0 if target.void is None else target.void
+            res = resize_mask(arr, box, out, pad, self.pad_mode, fill)
+            return x, torch.from_numpy(np.array(res)).to(target.mask_dtype)  # a writable copy
+        if target.kind == "points":
+            return x, points_to_unit(y, box, out, pad, self.size)
+        if target.kind == "boxes":
+            return x, boxes_to_unit(y, box, out, pad, self.size)
+        if target.kind == "image":
+            return x, self._load(y, train, plan)[0]
+        return x, y
 
     def _apply(self, img: Image.Image, box: Box, out: tuple[int, int], pad: tuple[int, int, int, int]) -> torch.Tensor:
-        box = (max(0.0, box[0]), max(0.0, box[1]), min(float(img.width), box[2]), min(float(img.height), box[3]))
+        box = _clip(box, img.width, img.height)
         # reducing_gap: a big downscale first box-averages by an integer factor (fast), then
         # resamples; Pillow documents 3.0 as indistinguishable from the slow exact resize.
         arr = np.asarray(img.resize(out, Image.Resampling.BILINEAR, box=box, reducing_gap=3.0))
