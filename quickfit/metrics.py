@@ -127,13 +127,15 @@ def top_k_accuracy(k: int = 5) -> Metric:
 
 
 def accuracy_multi(thresh: float = 0.5, sigmoid: bool = True) -> Metric:
-    """Multi-label accuracy: the fraction of (item, label) decisions right at `thresh`."""
+    """Multi-label accuracy: the fraction of (item, label) decisions right at `thresh`.
+
+    Its column is `accuracy_multi` at the default 0.5, else `accuracy_multi(0.2)`: two thresholds, two columns."""
 
     def _acc_multi(pred, targ):
         p = pred.sigmoid() if sigmoid else pred
         return ((p > thresh) == targ.bool()).float().mean()
 
-    return AvgMetric(_acc_multi, "accuracy_multi")
+    return AvgMetric(_acc_multi, "accuracy_multi" if thresh == 0.5 else f"accuracy_multi({thresh:g})")
 
 
 class FBeta(Metric):

@@ -246,12 +246,21 @@ class ImageDataLoaders(DataLoaders):
             "bs": self.bs,
         }
 
+    def one_batch(self, split: Literal["train", "valid"] = "train") -> tuple[torch.Tensor, ...]:
+        """One batch `(x, y)` as the model sees it: float images [bs, 3, H, W] (augmented for "train",
+        normalized) and targets, on the loaders' device."""
+        if split not in ("train", "valid"):
+            raise ValueError(f"one_batch: split must be 'train' or 'valid', got {split!r}")
+        dl = self.train if split == "train" else self.valid
+        if len(dl.dataset) == 0:
+            raise ValueError(f"one_batch: the {split} set has no images")
+        return next(iter(dl))
+
     def show_batch(self, max_n: int = 9, split: Literal["train", "valid"] = "train", ncols: int | None = None):
         """A grid of up to `max_n` images of one batch with their labels; returns the Figure."""
         import matplotlib.pyplot as plt
 
-        dl = self.train if split == "train" else self.valid
-        x, y = next(iter(dl))
+        x, y = self.one_batch(split)
         n = min(max_n, x.shape[0])
         imgs = self.normalize.decode(x[:n].float()).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
         ncols = ncols or max(1, int(n**0.5 + 0.999))
@@ -264,6 +273,15 @@ class ImageDataLoaders(DataLoaders):
                 ax.set_title(self._label_text(y[i]), fontsize=9)
         fig.tight_layout()
         return fig
+
+    def pred_text(self, pred: torch.Tensor, thresh: float = 0.5) -> str:
+        """A prediction (after the activation) as a short caption: "bees 0.98", "chair;tv", "3.14"."""
+        label, idx, probs = self.decode_pred(pred, thresh)
+        if self.target_kind == "category":
+            return f"{label} {float(probs[idx]):.2f}"
+        if self.target_kind == "multi_category":
+            return ";".join(label) or "(none)"
+        return ", ".join(f"{v:.3g}" for v in probs.flatten().tolist())
 
     def _label_text(self, y: torch.Tensor) -> str:
         if self.target_kind == "category":
@@ -290,15 +308,23 @@ class ImageDataLoaders(DataLoaders):
         where: str = "labels",
         random_valid: bool = False,
     ) -> ImageDataLoaders:
-        """Images `fnames` (relative to `path` unless absolute) with `labels`; rows `valid_idx` are
-        the validation set. `where` names the label source in error messages."""
-        path = Path(path)
+        """Images `fnames` with `labels`; rows `valid_idx` are the validation set. A relative name is
+        taken under `path`, or, when it is not there but exists from the current folder (the paths
+        `get_image_files(path)` returns start with `path`), as it is. `where` names the label source
+        in error messages."""
+        path = Path(path).absolute()  # items stay valid if the process later changes folder
         if len(fnames) != len(labels):
             raise ValueError(f"from_lists: {len(fnames)} file names but {len(labels)} labels")
         valid = sorted({int(i) for i in valid_idx})
         if valid and not 0 <= valid[0] <= valid[-1] < len(fnames):
             raise IndexError(f"valid_idx must be in [0, {len(fnames)}), got values from {valid[0]} to {valid[-1]}")
-        paths = [path / f for f in fnames]
+        paths = [_locate(path, f) for f in fnames]
+        missing = [p for p in paths if not p.is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"{len(missing)} of {len(paths)} images do not exist (looked under {path} and the current folder "
+                f"{Path.cwd()}): {_first(missing)}"
+            )
         is_valid = torch.zeros(len(paths), dtype=torch.bool)
         is_valid[valid] = True
         tr = [i for i in range(len(paths)) if not is_valid[i]]
@@ -342,7 +368,7 @@ class ImageDataLoaders(DataLoaders):
         With `valid_pct` the training images are split at random instead (reproducibly with `seed`)
         and no validation folder is needed. `test` names an unlabelled folder for `test_dl()`.
         `size` (default 224) sets `Resize(size)` when `item_tfms` is not given."""
-        path = Path(path)
+        path = Path(path).absolute()
         if not path.is_dir():
             raise FileNotFoundError(f"image folder {path} does not exist")
         files, labels = class_folder_labels(path, train)
@@ -398,10 +424,10 @@ class ImageDataLoaders(DataLoaders):
         and label column `label_col` (by position or name). The validation rows are `valid_idx`, or
         those where the boolean column `valid_col` is true, or a random `valid_pct` of them.
         A float label column gives regression targets; `label_delim` splits multi-label strings."""
-        path = Path(path)
+        path = Path(path).absolute()
         base = path / folder if folder else path
         fnames, labels, is_valid, file_where, where = read_table_labels(df, fn_col, label_col, valid_col, suffix)
-        paths = [base / f for f in fnames]
+        paths = [_locate(base, f) for f in fnames]
         missing = [p for p in paths if not p.is_file()]
         if missing:
             raise FileNotFoundError(
@@ -499,8 +525,9 @@ class ImageDataLoaders(DataLoaders):
         num_workers: int | None = None,
         size: int | tuple[int, int] | None = None,
     ) -> ImageDataLoaders:
-        """Labels from `label_func(Path)` of each file name; a random `valid_pct` split."""
-        paths = [Path(path) / f for f in fnames]
+        """Labels from `label_func(Path)` of each file (`fnames` as `get_image_files` returns them, or
+        names under `path`); a random `valid_pct` split."""
+        paths = [_locate(Path(path).absolute(), f) for f in fnames]
         labels = [label_func(p) for p in paths]
         return cls.from_lists(
             path,
@@ -535,7 +562,7 @@ class ImageDataLoaders(DataLoaders):
         regex = re.compile(pat)
         if regex.groups < 1:
             raise ValueError(f"from_name_re: pattern {pat!r} has no group; put the label in (parentheses)")
-        paths = [Path(path) / f for f in fnames]
+        paths = [_locate(Path(path).absolute(), f) for f in fnames]
         matches = [regex.search(p.as_posix()) for p in paths]
         unmatched = [p for p, m in zip(paths, matches) if m is None]
         if unmatched:
@@ -553,6 +580,19 @@ class ImageDataLoaders(DataLoaders):
             where=f"pattern {pat!r}",
             random_valid=True,
         )
+
+
+def _locate(base: Path, f: str | Path) -> Path:
+    """The absolute path of image `f`: as given when absolute; else under `base` (absolute) if it is
+    there, or from the current folder if it is there instead (a name that already includes `base`,
+    e.g. from `get_image_files(base)`); else under `base`, where the missing-file check reports it."""
+    f = Path(f)
+    if f.is_absolute():
+        return f
+    under = base / f
+    if not under.exists() and f.exists():
+        return f.absolute()
+    return under
 
 
 def _item_tfm(

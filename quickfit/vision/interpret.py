@@ -6,6 +6,8 @@
     interp.most_confused(min_val=2)    # [("bees", "ants", 5), ...]
     interp.plot_top_losses(9)          # the images the model was most confidently wrong about
     heat = grad_cam(learn, "photo.jpg")   # [H, W] in [0, 1]: where the predicted class's evidence is
+    plot_grad_cam(learn, "photo.jpg")     # image | heat map with colour bar | overlay, titled class + probability
+    learn.show_results()                  # validation images titled target / prediction (green right, red wrong)
 
 Grad-CAM weights the body's last activation maps by the gradient of the class score averaged over
 each map (Selvaraju et al., 2017), keeps the positive part and scales it to the image.
@@ -19,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["ClassificationInterpretation", "grad_cam", "plot_grad_cam"]
+__all__ = ["ClassificationInterpretation", "grad_cam", "plot_grad_cam", "show_results"]
 
 
 class ClassificationInterpretation:
@@ -103,10 +105,8 @@ class ClassificationInterpretation:
         return fig
 
 
-def grad_cam(learn, item: str | Path, class_idx: int | None = None) -> torch.Tensor:
-    """Grad-CAM heat map [H, W] in [0, 1] of `item` for `class_idx` (the predicted class by default)."""
-    image_dls = getattr(learn, "image_dls", learn.dls)
-    (x,) = next(iter(image_dls.test_dl([item])))[:1]
+def _grad_cam(learn, x: torch.Tensor, class_idx: int | None) -> tuple[torch.Tensor, int, torch.Tensor]:
+    """(heat map [H, W] in [0, 1], class index, the model's probabilities) of one normalized image batch `x`."""
     model = learn.model
     was_training = model.training
     model.eval()
@@ -114,26 +114,89 @@ def grad_cam(learn, item: str | Path, class_idx: int | None = None) -> torch.Ten
         with torch.enable_grad():
             acts = model.body(x.to(learn.device)).detach().requires_grad_(True)
             scores = model.head(acts)
-            idx = int(scores[0].argmax()) if class_idx is None else class_idx
+            idx = int(scores[0].argmax()) if class_idx is None else int(class_idx)
+            if not 0 <= idx < scores.shape[1]:
+                raise IndexError(f"class_idx={class_idx} but the model has {scores.shape[1]} classes")
             (grad,) = torch.autograd.grad(scores[0, idx], acts)
     finally:
         model.train(was_training)
     weights = grad.mean((2, 3), keepdim=True)
     cam = F.relu((weights * acts).sum(1, keepdim=True))
-    cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
-    return (cam / cam.max().clamp(min=1e-12)).detach().cpu()
+    # Bicubic from the 7x7-ish map gives smooth blobs instead of visible tiles; it overshoots a little
+    # around peaks, hence the clamp.
+    cam = F.interpolate(cam, size=x.shape[-2:], mode="bicubic", align_corners=False)[0, 0].clamp(min=0)
+    from quickfit.inference import activation_of
+
+    probs = activation_of(learn.loss_func)(scores.detach())
+    return (cam / cam.max().clamp(min=1e-12)).detach().cpu(), idx, probs[0].float().cpu()
 
 
-def plot_grad_cam(learn, item: str | Path, class_idx: int | None = None, alpha: float = 0.5):
-    "The image the model saw with its Grad-CAM heat map on top; returns the Figure."
+def grad_cam(learn, item: str | Path, class_idx: int | None = None) -> torch.Tensor:
+    """Grad-CAM heat map [H, W] in [0, 1] of `item` for `class_idx` (the predicted class by default)."""
+    image_dls = getattr(learn, "image_dls", learn.dls)
+    (x,) = next(iter(image_dls.test_dl([item])))[:1]
+    return _grad_cam(learn, x, class_idx)[0]
+
+
+def plot_grad_cam(learn, item: str | Path, class_idx: int | None = None, alpha: float = 0.6, cmap: str = "jet"):
+    """Three panels: the image the model saw, its Grad-CAM heat map (with a colour bar) and the map laid
+    over the image (opaque where the evidence is, clear elsewhere); titled with the class and its
+    probability. Returns the Figure."""
     import matplotlib.pyplot as plt
 
     image_dls = getattr(learn, "image_dls", learn.dls)
     (x,) = next(iter(image_dls.test_dl([item])))[:1]
     img = image_dls.normalize.decode(x.float()).clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy()
-    heat = grad_cam(learn, item, class_idx)
-    fig, ax = plt.subplots(figsize=(4, 4))
-    ax.imshow(img)
-    ax.imshow(heat.numpy(), cmap="magma", alpha=alpha)
-    ax.axis("off")
+    heat, idx, probs = _grad_cam(learn, x, class_idx)
+    vocab = getattr(image_dls, "vocab", None) or [str(i) for i in range(len(probs))]
+    pred = int(probs.argmax())
+    name = Path(item).name if isinstance(item, (str, Path)) else "image"
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.9))
+    axes[0].imshow(img)
+    axes[0].set_title(f"{name}\npredicted {vocab[pred]} ({float(probs[pred]):.2f})", fontsize=10)
+    shown = axes[1].imshow(heat.numpy(), cmap=cmap, vmin=0, vmax=1)
+    axes[1].set_title(f"Grad-CAM for {vocab[idx]}\nprobability {float(probs[idx]):.2f}", fontsize=10)
+    fig.colorbar(shown, ax=axes[1], fraction=0.046, pad=0.04, label="relative evidence")
+    axes[2].imshow(img)
+    axes[2].imshow(heat.numpy(), cmap=cmap, vmin=0, vmax=1, alpha=alpha * heat.numpy())
+    axes[2].set_title(f"overlay: where the model sees {vocab[idx]}", fontsize=10)
+    for ax in axes:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def show_results(learn, max_n: int = 9, dl=None, ncols: int | None = None):
+    """Up to `max_n` images of the first batch of `dl` (the validation images by default), each titled
+    with its target and the model's prediction (class and probability; green when right, red when
+    wrong). Returns the Figure."""
+    import matplotlib.pyplot as plt
+
+    image_dls = getattr(learn, "image_dls", learn.dls)
+    dl = image_dls.valid if dl is None else dl
+    batch = next(iter(dl), None)
+    if batch is None:
+        raise ValueError("show_results: the loader has no images")
+    preds, _ = learn.get_preds(dl=[batch], progress=False)
+    x, y = batch[0], (batch[1] if len(batch) > 1 else None)
+    n = min(max_n, x.shape[0])
+    imgs = image_dls.normalize.decode(x[:n].float()).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+    ncols = ncols or max(1, int(n**0.5 + 0.999))
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.8 * ncols, 3.1 * nrows), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= n:
+            continue
+        ax.imshow(imgs[i])
+        pred = image_dls.pred_text(preds[i])
+        if y is None:
+            ax.set_title(f"prediction: {pred}", fontsize=9)
+            continue
+        target = image_dls._label_text(y[i].cpu())
+        right = target == pred.rsplit(" ", 1)[0] if image_dls.target_kind == "category" else target == pred
+        color = "black" if image_dls.target_kind == "float" else ("green" if right else "red")
+        ax.set_title(f"target: {target}\nprediction: {pred}", fontsize=9, color=color)
+    fig.suptitle("target / prediction")
+    fig.tight_layout()
     return fig

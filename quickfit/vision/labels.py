@@ -50,7 +50,9 @@ def _check_valid_classes(train: set, valid: set, where: str, strict: bool) -> No
     )
     if strict:
         raise ValueError(msg + "; a model cannot learn a class it never sees")
-    warnings.warn(msg + "; try another seed or a larger validation split", stacklevel=4)
+    from quickfit.vision.loader import user_stacklevel
+
+    warnings.warn(msg + "; try another seed or a larger validation split", stacklevel=user_stacklevel())
 
 
 def labels_to_targets(

@@ -214,6 +214,12 @@ class VisionLearner(Learner):
             self.precompute = True
         return self
 
+    def show_results(self, max_n: int = 9, dl=None, ncols: int | None = None):
+        """Images of the validation set (or `dl`) titled target / prediction: see `quickfit.vision.interpret`."""
+        from quickfit.vision.interpret import show_results
+
+        return show_results(self, max_n=max_n, dl=dl, ncols=ncols)
+
     def tta(self, dl=None, n: int = 4, beta: float | None = 0.25):
         """Predictions blended from the plain images and the mean of `n` augmented passes: see `quickfit.vision.tta`."""
         return _tta(self, dl=dl, n=n, beta=beta)

@@ -5,6 +5,7 @@ model = efficientnet_lite0(pretrained=True)     # weights from the installed pac
 get_arch("resnet34").split_at                   # where the late-body layer group starts
 """
 
+from quickfit.vision.models.efficientnet_lite import efficientnet_lite1, efficientnet_lite2
 from quickfit.vision.models.efficientnet_lite0 import (
     LITE_STATS,
     EfficientNetLite0,
@@ -32,6 +33,8 @@ __all__ = [
     "arch_names",
     "convert_efficientnet_pytorch_keys",
     "efficientnet_lite0",
+    "efficientnet_lite1",
+    "efficientnet_lite2",
     "get_arch",
     "load_pretrained",
     "read_state_dict",

@@ -94,11 +94,11 @@ class EfficientNetLite0(nn.Module):
     "late body" layer group.
     """
 
-    def __init__(self, num_classes: int = 1000, dropout: float = 0.2) -> None:
+    def __init__(self, num_classes: int = 1000, dropout: float = 0.2, stages: list | None = None) -> None:
         super().__init__()
         layers = [_conv_bn(3, 32, 3, stride=2)]
         c_in = 32
-        for expand, kernel, stride, c_out, repeats in _STAGES:
+        for expand, kernel, stride, c_out, repeats in stages or _STAGES:  # Lite1/2 pass wider, deeper stages
             blocks = []
             for i in range(repeats):
                 blocks.append(MBConv(c_in, c_out, expand, kernel, stride if i == 0 else 1))
@@ -122,14 +122,17 @@ class EfficientNetLite0(nn.Module):
         return self.classifier(self.dropout(x))
 
 
-def _block_names() -> list[str]:
+def _block_names(stages: list | None = None) -> list[str]:
     "Our prefix for each of efficientnet_pytorch's `_blocks.i` (stages are features.1 to features.7)."
-    return [f"features.{s + 1}.{j}" for s, stage in enumerate(_STAGES) for j in range(stage[4])]
+    return [f"features.{s + 1}.{j}" for s, stage in enumerate(stages or _STAGES) for j in range(stage[4])]
 
 
-def convert_efficientnet_pytorch_keys(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename an `efficientnet_pytorch` Lite0 state_dict (`_conv_stem`, `_blocks.3._bn1`, `_fc`, ...) to ours."""
-    blocks = _block_names()
+def convert_efficientnet_pytorch_keys(
+    sd: dict[str, torch.Tensor], stages: list | None = None
+) -> dict[str, torch.Tensor]:
+    """Rename an `efficientnet_pytorch` Lite state_dict (`_conv_stem`, `_blocks.3._bn1`, `_fc`, ...) to ours
+    (Lite0's blocks unless `stages` says otherwise)."""
+    blocks = _block_names(stages)
     top = {"_conv_stem": "features.0.conv", "_bn0": "features.0.bn", "_conv_head": "features.8.conv"}
     top |= {"_bn1": "features.8.bn", "_fc": "classifier"}
     inner = {"_expand_conv": "expand.conv", "_bn0": "expand.bn", "_depthwise_conv": "depthwise.conv"}

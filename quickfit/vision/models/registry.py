@@ -20,6 +20,7 @@ from pathlib import Path
 
 from torch import nn
 
+from quickfit.vision.models.efficientnet_lite import efficientnet_lite1, efficientnet_lite2
 from quickfit.vision.models.efficientnet_lite0 import LITE_STATS, efficientnet_lite0
 from quickfit.vision.models.resnet import resnet18, resnet34, resnet50, resnext50_32x4d
 
@@ -67,6 +68,8 @@ register_arch(ArchSpec("resnet50", resnet50, _resnet_cut, 6, IMAGENET_STATS, 204
 register_arch(ArchSpec("resnext50_32x4d", resnext50_32x4d, _resnet_cut, 6, IMAGENET_STATS, 2048))
 # EfficientNet-Lite0: features are stem, 7 stages, head conv; the 112-channel stage starts the late group.
 register_arch(ArchSpec("efficientnet_lite0", efficientnet_lite0, _lite_cut, 5, LITE_STATS, 1280))
+register_arch(ArchSpec("efficientnet_lite1", efficientnet_lite1, _lite_cut, 5, LITE_STATS, 1280))
+register_arch(ArchSpec("efficientnet_lite2", efficientnet_lite2, _lite_cut, 5, LITE_STATS, 1280))
 
 
 def arch_names() -> list[str]:
