@@ -24,15 +24,18 @@ import os
 import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, default_collate
 
-from quickfit.vision.augment import AffineWarp, Lighting, Normalize, apply_matrices
+from quickfit.vision.augment import AffineWarp, Lighting, Normalize, sampling_grid
 from quickfit.vision.image import LOAD_ERRORS
+from quickfit.vision.targets import Target, collate_targets, warp_target
 from quickfit.vision.transforms import ItemTransform
 
 __all__ = [
@@ -41,6 +44,7 @@ __all__ = [
     "ImageLoader",
     "ImageLoadError",
     "apply_batch_tfms",
+    "apply_batch_tfms_pair",
     "default_num_workers",
     "user_stacklevel",
 ]
@@ -59,10 +63,11 @@ class ImageItems(NamedTuple):
     """What a loader iterates over: image paths (or PIL images) and their targets, in order.
 
     targets: int64 class indices [n], float multi-hot [n, n_classes], float values [n, k], or None
-    (a test set)."""
+    (a test set); with a spatial `Target` (see `quickfit.vision.targets`): a list of masks / target
+    images (paths), or of point / box tensors in the original images' pixels."""
 
     paths: list[Path | Image.Image]
-    targets: torch.Tensor | None
+    targets: torch.Tensor | list | None
 
 
 def _cores() -> int:
@@ -78,12 +83,22 @@ def default_num_workers() -> int:
 
 
 class ImageDataset(Dataset):
-    """Item i -> (uint8 image [3, H, W], target or None, [(path, error) of images that failed])."""
+    """Item i -> (uint8 image [3, H, W], target or None, [(path, error) of images that failed]).
 
-    def __init__(self, items: ImageItems, item_tfm: ItemTransform, train: bool = False, skip_bad: bool = True):
+    With a spatial `target` the item transform's `pair` gives the target the image's crop."""
+
+    def __init__(
+        self,
+        items: ImageItems,
+        item_tfm: ItemTransform,
+        train: bool = False,
+        skip_bad: bool = True,
+        target: Target | None = None,
+    ):
         if items.targets is not None and len(items.targets) != len(items.paths):
             raise ValueError(f"{len(items.paths)} images but {len(items.targets)} targets")
         self.items, self.item_tfm, self.train, self.skip_bad = items, item_tfm, train, skip_bad
+        self.target = target if target is not None and target.spatial and items.targets is not None else None
 
     def __len__(self) -> int:
         return len(self.items.paths)
@@ -94,6 +109,9 @@ class ImageDataset(Dataset):
         for _ in range(_MAX_TRIES):
             src = self.items.paths[j]
             try:
+                if self.target is not None:
+                    x, y = self.item_tfm.pair(src, self.items.targets[j], self.target, train=self.train)
+                    return x, y, failed
                 x = self.item_tfm(src, train=self.train)
             except LOAD_ERRORS as e:
                 err = f"{type(e).__name__}: {e}"
@@ -109,11 +127,23 @@ class ImageDataset(Dataset):
         )
 
 
-def _collate(batch: list) -> tuple[torch.Tensor, torch.Tensor | None, list[tuple[str, str]]]:
+def _collate(
+    batch: list, target: Target | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None, list[tuple[str, str]]]:
     # default_collate stacks straight into shared memory inside a worker: no extra copy to the parent.
     xs = default_collate([b[0] for b in batch])
-    ys = None if batch[0][1] is None else default_collate([b[1] for b in batch])
+    ys = [b[1] for b in batch]
+    if ys[0] is None:
+        ys = None
+    else:
+        ys = default_collate(ys) if target is None else collate_targets(ys, target)
     return xs, ys, [f for b in batch for f in b[2]]
+
+
+def _take(targets: torch.Tensor | list | None, idx: Sequence[int]) -> torch.Tensor | list | None:
+    if targets is None or isinstance(targets, torch.Tensor):
+        return None if targets is None else targets[idx]
+    return [targets[int(i)] for i in idx]
 
 
 def _fusable(tfms: Sequence[Callable]) -> tuple[AffineWarp | None, Lighting | None] | None:
@@ -166,12 +196,26 @@ def apply_batch_tfms(
             x = t(x)
         return normalize(x) if normalize is not None else x
     affine, lighting = fused
-    n, c, h, w = x.shape
+    n, _, h, w = x.shape
     mats = affine.matrices(n, h, w, x.device) if affine is not None else None
+    light = lighting.coefficients(n, x.device) if lighting is not None else None
+    return _fused(x, mats, affine.pad_mode if affine is not None else "reflection", light, normalize, workspace)[0]
+
+
+def _fused(
+    x: torch.Tensor,
+    mats: torch.Tensor | None,
+    pad_mode: str,
+    light: tuple[torch.Tensor, torch.Tensor] | None,
+    normalize: Normalize | None,
+    workspace: dict | None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The fused path of `apply_batch_tfms` with its random draws made: (batch, sampling grid or None)."""
+    n, c, h, w = x.shape
     scale = torch.full((n, c, 1, 1), 1 / 255, device=x.device)
     shift = torch.zeros((n, c, 1, 1), device=x.device)
-    if lighting is not None:
-        light_scale, light_shift = lighting.coefficients(n, x.device)
+    if light is not None:
+        light_scale, light_shift = light
         scale, shift = scale * light_scale, shift + light_shift
     lo, hi = [0.0] * c, [1.0] * c
     if normalize is not None:
@@ -180,15 +224,67 @@ def apply_batch_tfms(
         lo = [(0 - m) / s for m, s in zip(normalize.mean, normalize.std)]
         hi = [(1 - m) / s for m, s in zip(normalize.mean, normalize.std)]
     # In-place float ops on one buffer: mixed uint8 * float kernels are several times slower on CPU.
+    grid = None
     if mats is None:
         out = torch.empty(x.shape, device=x.device).copy_(x).mul_(scale).add_(shift)
     else:
         src = _buffer(workspace, "src", tuple(x.shape), x.device).copy_(x).mul_(scale).add_(shift)
-        out = apply_matrices(src, mats, affine.pad_mode, _buffer(workspace, "grid", (n, h, w, 2), x.device))
-    if lighting is not None:
+        grid_buf = _buffer(workspace, "grid", (n, h, w, 2), x.device)
+        grid = sampling_grid(mats.to(device=x.device, dtype=torch.float32), h, w, grid_buf)
+        out = F.grid_sample(src, grid, mode="bilinear", padding_mode=pad_mode, align_corners=False)
+    if light is not None:
         for ch in range(c):  # scalar bounds per channel: much faster than broadcast tensor bounds
             out[:, ch].clamp_(lo[ch], hi[ch])
-    return out
+    return out, grid
+
+
+def apply_batch_tfms_pair(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    target: Target,
+    tfms: Sequence[Callable],
+    normalize: Normalize | None = None,
+    augment: bool = True,
+    workspace: dict | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`apply_batch_tfms` for a batch with spatial targets (masks, points, boxes, images; see
+    `quickfit.vision.targets`): the same random draws move the targets with their images, and a mask
+    or image target is resampled once, on the images' grid. Masks come out int64, image targets float.
+
+    A transform that moves pixels must say how its targets move (`BatchTransform.pair`); one that
+    has no `pair` and is not marked `spatial = False` is refused rather than left to misalign them."""
+    active = [t for t in tfms if augment or not getattr(t, "train_only", False)]
+    for t in active:
+        if not hasattr(t, "pair") and getattr(t, "spatial", None) is not False:
+            raise TypeError(
+                f"batch transform {t!r} cannot be used with {target.kind} targets: quickfit cannot tell whether "
+                "it moves pixels. Subclass quickfit.vision.BatchTransform (spatial ones implement pair(x, y, target)), "
+                "or set its attribute spatial = False"
+            )
+    if target.kind == "image" and y.dtype == torch.uint8:
+        y = y.float().div_(255)
+    fused = _fusable(active) if x.dtype == torch.uint8 else None
+    if fused is None:
+        x = x.float().div_(255) if x.dtype == torch.uint8 else x
+        for t in active:
+            x, y = t.pair(x, y, target) if hasattr(t, "pair") else (t(x), y)
+        if normalize is not None:
+            x, y = normalize.pair(x, y, target)
+        return x, (y.long() if target.kind == "mask" else y)
+    affine, lighting = fused
+    n, _, h, w = x.shape
+    mats = affine.matrices(n, h, w, x.device) if affine is not None else None
+    light = lighting.coefficients(n, x.device) if lighting is not None else None
+    pad_mode = affine.pad_mode if affine is not None else "reflection"
+    x, grid = _fused(x, mats, pad_mode, light, normalize, workspace)
+    if mats is not None:
+        y = warp_target(y, target, mats, grid, pad_mode)
+    if target.kind == "image":
+        if light is not None and target.lighting:
+            y = torch.addcmul(light[1], y, light[0]).clamp_(0.0, 1.0)
+        if normalize is not None and target.normalize:
+            y = normalize(y)
+    return x, (y.long() if target.kind == "mask" else y)
 
 
 def _library_dirs() -> tuple[str, ...]:
@@ -280,16 +376,29 @@ class ImageLoader:
                 shuffle=self.shuffle,
                 drop_last=self.drop_last,
                 num_workers=workers,
-                collate_fn=_collate,
+                collate_fn=_collate if self.dataset.target is None else partial(_collate, target=self.dataset.target),
                 pin_memory=pin,
                 persistent_workers=self.persistent and workers > 0,
             )
         return self._loader
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        spatial = self.dataset.target is not None
         for xb, yb in self.raw_batches():
+            if spatial and yb is not None:  # masks, points, boxes, images: moved with their images
+                yield self.transform_pair(xb, yb)
+                continue
             x = self.transform(xb)
             yield (x,) if yb is None else (x, yb)
+
+    def transform_pair(
+        self, xb: torch.Tensor, yb: torch.Tensor, augment: bool | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`transform` for a batch with spatial targets: (images, targets) through the same geometry."""
+        augment = self.augment if augment is None else augment
+        if xb.device.type == "cpu":
+            return self._on_cpu(xb, augment, yb)
+        return apply_batch_tfms_pair(xb, yb, self.dataset.target, self.batch_tfms, self.normalize, augment)
 
     def raw_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
         """(uint8 images [B, 3, H, W], targets or None) on the device: decoded and resized, before the
@@ -311,7 +420,7 @@ class ImageLoader:
         # CUDA's caching allocator already reuses memory: no workspace needed
         return apply_batch_tfms(xb, self.batch_tfms, self.normalize, augment)
 
-    def _on_cpu(self, xb: torch.Tensor, augment: bool) -> torch.Tensor:
+    def _on_cpu(self, xb: torch.Tensor, augment: bool, yb: torch.Tensor | None = None):
         # The workers keep `num_workers` cores busy decoding. More torch threads here than the cores
         # left over oversubscribe the CPU, and OpenMP threads then spin at every barrier waiting for a
         # descheduled sibling: measured on 2 cores with 2 workers, the batch work took 2x the CPU time.
@@ -322,6 +431,9 @@ class ImageLoader:
         if wanted != threads:
             torch.set_num_threads(wanted)
         try:
+            if yb is not None:
+                tfms, target = self.batch_tfms, self.dataset.target
+                return apply_batch_tfms_pair(xb, yb, target, tfms, self.normalize, augment, self._workspace)
             return apply_batch_tfms(xb, self.batch_tfms, self.normalize, augment, self._workspace)
         finally:
             if wanted != threads:
@@ -345,6 +457,7 @@ class ImageLoader:
             ds.item_tfm,
             ds.train if train is None else train,
             ds.skip_bad if skip_bad is None else skip_bad,
+            ds.target,
         )
         return ImageLoader(
             dataset,
@@ -369,10 +482,10 @@ class ImageLoader:
 
         idx = shard_indices(len(self.dataset), rank, world_size, pad=self.shuffle)
         targets = self.items.targets
-        items = ImageItems([self.items.paths[i] for i in idx], None if targets is None else targets[idx])
+        items = ImageItems([self.items.paths[i] for i in idx], _take(targets, idx))
         ds = self.dataset
         return ImageLoader(
-            ImageDataset(items, ds.item_tfm, ds.train, ds.skip_bad),
+            ImageDataset(items, ds.item_tfm, ds.train, ds.skip_bad, ds.target),
             bs=self.bs,
             shuffle=self.shuffle,
             drop_last=self.drop_last,
