@@ -22,6 +22,7 @@ from __future__ import annotations
 import atexit
 import os
 import warnings
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -36,9 +37,13 @@ from torch.utils.data import (
     SequentialSampler,
 )
 
+from quickfit import env
 from quickfit.callbacks.core import Callback, Order
 
 __all__ = ["DistributedCallback", "all_reduce_sum", "shard_loader", "shard_indices", "rank_and_world_size"]
+
+# How long a rank waits for the others to join (they may still be importing on a loaded machine).
+_INIT_TIMEOUT = timedelta(minutes=30)
 
 # Fits with sharded data in progress in this process. Sums across ranks happen only then: outside a
 # distributed fit every rank holds the whole data, so `learn.validate()` / `get_preds()` run on one
@@ -50,7 +55,7 @@ def rank_and_world_size() -> tuple[int, int]:
     """This process's rank and the number of processes (from the process group, else torchrun's env)."""
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    return env.rank(), env.world_size()
 
 
 def _comm_device() -> torch.device:
@@ -208,33 +213,34 @@ class DistributedCallback(Callback):
 
     def before_fit(self, learn) -> None:
         global _sharded_fits
+        self.active = False
         # a second DistributedCallback (added explicitly as well) or a plain single process: nothing to do
-        self.active = not isinstance(learn.model, DistributedDataParallel) and (
-            dist.is_initialized() or "WORLD_SIZE" in os.environ
-        )
-        if not self.active:
+        if isinstance(learn.model, DistributedDataParallel) or not (dist.is_initialized() or env.in_torchrun()):
             return
         if _init_process_group(learn.device):
             atexit.register(_destroy_process_group)  # torch warns at exit about a group left open
         if dist.get_backend() == dist.Backend.NCCL:
             _move_to(learn, torch.device("cuda", torch.cuda.current_device()))
         rank, world_size = dist.get_rank(), dist.get_world_size()
-        device_ids = [learn.device.index] if learn.device.type == "cuda" else None
-        self.ddp = DistributedDataParallel(
-            learn.model, device_ids=device_ids, find_unused_parameters=self.find_unused_parameters
-        )
-        learn.model = self.ddp
-        # every rank must shuffle with the same seed, or the shards would overlap: rank 0's draw wins
-        seed = _broadcast_int(int(torch.empty((), dtype=torch.int64).random_().item()) % 2**31)
-        self.original = (learn.dls.train, learn.dls.valid)
+        # every rank must shuffle with the same seed, or the shards would overlap: rank 0's draw wins.
+        # Drawn from a fork of torch's generator: repeatable after torch.manual_seed, and the global
+        # stream is not advanced, so the ranks' shuffles (and their models' randomness) are those of
+        # one process that was never distributed.
+        with torch.random.fork_rng(devices=[]):
+            seed = _broadcast_int(int(torch.empty((), dtype=torch.int64).random_().item()) % 2**31)
+        original = (learn.dls.train, learn.dls.valid)
         learn.dls.train = shard_loader(learn.dls.train, rank, world_size, train=True, seed=seed)
         if learn.dls.valid is not None:
             learn.dls.valid = shard_loader(learn.dls.valid, rank, world_size, train=False)
         n_batches = _all_gather_ints(len(learn.dls.train))
         if len(set(n_batches)) > 1:
-            learn.dls.train, learn.dls.valid = self.original
-            learn.model = self.ddp.module
+            learn.dls.train, learn.dls.valid = original
             raise ValueError(f"the training shards have different numbers of batches per rank: {n_batches}")
+        device_ids = [learn.device.index] if learn.device.type == "cuda" else None
+        self.ddp = DistributedDataParallel(
+            learn.model, device_ids=device_ids, find_unused_parameters=self.find_unused_parameters
+        )
+        learn.model, self.original, self.active = self.ddp, original, True
         # lr_find stops when the loss diverges; every rank must stop at the same batch, so they share it
         from quickfit.callbacks.lr_finder import LRFinder
 
@@ -266,11 +272,16 @@ class DistributedCallback(Callback):
             loss = learn.loss.detach().float().reshape(1)
             learn.loss = all_reduce_sum(loss)[0] / dist.get_world_size()  # loss_grad stays this rank's
 
-    def cleanup_fit(self, learn) -> None:  # also after an error: never leave the model wrapped
+    def after_fit(self, learn) -> None:
+        if self.active:  # the last checkpoint of rank 0 is written before anyone loads it (SaveBest)
+            dist.barrier()
+
+    def cleanup_fit(self, learn) -> None:
+        # Also after an error: never leave the model wrapped. No collective here: after an error the
+        # other ranks may be gone (a killed peer), and a barrier would only add a second error.
         global _sharded_fits
         if not self.active:
             return
-        dist.barrier()  # the last checkpoint of rank 0 is written before anyone loads it (SaveBest)
         _sharded_fits -= 1
         learn.model = self.ddp.module
         learn.dls.train, learn.dls.valid = self.original
@@ -282,21 +293,50 @@ def _init_process_group(device: torch.device) -> bool:
     """Join the process group torchrun describes; returns whether this call created it."""
     if dist.is_initialized():
         return False
-    missing = [v for v in ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE") if v not in os.environ]
+    missing = env.torchrun_vars_missing()
     if missing:
         raise RuntimeError(
             f"distributed training needs the environment torchrun sets; missing {', '.join(missing)}. "
             "Launch with `torchrun --nproc_per_node=N script.py`"
         )
     if device.type == "cuda":
-        local_rank = int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count()
+        local_rank = env.local_rank() % torch.cuda.device_count()
         torch.cuda.set_device(local_rank)
-        dist.init_process_group("nccl", device_id=torch.device("cuda", local_rank))
+        backend, extra = "nccl", {"device_id": torch.device("cuda", local_rank)}
     else:
         if device.type != "cpu":
             warnings.warn(f"distributed training on {device.type} uses gloo, which may not support it")
-        dist.init_process_group("gloo")
+        backend, extra = "gloo", {}
+    store = _round_store()
+    if store is None:
+        dist.init_process_group(backend, **extra)
+    else:
+        dist.init_process_group(backend, store=store, rank=env.rank(), world_size=env.world_size(), **extra)
     return True
+
+
+def _round_store() -> dist.Store | None:
+    """A store for this round of a torchrun job whose agent keeps one store across restarts; else None.
+
+    torchrun's default (static) rendezvous hosts one TCPStore in the agent for the whole job, and
+    `init_process_group("env://")` uses it without a per-restart prefix: in a restarted round the
+    keys of the dead round are still there, so a rank can read the gloo address of a process that no
+    longer exists and fail with `connectFullMesh ... Connection refused` (or, with NCCL, a stale
+    unique id), depending on which rank writes first. Keys under a prefix naming the round (restart
+    count) are always the live processes'.
+    """
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return None  # the store is hosted by rank 0 and so is new in every round
+    round_ = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    run_id = os.environ.get("TORCHELASTIC_RUN_ID", "")
+    store = dist.TCPStore(
+        os.environ["MASTER_ADDR"],
+        int(os.environ["MASTER_PORT"]),
+        env.world_size(),
+        is_master=False,
+        timeout=_INIT_TIMEOUT,
+    )
+    return dist.PrefixStore(f"quickfit/{run_id}/round_{round_}", store)
 
 
 def _destroy_process_group() -> None:

@@ -16,7 +16,7 @@ Usage:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from quickfit.data.core import DataLoaders, random_split
+from quickfit.data.batches import TensorBatches
+from quickfit.data.core import DataLoaders
+from quickfit.data.split import ColumnError, check_columns, split_rows
 
 __all__ = [
     "UNKNOWN",
@@ -47,16 +49,15 @@ class UnknownIdError(_MessageKeyError):
     """A user or item id not seen in the training data."""
 
 
-class MissingColumnError(_MessageKeyError):
-    """A column named in the arguments is not in the DataFrame."""
+MissingColumnError = ColumnError  # the name this module had for it; one error type for every application
 
 
-class RatingsLoader:
+class RatingsLoader(TensorBatches):
     """Batches `(x, y)` (or `(x,)` without ratings) sliced from tensors prepared once.
 
     Shuffling permutes the whole tensors once per epoch (one `randperm` and one gather), then every
     batch is a view: no per-row Python, no collate. `to(device)` moves the tensors once, so a GPU
-    run does no host-to-device copy per batch.
+    run does no host-to-device copy per batch. Sharding for torchrun: `quickfit.data.TensorBatches`.
     """
 
     def __init__(
@@ -67,53 +68,17 @@ class RatingsLoader:
         shuffle: bool = False,
         drop_last: bool = False,
     ) -> None:
-        if bs < 1:
-            raise ValueError(f"bs must be a positive integer, got {bs}")
         if y is not None and len(y) != len(x):
             raise ValueError(f"x has {len(x)} rows but y has {len(y)}")
-        self.x, self.y, self.bs, self.shuffle, self.drop_last = x, y, bs, shuffle, drop_last
+        super().__init__(*((x,) if y is None else (x, y)), bs=bs, shuffle=shuffle, drop_last=drop_last)
 
     @property
-    def n(self) -> int:
-        return len(self.x)
+    def x(self) -> torch.Tensor:
+        return self.tensors[0]
 
-    def __len__(self) -> int:
-        return self.n // self.bs if self.drop_last else -(-self.n // self.bs)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
-        x, y = self.x, self.y
-        if self.shuffle:
-            # Uses torch's global RNG, so `torch.manual_seed` makes runs reproducible.
-            perm = torch.randperm(self.n, device=x.device)
-            x = x[perm]
-            y = y[perm] if y is not None else None
-        for i in range(len(self)):
-            sl = slice(i * self.bs, (i + 1) * self.bs)
-            yield (x[sl],) if y is None else (x[sl], y[sl])
-
-    def shard(self, rank: int, world_size: int) -> RatingsLoader:
-        """This rank's rows for distributed training (called by quickfit's DDP callback).
-
-        A shuffling (training) loader takes every `world_size`-th row, padded with repeats so every
-        rank runs the same number of batches, and shuffles it every epoch; a validation loader takes a
-        contiguous slice, without repeats.
-        """
-        from quickfit.callbacks.distributed import shard_indices  # only needed under torchrun
-
-        idx = torch.tensor(shard_indices(self.n, rank, world_size, pad=self.shuffle), device=self.x.device)
-        y = self.y[idx] if self.y is not None else None
-        return RatingsLoader(self.x[idx], y, self.bs, self.shuffle, self.drop_last)
-
-    def to(self, device: torch.device | str) -> RatingsLoader:
-        self.x = self.x.to(device)
-        self.y = self.y.to(device) if self.y is not None else None
-        return self
-
-
-def _check_columns(df: pd.DataFrame, names: Sequence[str], what: str) -> None:
-    missing = [c for c in names if c not in df.columns]
-    if missing:
-        raise MissingColumnError(f"{what}: column(s) {missing} not found; available columns: {list(df.columns)}")
+    @property
+    def y(self) -> torch.Tensor | None:
+        return self.tensors[1] if len(self.tensors) > 1 else None
 
 
 def _sorted_unique(values: pd.Series) -> list:
@@ -161,17 +126,9 @@ def _ratings(df: pd.DataFrame, column: str) -> np.ndarray:
 
 
 def _split(n: int, valid_idx: Sequence[int] | None, valid_pct: float, seed: int | None) -> np.ndarray:
-    """Boolean mask of validation rows (positions, like `df.iloc`)."""
+    """Boolean mask of validation rows (positions, like `df.iloc`): `quickfit.data.split_rows`'s rule."""
     is_valid = np.zeros(n, dtype=bool)
-    if valid_idx is not None:
-        idx = np.asarray(valid_idx, dtype=np.int64).reshape(-1)
-        if len(idx) and (idx.min() < -n or idx.max() >= n):
-            raise IndexError(f"valid_idx holds positions outside 0..{n - 1}")
-        is_valid[idx] = True
-    else:
-        is_valid[random_split(n, valid_pct, seed)] = True
-    if is_valid.all():
-        raise ValueError("the split leaves no training rows (valid_idx covers every row)")
+    is_valid[split_rows(n, valid_pct, valid_idx, seed=seed)[1]] = True
     return is_valid
 
 
@@ -221,7 +178,7 @@ class CollabDataLoaders(DataLoaders):
         """
         if not isinstance(ratings, pd.DataFrame):
             raise TypeError(f"ratings must be a pandas DataFrame, got {type(ratings).__name__}")
-        _check_columns(ratings, [user_name, item_name, rating_name], "ratings")
+        check_columns(ratings, [user_name, item_name, rating_name], "ratings")
         if len(ratings) == 0:
             raise ValueError("ratings DataFrame is empty: nothing to train on")
         for col in (user_name, item_name):
@@ -275,7 +232,7 @@ class CollabDataLoaders(DataLoaders):
     def encode(self, pairs: pd.DataFrame | Sequence[tuple[Any, Any]], unknown: str = "error") -> torch.Tensor:
         """`(n, 2)` index tensor for `(user, item)` pairs given by original id."""
         if isinstance(pairs, pd.DataFrame):
-            _check_columns(pairs, [self.user_name, self.item_name], "pairs")
+            check_columns(pairs, [self.user_name, self.item_name], "pairs")
             users, items = pairs[self.user_name], pairs[self.item_name]
         else:
             pairs = list(pairs)

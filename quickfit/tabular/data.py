@@ -25,7 +25,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from quickfit.data.core import DataLoaders, random_split
+from quickfit.data.core import DataLoaders
+from quickfit.data.split import check_columns, split_rows
 from quickfit.tabular.batches import TabularBatches
 from quickfit.tabular.procs import (
     Categorify,
@@ -177,9 +178,7 @@ class TabularDataLoaders(DataLoaders):
             raise ValueError("from_df: y_names must name at least one target column")
         cat_in, cont_in = _as_list(cat_names), _as_list(cont_names)
         named = [*y_names, *(cat_in or []), *(cont_in or [])]
-        missing = [n for n in named if n not in df.columns]
-        if missing:
-            raise KeyError(f"from_df: column(s) {missing} not in the DataFrame (its columns: {list(df.columns)})")
+        check_columns(df, named, "from_df")
         not_str = [n for n in df.columns if not isinstance(n, str)]
         if not_str:
             raise TypeError(f"from_df: column names must be strings (got {not_str[:5]}); set df.columns first")
@@ -209,19 +208,12 @@ class TabularDataLoaders(DataLoaders):
             kind = f"classification ({len(y_vocab)} classes)" if y_vocab else "regression"
             print(f"TabularDataLoaders: cat_names={cat_in}, cont_names={cont_in}, target {y_names}: {kind}")
 
-        n = len(df)
-        if valid_idx is None:
-            valid_idx = random_split(n, valid_pct, seed)
-        valid_idx = np.unique(np.asarray(valid_idx, dtype=np.int64))
-        if len(valid_idx) and (valid_idx.min() < 0 or valid_idx.max() >= n):
-            raise IndexError(f"from_df: valid_idx must hold row positions in [0, {n}); got {valid_idx.max()}")
-        is_train = np.ones(n, dtype=bool)
-        is_train[valid_idx] = False
-        if is_train.sum() < 2:
-            raise ValueError(f"from_df: only {is_train.sum()} training row(s) left after the split; need 2+")
+        train_idx, valid_idx = split_rows(len(df), valid_pct, valid_idx, seed=seed)
+        if len(train_idx) < 2:
+            raise ValueError(f"from_df: only {len(train_idx)} training row(s) left after the split; need 2+")
 
         processor = TabularProcessor(procs, cat_in, cont_in)
-        train_df = processor.fit_transform(df.iloc[np.flatnonzero(is_train)])
+        train_df = processor.fit_transform(df.iloc[train_idx])
         valid_df = processor(df.iloc[valid_idx])
         dls = cls(_no_rows(processor), _no_rows(processor), processor, (cat_in, cont_in), y_names, y_vocab, bs)
         # the tensors are built once, here; batches are slices of them

@@ -32,6 +32,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from quickfit.data.split import check_columns
+
 __all__ = [
     "NA_TOKEN",
     "Categorify",
@@ -51,9 +53,7 @@ def _plain(value: Any) -> Any:
 
 
 def _check_columns(df: pd.DataFrame, names: Sequence[str], what: str) -> None:
-    missing = [n for n in names if n not in df.columns]
-    if missing:
-        raise KeyError(f"{what}: column(s) {missing} not in the DataFrame (its columns: {list(df.columns)})")
+    check_columns(df, names, what)  # a ColumnError (a KeyError)
 
 
 def _numeric_column(df: pd.DataFrame, name: str) -> np.ndarray:

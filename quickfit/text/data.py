@@ -27,7 +27,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from quickfit.data.core import DataLoaders, random_split
+from quickfit.data.core import DataLoaders
+from quickfit.data.split import check_columns, split_rows
 from quickfit.text.corpus import TokenizedCorpus, check_texts, gather_texts, tokenize_corpus
 from quickfit.text.loaders import LMDataLoader, SortishDataLoader
 from quickfit.text.tokenize import Tokenizer
@@ -69,8 +70,7 @@ def _check_texts(df: pd.DataFrame, col: str) -> list[str]:
 
 
 def _check_column(df: pd.DataFrame, col: str, what: str) -> None:
-    if col not in df.columns:
-        raise KeyError(f"{what} {col!r} is not a column of the DataFrame; its columns are {list(df.columns)}")
+    check_columns(df, [col], what)  # a ColumnError (a KeyError)
 
 
 def _classes_of(labels: pd.Series, col: str) -> tuple[list, np.ndarray]:
@@ -170,17 +170,10 @@ class TextDataLoaders(DataLoaders):
             raise ValueError("TextDataLoaders.from_df: the DataFrame has no rows")
         texts = _check_texts(df, text_col)
         classes, labels = (None, None) if is_lm else _classes_of(df[label_col], label_col)
-        if valid_col is not None:
-            _check_column(df, valid_col, "valid_col")
-            is_valid = df[valid_col].to_numpy()
-            if is_valid.dtype != bool:
-                raise TypeError(f"valid_col {valid_col!r} must be a boolean column, got dtype {is_valid.dtype}")
-            valid_idx = np.flatnonzero(is_valid)
-        else:
-            valid_idx = random_split(len(df), valid_pct, seed)
-        train_idx = np.setdiff1d(np.arange(len(df)), valid_idx)
-        if len(train_idx) == 0:
-            raise ValueError("TextDataLoaders.from_df: no training rows are left after the validation split")
+        try:
+            train_idx, valid_idx = split_rows(df, valid_pct, valid_col=valid_col, seed=seed)
+        except ValueError as e:
+            raise ValueError(f"TextDataLoaders.from_df: {e}") from None
 
         tokenizer = tokenizer if tokenizer is not None else Tokenizer()
         if cache_dir is None:

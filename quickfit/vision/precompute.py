@@ -21,38 +21,16 @@ import hashlib
 import json
 import sys
 import warnings
-from collections.abc import Iterator
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from quickfit.data.batches import TensorBatches
 from quickfit.data.core import DataLoaders, to_device
 from quickfit.io import atomic_write
 
 __all__ = ["TensorBatches", "PrecomputedDataLoaders", "features_fingerprint", "compute_features", "precomputed_dls"]
-
-
-class TensorBatches:
-    """Batches `(x[i], y[i])` of tensors held in memory, reshuffled each epoch when `shuffle`."""
-
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, bs: int, shuffle: bool = False) -> None:
-        if len(x) != len(y):
-            raise ValueError(f"TensorBatches: {len(x)} inputs but {len(y)} targets")
-        self.x, self.y, self.bs, self.shuffle = x, y, bs, shuffle
-        # A training batch of one breaks BatchNorm1d in the head: drop it, as the image loader does.
-        self.drop_last = shuffle and len(x) % bs == 1
-
-    def __len__(self) -> int:
-        n = len(self.x)
-        return n // self.bs if self.drop_last else -(-n // self.bs)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        n = len(self.x)
-        order = torch.randperm(n) if self.shuffle else torch.arange(n)
-        for i in range(len(self)):
-            idx = order[i * self.bs : (i + 1) * self.bs]
-            yield self.x[idx], self.y[idx]
 
 
 class PrecomputedDataLoaders(DataLoaders):
@@ -166,10 +144,11 @@ def precomputed_dls(learn) -> PrecomputedDataLoaders:
                 atomic_write(f, lambda tmp: save_file(tensors, tmp))
             except OSError as e:  # a read-only path: the in-memory cache still serves this session
                 warnings.warn(f"could not write the precompute cache {f} ({e}); keeping it in memory only")
-    bs = getattr(dls, "bs", 64)
+    bs, n_train = getattr(dls, "bs", 64), len(tensors["train_x"])
     pdls = PrecomputedDataLoaders(
-        TensorBatches(tensors["train_x"], tensors["train_y"], bs, shuffle=True),
-        TensorBatches(tensors["valid_x"], tensors["valid_y"], bs, shuffle=False),
+        # A training batch of one breaks BatchNorm1d in the head: drop it, as the image loader does.
+        TensorBatches(tensors["train_x"], tensors["train_y"], bs=bs, shuffle=True, drop_last=n_train % bs == 1),
+        TensorBatches(tensors["valid_x"], tensors["valid_y"], bs=bs),
         dls,
         fp,
     )

@@ -236,7 +236,7 @@ def test_bad_input_is_named():
     bad.loc[4, "label"] = None
     with pytest.raises(ValueError, match=r"label column 'label': 1 missing value.*rows 4"):
         TextDataLoaders.from_df(bad, "text", "label", cache_dir=False)
-    with pytest.raises(KeyError, match=r"label_col 'sentiment' is not a column.*\['text', 'label'\]"):
+    with pytest.raises(KeyError, match=r"label_col: column\(s\) \['sentiment'\] not in.*\['text', 'label'\]"):
         TextDataLoaders.from_df(df, "text", "sentiment", cache_dir=False)
     with pytest.raises(ValueError, match="label_col is needed"):
         TextDataLoaders.from_df(df, "text", cache_dir=False)

@@ -142,7 +142,7 @@ def test_precompute_cache_on_disk_and_fingerprint(image_folder, tmp_path, monkey
     monkeypatch.setattr(precompute_module, "compute_features", refuse)
     again = make_learner(image_folder, tmp_path, precompute=True)  # a fresh learner: from disk
     assert again.dls.fingerprint == fp
-    torch.testing.assert_close(again.dls.valid.x, learn.dls.valid.x)
+    torch.testing.assert_close(again.dls.valid.tensors[0], learn.dls.valid.tensors[0])
     monkeypatch.undo()
     with torch.no_grad():  # other body weights: other activations
         again.model.body[0].conv.weight.mul_(1.01)
