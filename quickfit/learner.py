@@ -567,6 +567,19 @@ class Learner(InferenceMixin, SavingMixin):
     def to_fp32(self) -> Learner:
         return self._set_precision(None)
 
+    # ---- conveniences (each in its own module) ---------------------------------------------------
+    def summary(self, xb=None, depth: int | None = None):
+        """Layers, output shapes for one batch, parameter counts, trainable or frozen, layer groups (summary.py)."""
+        from quickfit.summary import summary
+
+        return summary(self, xb, depth)
+
+    def export_onnx(self, fname: str | Path = "model.onnx", xb=None, opset: int | None = None, activation=True) -> Path:
+        """The model as ONNX with a dynamic batch axis, for onnxruntime (quickfit/onnx_export.py, docs/onnx.md)."""
+        from quickfit.onnx_export import export_onnx
+
+        return export_onnx(self, fname, xb, opset, activation)
+
     def __repr__(self) -> str:
         return f"Learner(model={type(self._unwrapped()).__name__}, dls={self.dls!r}, device={self.device})"
 
