@@ -29,20 +29,34 @@ as without padding.
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
 import torch
 
-from quickfit.text.corpus import gather_texts
+from quickfit.data.batches import broadcast_from_rank0
+from quickfit.text.tokens import gather_texts
 
 __all__ = ["LMDataLoader", "SortishDataLoader"]
 
 
-def _epoch_rng(rng: np.random.Generator | None) -> np.random.Generator:
+def _epoch_rng(rng: np.random.Generator | None, shared: bool = False) -> np.random.Generator:
     # Without a seed, each epoch draws its seed from torch's generator, so `qf.set_seed` (or
-    # torch.manual_seed) makes runs repeatable without a second seed to manage.
-    return rng if rng is not None else np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
+    # torch.manual_seed) makes runs repeatable without a second seed to manage. The shards of a
+    # distributed run all take rank 0's draw (a seeded generator is the same on every rank already).
+    if rng is not None:
+        return rng
+    seed = torch.randint(0, 2**62, (1,))
+    return np.random.default_rng(int((broadcast_from_rank0(seed) if shared else seed).item()))
+
+
+def _part(batch: np.ndarray, rank: int, world_size: int) -> np.ndarray:
+    """Part `rank` of a batch cut into `world_size` equal parts (repeating its first items to fill up)."""
+    if len(batch) % world_size:
+        batch = batch[np.arange(-(-len(batch) // world_size) * world_size) % len(batch)]
+    k = len(batch) // world_size
+    return batch[rank * k : (rank + 1) * k]
 
 
 class LMDataLoader:
@@ -65,20 +79,35 @@ class LMDataLoader:
         self.ids, self.offsets = np.asarray(ids, dtype=np.int32), np.asarray(offsets, dtype=np.int64)
         self.bs, self.seq_len, self.shuffle = bs, seq_len, shuffle
         self.vary_seq_len = shuffle if vary_seq_len is None else vary_seq_len
-        self.row_len = len(self.ids) // bs
-        if self.row_len < 2:
-            raise ValueError(
-                f"LMDataLoader: {len(self.ids)} tokens are too few for bs={bs} streams of at least 2 tokens; "
-                f"use a smaller bs or more text"
-            )
-        self.n_batches = math.ceil((self.row_len - 1) / seq_len)
+        self.rank, self.world_size = 0, 1  # a shard reads rows of a stream of world_size * bs rows
+        self._cut_rows()
         self.last_len = seq_len  # length of the batch last yielded (a model may scale its lr by it)
         self.device: torch.device | None = None
         self._rng = None if seed is None else np.random.default_rng(seed)
 
+    def _cut_rows(self) -> None:
+        n_rows = self.bs * self.world_size
+        self.row_len = len(self.ids) // n_rows
+        if self.row_len < 2:
+            ranks = f" on each of {self.world_size} ranks" if self.world_size > 1 else ""
+            raise ValueError(
+                f"LMDataLoader: {len(self.ids)} tokens are too few for bs={self.bs} streams{ranks} of at least "
+                "2 tokens; use a smaller bs or more text"
+            )
+        self.n_batches = math.ceil((self.row_len - 1) / self.seq_len)
+
     @property
     def n_texts(self) -> int:
         return len(self.offsets) - 1
+
+    def shard(self, rank: int, world_size: int) -> LMDataLoader:
+        """Rank `rank`'s rows for distributed training: the epoch's stream is cut into `world_size * bs`
+        rows (as one process with that batch size cuts it, the same texts order and batch lengths on
+        every rank) and this rank reads rows `rank * bs` to `(rank + 1) * bs`. Training and validation alike."""
+        out = copy.copy(self)
+        out.rank, out.world_size = rank, world_size
+        out._cut_rows()
+        return out
 
     def __len__(self) -> int:
         return self.n_batches
@@ -93,7 +122,9 @@ class LMDataLoader:
         ids = self.ids
         if self.shuffle:
             ids, _ = gather_texts(self.ids, self.offsets, _epoch_rng(rng).permutation(self.n_texts))
-        rows = torch.from_numpy(np.ascontiguousarray(ids[: self.bs * self.row_len]).reshape(self.bs, self.row_len))
+        n_rows, first = self.bs * self.world_size, self.bs * self.rank
+        rows = np.ascontiguousarray(ids[: n_rows * self.row_len]).reshape(n_rows, self.row_len)[first : first + self.bs]
+        rows = torch.from_numpy(np.ascontiguousarray(rows))
         return rows if self.device is None else rows.to(self.device)
 
     def batch_lengths(self, rng: np.random.Generator | None = None) -> np.ndarray:
@@ -112,7 +143,7 @@ class LMDataLoader:
         return lengths
 
     def __iter__(self):
-        rng = _epoch_rng(self._rng) if (self.shuffle or self.vary_seq_len) else None
+        rng = _epoch_rng(self._rng, self.world_size > 1) if (self.shuffle or self.vary_seq_len) else None
         rows = self.stream(rng)
         pos = 0
         for length in self.batch_lengths(rng).tolist():
@@ -157,6 +188,8 @@ class SortishDataLoader:
         self.device: torch.device | None = None
         self._rng = None if seed is None else np.random.default_rng(seed)
         self._src = np.append(self.ids, np.int32(pad_idx))  # the last entry is what padding reads
+        self.rank, self.world_size = 0, 1  # a training shard takes its part of each global batch
+        self._slice = slice(None)  # a validation shard: its contiguous part of the fixed order
         self.order = self._fixed_order()
 
     @property
@@ -164,32 +197,47 @@ class SortishDataLoader:
         return len(self.lengths)
 
     def __len__(self) -> int:
-        return math.ceil(self.n / self.bs)
+        return math.ceil(len(range(self.n)[self._slice]) / (self.bs * self.world_size))
 
     def to(self, device: torch.device | str) -> SortishDataLoader:
         self.device = torch.device(device)
         return self
 
+    def shard(self, rank: int, world_size: int) -> SortishDataLoader:
+        """This rank's part for distributed training. Training (`shuffle`): each epoch's batches are
+        drawn as one process with batch size `world_size * bs` draws them (rank 0's order) and this rank
+        takes part `rank` of each, so every rank takes the same number of steps. Validation: a contiguous
+        part of the sorted order, no text twice."""
+        out = copy.copy(self)
+        if self.shuffle:
+            out.rank, out.world_size = rank, world_size
+        else:
+            out._slice = slice(rank * self.n // world_size, (rank + 1) * self.n // world_size)
+        out.order = out._fixed_order()
+        return out
+
     def _fixed_order(self) -> np.ndarray:
-        if self.sort:
-            return np.argsort(-self.lengths, kind="stable")
-        return np.arange(self.n)
+        order = np.argsort(-self.lengths, kind="stable") if self.sort else np.arange(self.n)
+        return order[self._slice]
 
     def batches(self, rng: np.random.Generator | None = None) -> list[np.ndarray]:
         """The text indices of each batch of an epoch."""
         if not self.shuffle:
             order = self._fixed_order()
-            return [order[i : i + self.bs] for i in range(0, self.n, self.bs)]
-        rng = _epoch_rng(rng)
+            return [order[i : i + self.bs] for i in range(0, len(order), self.bs)]
+        bs = self.bs * self.world_size  # the global batch of a training shard
+        rng = _epoch_rng(rng, self.world_size > 1)
         perm = rng.permutation(self.n)
-        chunk = self.chunk_mult * self.bs
+        chunk = self.chunk_mult * bs
         parts = [perm[i : i + chunk] for i in range(0, self.n, chunk)]
         order = np.concatenate([p[np.argsort(-self.lengths[p], kind="stable")] for p in parts]) if parts else perm
-        batches = [order[i : i + self.bs] for i in range(0, self.n, self.bs)]
+        batches = [order[i : i + bs] for i in range(0, self.n, bs)]
         if len(batches) > 1:
             first = int(np.argmax([self.lengths[b].max() for b in batches]))
             rest = [b for i, b in enumerate(batches) if i != first]
             batches = [batches[first]] + [rest[i] for i in rng.permutation(len(rest))]
+        if self.world_size > 1:
+            batches = [_part(b, self.rank, self.world_size) for b in batches]
         return batches
 
     def collate(self, idx: np.ndarray) -> torch.Tensor:

@@ -18,7 +18,6 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from quickfit.text.corpus import TokenizedCorpus
 from quickfit.text.rules import (
     BOS,
     DEFAULT_RULES,
@@ -30,6 +29,7 @@ from quickfit.text.rules import (
     replace_rep,
     spec_add_spaces,
 )
+from quickfit.text.tokens import TokenizedCorpus
 
 __all__ = ["words_corpus", "flag_texts", "TokenTable"]
 

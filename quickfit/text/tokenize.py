@@ -26,9 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from quickfit.text.corpus import TokenizedCorpus, gather_texts, tokenize_corpus
+from quickfit.text.corpus import tokenize_corpus
 from quickfit.text.pipeline import TokenTable, flag_texts, words_corpus
 from quickfit.text.rules import DEFAULT_RULES, SPECIAL_TOKENS, undo_rules
+from quickfit.text.tokens import TokenizedCorpus, gather_texts
 
 __all__ = ["Tokenizer", "tokenize_texts", "SPLITTERS", "SUBWORD_MODELS"]
 

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from quickfit.text.corpus import TokenizedCorpus
 from quickfit.text.rules import PAD, SPECIAL_TOKENS, UNK, undo_rules
+from quickfit.text.tokens import TokenizedCorpus
 
 if TYPE_CHECKING:
     from quickfit.text.tokenize import Tokenizer
