@@ -26,9 +26,11 @@ Usage (the three ULMFiT stages; see docs/text.md and examples/ulmfit.py)::
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -47,10 +49,17 @@ from quickfit.text.models.core import (
     get_text_classifier,
 )
 from quickfit.text.pretrained import lm_sizes, load_pretrained_lm, match_vocab
+from quickfit.text.vectors import VocabVectors, vocab_vectors
 
 __all__ = ["TextLearner", "LMLearner", "language_model_learner", "text_classifier_learner", "learner_from_export"]
 
 _PAD, _UNK, _BOS, _EOS = "xxpad", "xxunk", "xxbos", "xxeos"
+
+# fine_tune's defaults, measured on rt_polarity and SST-2 (docs/text.md): rates high enough that
+# the embedding and the first LSTM still move (fastai's slice(lr / 2.6**4, lr) at lr 2e-3 left the
+# embedding at 4e-5, which kept a small language model's encoder from adapting).
+CLF_BASE_LR, CLF_LR_MULT, LM_BASE_LR = 5e-3, 2.6**2, 1e-2
+TEXT_MOMS = (0.8, 0.7, 0.8)
 
 
 def _itos(vocab) -> list[str]:
@@ -80,6 +89,49 @@ def _pad_idx(dls, itos: list[str]) -> int:
 def _check_arch(arch) -> None:
     if arch is not AWD_LSTM:
         raise ValueError(f"arch: only AWD_LSTM is supported by the text learners, got {arch!r}")
+
+
+def _train_counts(dls, vocab_sz: int) -> np.ndarray | None:
+    """How often each token occurs in the training texts (None when the loader keeps no flat ids)."""
+    ids = getattr(getattr(dls, "train", None), "ids", None)
+    if ids is None:
+        return None
+    return np.bincount(np.asarray(ids, dtype=np.int64), minlength=vocab_sz)[:vocab_sz]
+
+
+def _load_vectors(vectors, dls, itos: list[str], config: dict | None) -> tuple[VocabVectors, dict]:
+    """The vectors for ``dls.vocab`` and the config with ``emb_sz`` set to their dimension (printed)."""
+    vv = vocab_vectors(vectors, itos, counts=_train_counts(dls, len(itos)))
+    emb_sz = (config or {}).get("emb_sz")
+    if emb_sz is not None and emb_sz != vv.dim:
+        raise ValueError(
+            f"config['emb_sz']={emb_sz} but the vectors {vv.source} have {vv.dim} dimensions: leave emb_sz out "
+            f"(it follows the vectors) or set it to {vv.dim}"
+        )
+    if int(os.environ.get("RANK", 0)) == 0:
+        print(vv.summary() + f"; emb_sz={vv.dim}", flush=True)
+    return vv, {**(config or {}), "emb_sz": vv.dim}
+
+
+def _vectors_for_new_tokens(state: dict, vv: VocabVectors, old_vocab: list[str], itos: list[str]) -> None:
+    """Rows of the tokens the pretrained weights do not know: from the vectors where they have them."""
+    known = set(old_vocab)
+    rows = [i for i, t in enumerate(itos) if t not in known and bool(vv.found[i])]
+    if rows:
+        emb = state["0.encoder.weight"]
+        if emb.shape[1] != vv.dim:
+            raise ValueError(f"the pretrained embeddings have {emb.shape[1]} dimensions, the vectors {vv.dim}")
+        state["0.encoder.weight"] = emb.clone()
+        state["0.encoder.weight"][rows] = vv.weight[rows].to(emb.dtype)
+
+
+def _set_embedding(model: nn.Module, vv: VocabVectors) -> None:
+    with torch.no_grad():
+        encoder_of(model).encoder.weight.copy_(vv.weight)  # the LM's decoder is tied: it follows
+
+
+def _is_frozen(learn: Learner) -> bool:
+    return any(not p.requires_grad for p in learn.model.parameters())
 
 
 class TextLearner(Learner):
@@ -117,9 +169,66 @@ class TextLearner(Learner):
             self.freeze()
         return self
 
+    def fine_tune(
+        self,
+        epochs: int,
+        base_lr: float = CLF_BASE_LR,
+        freeze_epochs: int = 1,
+        lr_mult: float = CLF_LR_MULT,
+        pct_start: float = 0.25,
+        div: float = 25.0,
+        moms: tuple[float, float, float] | None = TEXT_MOMS,
+        wd: float | None = None,
+        cbs: Iterable = (),
+    ) -> None:
+        """The ULMFiT classifier recipe: gradual unfreezing, then every layer for ``epochs`` epochs.
+
+        A frozen learner (after ``load_encoder``, or built on ``pretrained`` weights) trains
+        ``freeze_epochs`` epochs with only the head, then with the last LSTM too, then with the last
+        two, each stage at half the rate of the one before (from ``2 * base_lr``); then everything
+        at ``slice(base_lr / lr_mult, base_lr)``: the embedding gets ``base_lr / lr_mult``, the head
+        ``base_lr``, the LSTMs the rates between. A learner that is not frozen (from scratch, or
+        random LSTMs over word vectors) has nothing to protect and trains everything at once.
+        """
+        kw = dict(pct_start=pct_start, div=div, moms=moms, wd=wd, cbs=cbs)
+        if _is_frozen(self) and freeze_epochs > 0:
+            n_groups = len(self.layer_groups)
+            for stage in range(min(3, n_groups - 1)):  # the head, + the last LSTM, + the last two
+                self.freeze_to(-1 - stage)
+                top = 2 * base_lr / 2**stage
+                self.fit_one_cycle(freeze_epochs, top if stage == 0 else slice(top / lr_mult, top), **kw)
+        self.unfreeze()
+        self.fit_one_cycle(epochs, slice(base_lr / lr_mult, base_lr), **kw)
+
 
 class LMLearner(TextLearner):
     """A language-model Learner: ``predict`` continues a text."""
+
+    def fine_tune(
+        self,
+        epochs: int,
+        base_lr: float = LM_BASE_LR,
+        freeze_epochs: int = 1,
+        lr_mult: float = 1.0,
+        pct_start: float = 0.25,
+        div: float = 25.0,
+        moms: tuple[float, float, float] | None = TEXT_MOMS,
+        wd: float | None = None,
+        cbs: Iterable = (),
+    ) -> None:
+        """The ULMFiT language-model recipe: the new embeddings and decoder first, then every layer.
+
+        A frozen learner (built on ``pretrained`` weights) trains ``freeze_epochs`` epochs with only
+        its last group (embedding = decoder weight, decoder bias) at ``2 * base_lr``, then every
+        layer ``epochs`` epochs at ``slice(base_lr / lr_mult, base_lr)`` (the same rate for all by
+        default). A learner that is not frozen (from scratch, with or without vectors) trains
+        everything at once.
+        """
+        kw = dict(pct_start=pct_start, div=div, moms=moms, wd=wd, cbs=cbs)
+        if _is_frozen(self) and freeze_epochs > 0:
+            self.fit_one_cycle(freeze_epochs, 2 * base_lr, **kw)
+        self.unfreeze()
+        self.fit_one_cycle(epochs, slice(base_lr / lr_mult, base_lr) if lr_mult != 1 else base_lr, **kw)
 
     def predict(
         self,
@@ -213,6 +322,7 @@ def language_model_learner(
     path: str | Path = ".",
     model_dir: str | Path = "models",
     pretrained_cache_dir: str | Path | None = None,
+    vectors: str | Path | None = None,
 ) -> LMLearner:
     """An AWD-LSTM language model on ``dls`` (language-model batches), tied decoder, ``RNNRegularizer``.
 
@@ -221,10 +331,18 @@ def language_model_learner(
     rows are mapped onto ``dls.vocab`` (new tokens get the mean embedding and bias); the sizes come
     from the weights, and the learner is frozen to its last group (embeddings + decoder).
     ``config`` overrides keys of ``awd_lstm_lm_config``; ``drop_mult`` scales every dropout.
+
+    ``vectors``: word vectors for the embedding (and so the tied decoder), ``"glove.6B.50d"`` or a
+    file (see ``quickfit.text.vectors``); ``emb_sz`` follows their dimension and the coverage is
+    printed. With ``pretrained`` weights too, the vectors fill only the rows of the tokens the
+    weights do not know (instead of the mean).
     """
     _check_arch(arch)
     itos = _vocab_of(dls)
     pad_idx = _pad_idx(dls, itos)
+    vv = None
+    if vectors is not None:
+        vv, config = _load_vectors(vectors, dls, itos, config)
     weights = None
     if pretrained is not False and pretrained is not None:
         weights = load_pretrained_lm(pretrained, cache_dir=pretrained_cache_dir)
@@ -237,8 +355,12 @@ def language_model_learner(
                 )
         config = {**(config or {}), **sizes}
     model = get_language_model(len(itos), config, drop_mult, pad_idx)
+    if vv is not None:
+        _set_embedding(model, vv)
     if weights is not None:
         state = match_vocab(weights.state, weights.vocab, itos)
+        if vv is not None:
+            _vectors_for_new_tokens(state, vv, weights.vocab, itos)
         state["1.decoder.weight"] = state["0.encoder.weight"]
         if "1.decoder.bias" not in state:
             state["1.decoder.bias"] = torch.zeros(len(itos))
@@ -272,6 +394,7 @@ def text_classifier_learner(
     path: str | Path = ".",
     model_dir: str | Path = "models",
     pretrained_cache_dir: str | Path | None = None,
+    vectors: str | Path | None = None,
 ) -> TextLearner:
     """An AWD-LSTM classifier on ``dls`` (padded text batches, ``dls.c`` classes), concat-pooling head.
 
@@ -279,6 +402,8 @@ def text_classifier_learner(
     ``pretrained`` may also name language-model weights (as in ``language_model_learner``) whose
     encoder is loaded directly; then the learner is frozen. ``config`` overrides keys of
     ``awd_lstm_clas_config`` (use the language model's sizes); ``drop_mult`` scales every dropout.
+    ``vectors``: word vectors for the embedding, as in ``language_model_learner`` (``emb_sz``
+    follows them); a later ``load_encoder`` replaces them with the language model's embedding.
     """
     _check_arch(arch)
     itos = _vocab_of(dls)
@@ -286,13 +411,20 @@ def text_classifier_learner(
     n_classes = getattr(dls, "c", None)
     if not isinstance(n_classes, int) or n_classes < 1:
         raise ValueError(f"text_classifier_learner needs dls.c (the number of classes), got {n_classes!r}")
+    vv = None
+    if vectors is not None:
+        vv, config = _load_vectors(vectors, dls, itos, config)
     weights = None
     if pretrained is not False and pretrained is not None:
         weights = load_pretrained_lm(pretrained, cache_dir=pretrained_cache_dir)
         config = {**(config or {}), **lm_sizes(weights.state)}
     model = get_text_classifier(len(itos), n_classes, config, drop_mult, pad_idx, n_hidden)
+    if vv is not None:
+        _set_embedding(model, vv)
     if weights is not None:
         state = match_vocab(weights.state, weights.vocab, itos)
+        if vv is not None:
+            _vectors_for_new_tokens(state, vv, weights.vocab, itos)
         encoder_of(model).load_state_dict({k[2:]: v for k, v in state.items() if k.startswith("0.")})
     learn = TextLearner(
         model=model,

