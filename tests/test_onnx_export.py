@@ -162,3 +162,19 @@ def _plain_onnx(tmp_path):
     with pytest.warns(DeprecationWarning):  # the TorchScript exporter, as export_onnx uses it (quietly)
         torch.onnx.export(nn.Linear(2, 2), (torch.randn(1, 2),), str(f), dynamo=False)
     return f
+
+
+def test_the_standalone_snippet_in_docs_is_the_helper(image_folder):
+    """docs/onnx.md's preprocessing without quickfit gives the helper's input (square, center crop)."""
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "onnx.md").read_text()
+    code = next(b for b in re.findall(r"```python\n(.*?)```", doc, re.S) if "def preprocess" in b)
+    scope = {"np": np}
+    exec(code, scope)
+    stats = [[0.485, 0.456, 0.406], [0.229, 0.224, 0.225]]
+    info = {"data": {"item_tfm": {"name": "Resize", "size": [24, 24], "method": "crop"}}}
+    info["data"]["normalize"] = {"mean": stats[0], "std": stats[1]}
+    for f in sorted((image_folder / "valid").rglob("*.png"))[:3]:
+        np.testing.assert_allclose(scope["preprocess"](f, 24, *stats), image_onnx_input([f], info), atol=1e-6)
