@@ -1,0 +1,529 @@
+"""GANs on the Learner: a generator and a critic, each with its optimizer, trained in alternation.
+
+    import torch, quickfit as qf
+    from quickfit.vision.gan import GANLearner, basic_generator, gan_critic, noise_dls
+
+    real = torch.rand(512, 1, 28, 28) * 2 - 1                 # images in [-1, 1]
+    dls = noise_dls(real, z_dim=32, bs=64)                    # batches of (noise, real images)
+    learn = GANLearner(dls, basic_generator(28, n_channels=1, z_dim=32), gan_critic(n_channels=1, n_blocks=2),
+                       loss="nonsaturating")
+    learn.fit(2, 2e-4)                                        # Adam with beta1 = 0: "GANs hate momentum"
+    learn.show_results(path="samples.png")                    # look at the images: the losses say little
+
+The model is `GANModule(generator, critic)`; `learn.opt` trains the generator, the step's own
+optimizer (`learn.step.crit_opt`) the critic; both follow the fit's schedule (the critic at
+`critic_lr_mult` times the rate) and both are saved by checkpoints. Each training batch is one
+critic step or one generator step; a switcher (`FixedGANSwitcher`, `AdaptiveGANSwitcher`) decides which
+comes next. A batch is `(generator input, real image)`: noise for an unconditional GAN, the
+low-resolution image for an image-to-image one (then a `content_loss` such as `FeatureLoss` compares the
+generated image with its target, the course's "generator pre-trained with the feature loss, then
+critic pre-training (`pretrain_critic`), then GAN fine-tuning").
+
+Distributed training: the step calls only `learn.model(x, mode=...)`, so under DDP every forward goes
+through DDP's wrapper (gradient sync); a GANLearner asks DDP for `find_unused_parameters`, since each
+phase leaves the other network's parameters without gradients.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from functools import partial
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+from torch.utils.data import DataLoader, Dataset
+
+from quickfit import env
+from quickfit.callbacks.core import Callback
+from quickfit.data.core import DataLoaders
+from quickfit.learner import Learner
+from quickfit.metrics import Metric
+from quickfit.optim import Adam, lr_per_group, param_groups
+from quickfit.step import TrainStep
+from quickfit.vision.image_grid import save_image_grid
+
+__all__ = [
+    "GANModule",
+    "GANLoss",
+    "GANSwitcher",
+    "FixedGANSwitcher",
+    "AdaptiveGANSwitcher",
+    "GANStep",
+    "GANLearner",
+    "GANSamples",
+    "gan_critic",
+    "basic_generator",
+    "noise_dls",
+    "AdamNoMomentum",
+]
+
+Phase = Literal["critic", "generator"]
+AdamNoMomentum = partial(Adam, mom=0.0)  # "GANs hate momentum": beta1 = 0
+
+
+# ---- the two networks ------------------------------------------------------------------------------
+class GANModule(nn.Module):
+    """Generator and critic in one module, so DDP (and checkpoints) see one model.
+
+    `forward(x, mode)`: "generate" -> generator(x); "critic" -> critic(x); "generate_critic" ->
+    (generator(x), critic(generator(x))), the generator step's one forward."""
+
+    def __init__(self, generator: nn.Module, critic: nn.Module) -> None:
+        super().__init__()
+        self.generator, self.critic = generator, critic
+
+    def forward(self, x: torch.Tensor, mode: str = "generate"):
+        if mode == "generate":
+            return self.generator(x)
+        if mode == "critic":
+            return self.critic(x)
+        if mode == "generate_critic":
+            fake = self.generator(x)
+            return fake, self.critic(fake)
+        raise ValueError(f"GANModule mode must be 'generate', 'critic' or 'generate_critic', got {mode!r}")
+
+
+def _conv(c_in: int, c_out: int, k: int, stride: int, sn: bool) -> nn.Conv2d:
+    conv = nn.Conv2d(c_in, c_out, k, stride=stride, padding=(k - 1) // 2 if stride == 1 else 1)
+    return spectral_norm(conv) if sn else conv
+
+
+class _MeanOut(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(1, 2, 3))
+
+
+def gan_critic(n_channels: int = 3, nf: int = 64, n_blocks: int = 3, p: float = 0.15, sn: bool = True) -> nn.Sequential:
+    """The course's critic: stride-2 4x4 convolutions with LeakyReLU and dropout, spectral norm on every
+    convolution (`sn`), a last 3x3 convolution to one channel averaged over the image: one score per image.
+
+    Each block halves the size and doubles the channels: 28x28 digits want `n_blocks=2`, 128px photos 3-4."""
+    if n_blocks < 1:
+        raise ValueError(f"gan_critic: n_blocks must be at least 1, got {n_blocks}")
+    layers: list[nn.Module] = [nn.Dropout2d(p / 2), _conv(n_channels, nf, 4, 2, sn), nn.LeakyReLU(0.2, inplace=True)]
+    for _ in range(n_blocks):
+        layers += [nn.Dropout2d(p), _conv(nf, nf * 2, 4, 2, sn), nn.LeakyReLU(0.2, inplace=True)]
+        nf *= 2
+    layers += [_conv(nf, 1, 3, 1, sn), _MeanOut()]
+    return nn.Sequential(*layers)
+
+
+class _Reshape(nn.Module):
+    def __init__(self, *shape: int) -> None:
+        super().__init__()
+        self.shape = shape
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.view(x.shape[0], *self.shape)
+
+
+def basic_generator(
+    out_size: int, n_channels: int = 3, z_dim: int = 100, nf: int = 64, n_up: int | None = None
+) -> nn.Sequential:
+    """A DCGAN generator: noise [B, z_dim] -> Linear -> [nf * 2**n_up, s, s] -> `n_up` transposed
+    convolutions (each doubles the size, halves the channels; BatchNorm, ReLU) -> [n_channels, out_size,
+    out_size] through tanh (images in [-1, 1]). `n_up` defaults to the most doublings that keep s >= 4."""
+    if n_up is None:
+        n_up = 0
+        while out_size % 2 ** (n_up + 1) == 0 and out_size // 2 ** (n_up + 1) >= 4:
+            n_up += 1
+    if n_up < 1 or out_size % 2**n_up:
+        raise ValueError(f"basic_generator: out_size {out_size} is not a multiple of 2**n_up (n_up={n_up})")
+    s, c = out_size // 2**n_up, nf * 2 ** (n_up - 1)
+    layers: list[nn.Module] = [nn.Linear(z_dim, c * s * s, bias=False), _Reshape(c, s, s), nn.BatchNorm2d(c), nn.ReLU()]
+    for i in range(n_up):
+        last = i == n_up - 1
+        c_out = n_channels if last else c // 2
+        layers.append(nn.ConvTranspose2d(c, c_out, 4, stride=2, padding=1, bias=last))
+        layers += [nn.Tanh()] if last else [nn.BatchNorm2d(c_out), nn.ReLU()]
+        c = c_out
+    return nn.Sequential(*layers)
+
+
+# ---- losses ------------------------------------------------------------------------------------------
+class GANLoss:
+    """The two losses of a GAN. `kind`: "wgan" (Wasserstein: the critic maximizes real - fake scores; keep
+    it Lipschitz, here with spectral norm) or "nonsaturating" (Goodfellow's: the generator maximizes
+    log D(fake), whose gradient does not vanish when the critic wins).
+
+    `content_loss(fake, target)` (an image-to-image GAN, e.g. `FeatureLoss`) is added to the generator's
+    adversarial loss: `content_weight * content + adv_weight * adversarial`."""
+
+    def __init__(
+        self,
+        kind: Literal["wgan", "nonsaturating"] = "wgan",
+        content_loss: Callable | None = None,
+        content_weight: float = 1.0,
+        adv_weight: float = 1.0,
+    ) -> None:
+        if kind not in ("wgan", "nonsaturating"):
+            raise ValueError(f"GANLoss kind must be 'wgan' or 'nonsaturating', got {kind!r}")
+        self.kind, self.content_loss = kind, content_loss
+        self.content_weight, self.adv_weight = float(content_weight), float(adv_weight)
+
+    def critic(self, real_pred: torch.Tensor, fake_pred: torch.Tensor) -> torch.Tensor:
+        if self.kind == "wgan":
+            return fake_pred.float().mean() - real_pred.float().mean()
+        return F.softplus(-real_pred.float()).mean() + F.softplus(fake_pred.float()).mean()
+
+    def adversarial(self, fake_pred: torch.Tensor) -> torch.Tensor:
+        if self.kind == "wgan":
+            return -fake_pred.float().mean()
+        return F.softplus(-fake_pred.float()).mean()
+
+    def generator(self, fake_pred: torch.Tensor, fake: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
+        loss = self.adv_weight * self.adversarial(fake_pred)
+        if self.content_loss is not None and target is not None:
+            loss = loss + self.content_weight * self.content_loss(fake, target)
+        return loss
+
+    def __repr__(self) -> str:
+        return f"GANLoss({self.kind!r}, content_loss={self.content_loss!r})"
+
+
+# ---- switchers ----------------------------------------------------------------------------------------
+class GANSwitcher:
+    """Decides after each training batch which network the next batch trains."""
+
+    first: Phase = "critic"
+
+    def next_phase(self, phase: Phase, loss: torch.Tensor) -> Phase:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+class FixedGANSwitcher(GANSwitcher):
+    """`n_crit` critic batches, then `n_gen` generator batches, and again. `n_gen=0` trains only the
+    critic (critic pre-training), `n_crit=0` only the generator. No CPU-GPU sync."""
+
+    def __init__(self, n_crit: int = 1, n_gen: int = 1) -> None:
+        for name, v in (("n_crit", n_crit), ("n_gen", n_gen)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"FixedGANSwitcher: {name} must be a whole number >= 0, got {v!r}")
+        if n_crit == n_gen == 0:
+            raise ValueError("FixedGANSwitcher: n_crit and n_gen cannot both be 0 (nothing would train)")
+        self.n_crit, self.n_gen, self.count = n_crit, n_gen, 0
+        self.first = "critic" if n_crit else "generator"
+
+    def next_phase(self, phase: Phase, loss: torch.Tensor) -> Phase:
+        self.count += 1
+        limit, other = (self.n_crit, "generator") if phase == "critic" else (self.n_gen, "critic")
+        if self.count >= limit and (self.n_gen if other == "generator" else self.n_crit):
+            self.count = 0
+            return other
+        return phase
+
+    def state_dict(self) -> dict:
+        return {"count": self.count}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.count = int(state.get("count", 0))
+
+
+class AdaptiveGANSwitcher(GANSwitcher):
+    """Train the critic until its loss falls below `critic_thresh`, then the generator until its loss
+    falls below `gen_thresh` (None: switch after every batch). Reads the loss every batch (`.item()`: one
+    CPU-GPU sync per batch, which the fixed switcher avoids)."""
+
+    def __init__(self, critic_thresh: float | None = None, gen_thresh: float | None = None) -> None:
+        self.critic_thresh, self.gen_thresh = critic_thresh, gen_thresh
+
+    def next_phase(self, phase: Phase, loss: torch.Tensor) -> Phase:
+        thresh = self.critic_thresh if phase == "critic" else self.gen_thresh
+        if thresh is None or loss.detach().float().item() < thresh:
+            return "generator" if phase == "critic" else "critic"
+        return phase
+
+
+# ---- the step -------------------------------------------------------------------------------------------
+class GANStep(TrainStep):
+    """One critic or generator batch (see the module docstring); validation runs the generator and
+    reports its loss. `learn.loss` is the loss of whichever network this batch trained; the epoch means of
+    each are the metrics `crit_loss` / `gen_loss` (`learn.step.metrics()`)."""
+
+    def __init__(
+        self,
+        loss: GANLoss,
+        switcher: GANSwitcher | None = None,
+        critic_opt_func: Callable = AdamNoMomentum,
+        critic_lr_mult: float = 1.0,
+        critic_wd: float | None = None,
+    ) -> None:
+        self.loss, self.switcher = loss, switcher or FixedGANSwitcher()
+        self.critic_opt_func, self.critic_lr_mult, self.critic_wd = critic_opt_func, critic_lr_mult, critic_wd
+        self.phase: Phase = self.switcher.first
+        self.crit_opt: torch.optim.Optimizer | None = None
+        self.sums = {"critic": torch.zeros(2, dtype=torch.float64), "generator": torch.zeros(2, dtype=torch.float64)}
+
+    def create_opts(self, learn) -> None:
+        critic = learn._unwrapped().critic
+        kw = {} if self.critic_wd is None else {"wd": self.critic_wd}
+        lr = float(learn.opt.param_groups[-1]["lr"]) * self.critic_lr_mult
+        self.crit_opt = self.critic_opt_func(param_groups([list(critic.parameters())]), lr=lr, **kw)
+        self.set_lr_max(lr)
+
+    def set_lr_max(self, lr: float) -> None:
+        for g in self.crit_opt.param_groups:
+            g["lr_max"] = g["lr"] = lr
+
+    def extra_opts(self, learn) -> list[torch.optim.Optimizer]:
+        return [] if self.crit_opt is None else [self.crit_opt]
+
+    def set_switcher(self, switcher: GANSwitcher) -> None:
+        self.switcher, self.phase = switcher, switcher.first
+
+    def __call__(self, learn) -> None:
+        x, real = learn.xb[0], learn.yb
+        if not learn.training:
+            with learn.autocast:
+                learn.pred = learn.model(x, mode="generate")
+                learn("after_pred")
+                if real is None:
+                    return
+                learn.loss = self.loss.generator(learn.model(learn.pred, mode="critic"), learn.pred, real)
+            learn("after_loss")
+            return
+        if learn.iter == 0:  # a new epoch: fresh means (kept on the device; no sync here)
+            self.sums = {k: torch.zeros(2, dtype=torch.float64, device=x.device) for k in self.sums}
+        if self.phase == "critic":
+            self._critic_batch(learn, x, real)
+        else:
+            self._generator_batch(learn, x, real)
+        self.sums[self.phase] += torch.stack(
+            [learn.loss.detach().double(), learn.loss.new_ones((), dtype=torch.float64)]
+        )
+        self.phase = self.switcher.next_phase(self.phase, learn.loss)
+
+    def _critic_batch(self, learn, x: torch.Tensor, real: torch.Tensor) -> None:
+        with torch.no_grad(), learn.autocast:
+            fake = learn.model(x, mode="generate")
+        with learn.autocast:
+            # real and fake in one forward: one DDP forward per backward, one pass over the critic
+            preds = learn.model(torch.cat([real, fake.to(real.dtype)]), mode="critic")
+            learn.pred = fake
+            learn("after_pred")
+            learn.loss = learn.loss_grad = self.loss.critic(preds[: len(real)], preds[len(real) :])
+        learn("after_loss")
+        learn.backward()
+        learn.opt_step(self.crit_opt)
+
+    def _generator_batch(self, learn, x: torch.Tensor, real: torch.Tensor) -> None:
+        critic = learn._unwrapped().critic
+        trainable = [p for p in critic.parameters() if p.requires_grad]
+        for p in trainable:  # no critic weight gradients: half the critic's backward work saved
+            p.requires_grad_(False)
+        try:
+            with learn.autocast:
+                fake, fake_pred = learn.model(x, mode="generate_critic")
+                learn.pred = fake
+                learn("after_pred")
+                learn.loss = learn.loss_grad = self.loss.generator(fake_pred, fake, real)
+            learn("after_loss")
+            learn.backward()
+        finally:
+            for p in trainable:
+                p.requires_grad_(True)
+        learn.opt_step(learn.opt)
+
+    def metrics(self) -> list[Metric]:
+        return [_PhaseLoss(self, "critic", "crit_loss"), _PhaseLoss(self, "generator", "gen_loss")]
+
+    def state_dict(self) -> dict:
+        return {"phase": self.phase, "switcher": self.switcher.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.phase = state.get("phase", self.switcher.first)
+        self.switcher.load_state_dict(state.get("switcher", {}))
+
+
+class _PhaseLoss(Metric):
+    """The mean training loss of one phase over the epoch (shown in the epoch table, summed over DDP ranks)."""
+
+    def __init__(self, step: GANStep, phase: str, name: str) -> None:
+        self.step, self.phase, self.name = step, phase, name
+
+    def reset(self) -> None:  # called before validation: the training epoch just ended
+        self.totals = self.step.sums[self.phase].clone()
+
+    def accumulate(self, pred, targ) -> None:
+        pass
+
+    def compute(self, totals: torch.Tensor) -> float:
+        return float(totals[0] / totals[1]) if totals[1] > 0 else math.nan
+
+
+# ---- showing samples ----------------------------------------------------------------------------------------
+class GANSamples(Callback):
+    """Every `every` epochs, `learn.show_results(n, path)` to `folder/epoch_<i>.png` (the same inputs each
+    time: the first validation batch, or fixed noise)."""
+
+    def __init__(self, folder: str | Path = "gan_samples", every: int = 1, n: int = 16) -> None:
+        self.folder, self.every, self.n = Path(folder), every, n
+
+    def after_epoch(self, learn) -> None:
+        if learn.is_main_process and (learn.epoch + 1) % self.every == 0:
+            learn.show_results(self.n, path=self.folder / f"epoch_{learn.epoch}.png")
+
+
+# ---- data -------------------------------------------------------------------------------------------------------
+class _NoiseImages(Dataset):
+    def __init__(self, images: torch.Tensor, z_dim: int) -> None:
+        self.images, self.z_dim = images, z_dim
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.randn(self.z_dim), self.images[i]
+
+
+def noise_dls(
+    images: torch.Tensor, z_dim: int = 100, bs: int = 64, valid_pct: float = 0.1, seed: int = 0
+) -> DataLoaders:
+    """DataLoaders of (noise [bs, z_dim], real images [bs, C, H, W]) for an unconditional GAN; a
+    `valid_pct` of the images is held out (its noise is drawn anew each pass)."""
+    if images.ndim != 4:
+        raise ValueError(f"noise_dls: images must be [N, C, H, W], got shape {tuple(images.shape)}")
+    perm = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
+    n_valid = int(len(images) * valid_pct)
+    train, valid = images[perm[n_valid:]], images[perm[:n_valid]]
+    tdl = DataLoader(_NoiseImages(train, z_dim), batch_size=bs, shuffle=True, drop_last=True)
+    vdl = DataLoader(_NoiseImages(valid, z_dim), batch_size=bs) if n_valid else None
+    return DataLoaders(tdl, vdl)
+
+
+# ---- the learner --------------------------------------------------------------------------------------------------
+def _generator_params(model: nn.Module) -> list[list[nn.Parameter]]:
+    return [list(getattr(model, "module", model).generator.parameters())]
+
+
+class GANLearner(Learner):
+    """A Learner of `GANModule(generator, critic)` with `GANStep`: see the module docstring.
+
+    `loss`: "wgan", "nonsaturating" or a `GANLoss` (with a content loss for image-to-image GANs);
+    `switcher` defaults to one critic batch per generator batch; `opt_func` (both networks) is Adam with
+    beta1 = 0 ("GANs hate momentum"); the critic trains at `critic_lr_mult` times the fit's rate.
+    `metrics` defaults to the epoch means of the critic's and the generator's losses."""
+
+    def __init__(
+        self,
+        dls: DataLoaders,
+        generator: nn.Module,
+        critic: nn.Module,
+        loss: GANLoss | str = "wgan",
+        switcher: GANSwitcher | None = None,
+        opt_func: Callable = AdamNoMomentum,
+        lr: float = 2e-4,
+        critic_lr_mult: float = 1.0,
+        wd: float | None = 0.0,
+        metrics: Iterable | None = None,
+        cbs: Iterable[Callback] = (),
+        path: str | Path = ".",
+        model_dir: str | Path = "models",
+        progress: bool | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
+        gan_loss = loss if isinstance(loss, GANLoss) else GANLoss(loss)
+        step = GANStep(gan_loss, switcher, opt_func, critic_lr_mult, wd)
+        cbs = list(cbs)
+        if env.world_size() > 1:  # each phase leaves the other network without gradients
+            from quickfit.callbacks.distributed import DistributedCallback
+
+            cbs.append(DistributedCallback(find_unused_parameters=True))
+        super().__init__(
+            dls,
+            GANModule(generator, critic),
+            gan_loss.content_loss,
+            opt_func=opt_func,
+            lr=lr,
+            wd=wd,
+            metrics=step.metrics() if metrics is None else metrics,
+            splitter=_generator_params,
+            cbs=cbs,
+            path=path,
+            model_dir=model_dir,
+            progress=progress,
+            device=device,
+            step=step,
+        )
+        self.gan_loss = gan_loss
+
+    @property
+    def generator(self) -> nn.Module:
+        return self._unwrapped().generator
+
+    @property
+    def critic(self) -> nn.Module:
+        return self._unwrapped().critic
+
+    def _fit(self, n_epoch, lr, scheds, cbs, wd, checkpoint, resume, kind) -> None:
+        if self.opt is None:
+            self.create_opt()
+        if lr is not None and not isinstance(lr, str):  # bad values are reported by the Learner's checks
+            try:
+                top = float(lr_per_group(lr, 1)[-1]) if not isinstance(lr, slice) else float(lr.stop)
+            except (TypeError, ValueError):
+                top = None
+            if top is not None and math.isfinite(top):
+                self.step.set_lr_max(top * self.step.critic_lr_mult)
+        super()._fit(n_epoch, lr, scheds, cbs, wd, checkpoint, resume, kind)
+
+    def fit_one_cycle(
+        self,
+        n_epoch: int,
+        lr_max=None,
+        div: float = 25.0,
+        div_final: float = 1e5,
+        pct_start: float = 0.25,
+        moms: tuple[float, float, float] | None = None,
+        wd: float | None = None,
+        cbs: Iterable[Callback] = (),
+        checkpoint: str | None = None,
+        resume: bool = False,
+    ) -> None:
+        """As `Learner.fit_one_cycle`, but momentum is not cycled by default (it stays 0)."""
+        super().fit_one_cycle(n_epoch, lr_max, div, div_final, pct_start, moms, wd, cbs, checkpoint, resume)
+
+    def pretrain_critic(self, n_epoch: int, lr: float | None = None) -> None:
+        """Train only the critic (real images against the current generator's), then go back to the
+        switcher there was: the course's second stage, after the generator's pre-training."""
+        was = self.step.switcher
+        self.step.set_switcher(FixedGANSwitcher(n_crit=1, n_gen=0))
+        try:
+            self.fit(n_epoch, lr)
+        finally:
+            self.step.set_switcher(was)
+
+    def show_results(
+        self, n: int = 16, path: str | Path | None = None, dl: Iterable | None = None, nrow: int | None = None
+    ):
+        """Generated images from the first batch of `dl` (the validation set by default): a grid of
+        samples for a noise GAN, rows of input / generated / target for an image-to-image one. Saved as a
+        PNG at `path` when given; returns the grid as a [3, H, W] tensor in [0, 1]."""
+        dl = dl if dl is not None else (self.dls.valid if self.dls.valid is not None else self.dls.train)
+        x, real = next(iter(dl))[:2]
+        x, real = x[:n].to(self.device), real[:n].to(self.device)
+        was = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                fake = self._unwrapped()(x, mode="generate").float()
+        finally:
+            self.model.train(was)
+        lo = float(min(real.min(), fake.min()))
+        to01 = (lambda t: (t + 1) / 2) if lo < -0.01 else (lambda t: t)  # tanh generators: [-1, 1]
+        if x.ndim == 4 and x.shape[1] in (1, 3):  # image-to-image: input / generated / target
+            x = F.interpolate(x.float(), size=fake.shape[-2:], mode="bilinear", align_corners=False)
+            images = torch.stack([to01(x), to01(fake), to01(real.float())], 1).flatten(0, 1)
+            return save_image_grid(images, path, nrow=3)
+        return save_image_grid(to01(fake), path, nrow=nrow)

@@ -1,0 +1,417 @@
+"""Image-to-image data: (input image, target image) pairs, e.g. crappified photos and their originals.
+
+    from quickfit.vision import aug_transforms
+    from quickfit.vision.crappify import crappify
+    from quickfit.vision.image2image import ImageToImageDataLoaders
+
+    crappify("photos", "photos_lr", scale=2, draw_text=False)
+    dls = ImageToImageDataLoaders.from_folders("photos_lr", "photos", valid_pct=0.2, size=128, bs=8,
+                                               batch_tfms=aug_transforms(max_lighting=0.2))
+    x, y = next(iter(dls.train))        # x: [8, 3, 128, 128] (bicubic-upsampled input), y: [8, 3, 128, 128] in [0, 1]
+
+Pairs are matched by relative path without the suffix (`a/b.png` in the targets with `a/b.jpg` in the
+inputs). The target is `scale` times the input's size (found from the first pair, checked on all).
+Training items are random `size` crops of the target and the matching `size / scale` crop of the input
+(the same region, pixel-exact); validation items are center crops. On the device the input is upsampled
+to the target's size (bicubic: what super-resolution must beat), then input and target get the identical
+spatial augmentation (the same sampling matrix and grid), the input alone the lighting change and the
+normalization (targets stay in [0, 1], which is what the generator predicts). `predict` on a learner of
+this data takes an image of any size and returns `scale` times its size.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from quickfit.data.core import DataLoaders
+from quickfit.vision.augment import AffineWarp, Lighting, Normalize, apply_matrices
+from quickfit.vision.image import get_image_files, load_image, oriented_size
+
+__all__ = ["ImageToImageDataLoaders", "PairLoader", "PairMismatchError", "image2image_dls_from_export"]
+
+
+class PairMismatchError(ValueError):
+    """Input and target files that do not pair up: missing partners, or sizes that do not match the scale."""
+
+
+def _first(items: Sequence, n: int = 5) -> str:
+    shown = ", ".join(str(i) for i in items[:n])
+    return shown + (f" and {len(items) - n} more" if len(items) > n else "")
+
+
+def _to_uint8(img: Image.Image) -> torch.Tensor:
+    return torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1)
+
+
+class _PairDataset(Dataset):
+    """uint8 (input crop [3, size/scale, size/scale], target crop [3, size, size])."""
+
+    def __init__(self, pairs: list[tuple[Path, Path]], size: int, scale: int, train: bool) -> None:
+        self.pairs, self.size, self.scale, self.train = pairs, size, scale, train
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        src, targ = self.pairs[i]
+        x_img, y_img = load_image(src), load_image(targ)
+        s, k = self.size, self.scale
+        # the crop in input pixels (so it is exact in both images), at most the image
+        cw, ch = min(s // k, x_img.width), min(s // k, x_img.height)
+        if self.train:
+            x0, y0 = random.randint(0, x_img.width - cw), random.randint(0, x_img.height - ch)
+        else:
+            x0, y0 = (x_img.width - cw) // 2, (x_img.height - ch) // 2
+        x = x_img.crop((x0, y0, x0 + cw, y0 + ch))
+        y = y_img.crop((x0 * k, y0 * k, (x0 + cw) * k, (y0 + ch) * k))
+        if (cw, ch) != (s // k, s // k):  # an image smaller than the crop: stretched up to it
+            x = x.resize((s // k, s // k), Image.Resampling.BICUBIC)
+            y = y.resize((s, s), Image.Resampling.BICUBIC)
+        return _to_uint8(x), _to_uint8(y)
+
+
+class _TestDataset(Dataset):
+    def __init__(self, items: Sequence[str | Path | Image.Image]) -> None:
+        self.items = list(items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor]:
+        return (_to_uint8(load_image(self.items[i])),)
+
+
+class PairLoader:
+    """Batches of (input, target) on the device, transformed as the module docstring says; a test
+    loader (no targets) yields (input,) batches of whole images, one image per batch by default."""
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        bs: int,
+        scale: int,
+        upsample: bool,
+        batch_tfms: Sequence = (),
+        normalize: Normalize | None = None,
+        shuffle: bool = False,
+        augment: bool = False,
+        num_workers: int = 0,
+        device: torch.device | None = None,
+    ) -> None:
+        self.dataset, self.bs, self.scale, self.upsample = dataset, bs, scale, upsample
+        self.batch_tfms, self.normalize, self.shuffle, self.augment = list(batch_tfms), normalize, shuffle, augment
+        self.num_workers, self.device = num_workers, device
+        for t in self.batch_tfms:
+            if not isinstance(t, (AffineWarp, Lighting)):
+                raise TypeError(
+                    f"image-to-image batch_tfms may be AffineWarp (moves input and target alike) and Lighting "
+                    f"(input only); got {t!r}. Normalization is set with dls.set_normalize(mean, std)"
+                )
+
+    def __len__(self) -> int:
+        n = len(self.dataset)
+        return n // self.bs if self.shuffle and n >= self.bs else math.ceil(n / self.bs)
+
+    def to(self, device: torch.device | str) -> PairLoader:
+        self.device = torch.device(device)
+        return self
+
+    def _torch_loader(self) -> DataLoader:
+        drop = self.shuffle and len(self.dataset) >= self.bs  # BatchNorm dislikes a last batch of 1
+        return DataLoader(
+            self.dataset, self.bs, shuffle=self.shuffle, drop_last=drop, num_workers=self.num_workers,
+            persistent_workers=False,
+        )  # fmt: skip
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        for batch in self._torch_loader():
+            if self.device is not None:
+                batch = [b.to(self.device, non_blocking=True) for b in batch]
+            yield self.transform(*batch)
+
+    def transform(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        """uint8 (input, target) -> the float batch: upsample, shared geometry, input lighting, input normalization."""
+        x = x.float().div_(255)
+        if self.upsample and self.scale != 1:
+            x = F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False).clamp_(0, 1)
+        y = None if y is None else y.float().div_(255)
+        if self.augment:
+            for t in self.batch_tfms:
+                if isinstance(t, AffineWarp):  # one set of matrices for both: the identical warp
+                    mats = t.matrices(x.shape[0], x.shape[2], x.shape[3], x.device)
+                    x = apply_matrices(x, mats, t.pad_mode)
+                    y = None if y is None else apply_matrices(y, mats, t.pad_mode)
+                else:
+                    x = t(x)
+        if self.normalize is not None:
+            x = self.normalize(x)
+        return (x,) if y is None else (x, y)
+
+    def shard(self, rank: int, world_size: int) -> PairLoader:
+        """This DDP rank's share: every `world_size`-th pair from `rank` (each rank shuffles its own)."""
+        ds = self.dataset
+        sub = type(ds).__new__(type(ds))
+        sub.__dict__.update(ds.__dict__)
+        n = (len(ds.pairs) // world_size) * world_size if self.shuffle else len(ds.pairs)
+        sub.pairs = ds.pairs[rank:n:world_size]
+        out = PairLoader(sub, self.bs, self.scale, self.upsample, self.batch_tfms, self.normalize, self.shuffle,
+                         self.augment, self.num_workers, self.device)  # fmt: skip
+        return out
+
+    def __repr__(self) -> str:
+        return f"PairLoader({len(self.dataset)} items, bs={self.bs}, scale={self.scale})"
+
+
+def _key(rel: Path) -> str:
+    return rel.with_suffix("").as_posix()
+
+
+def _match(inputs: Path, targets: Path) -> list[tuple[Path, Path]]:
+    ins = {_key(f.relative_to(inputs)): f for f in get_image_files(inputs)}
+    outs = {_key(f.relative_to(targets)): f for f in get_image_files(targets)}
+    if not ins:
+        raise FileNotFoundError(f"no images in the input folder {inputs}")
+    no_target, no_input = sorted(set(ins) - set(outs)), sorted(set(outs) - set(ins))
+    if no_target or no_input:
+        parts = []
+        if no_target:
+            parts.append(f"{len(no_target)} inputs in {inputs} have no target in {targets}: {_first(no_target)}")
+        if no_input:
+            parts.append(f"{len(no_input)} targets in {targets} have no input in {inputs}: {_first(no_input)}")
+        raise PairMismatchError("; ".join(parts) + " (pairs match by relative path without the suffix)")
+    return [(ins[k], outs[k]) for k in sorted(ins)]
+
+
+def _sizes(f: Path) -> tuple[int, int]:
+    with Image.open(f) as img:
+        return oriented_size(img)
+
+
+def _check_scale(pairs: list[tuple[Path, Path]], scale: int | None) -> int:
+    """The integer target/input size ratio; every pair must have it (up to the rounding of a downscale)."""
+    sizes = [(_sizes(a), _sizes(b)) for a, b in pairs]
+    if scale is None:
+        (iw, ih), (tw, th) = sizes[0]
+        scale = max(1, round(tw / iw))
+    bad = []
+    for (a, b), ((iw, ih), (tw, th)) in zip(pairs, sizes):
+        if not (iw * scale <= tw < (iw + 1) * scale and ih * scale <= th < (ih + 1) * scale):
+            bad.append(f"{a.name} is {iw}x{ih} but {b.name} is {tw}x{th}")
+    if bad:
+        raise PairMismatchError(
+            f"{len(bad)} of {len(pairs)} pairs do not have targets {scale}x their input's size: {_first(bad)}"
+        )
+    return scale
+
+
+class ImageToImageDataLoaders(DataLoaders):
+    """Training and validation `PairLoader`s; see the module docstring and the `from_*` constructors."""
+
+    def __init__(
+        self,
+        train_pairs: list[tuple[Path, Path]],
+        valid_pairs: list[tuple[Path, Path]],
+        size: int = 128,
+        bs: int = 16,
+        scale: int | None = None,
+        batch_tfms: Sequence | None = None,
+        upsample: bool = True,
+        num_workers: int | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
+        if not train_pairs:
+            raise ValueError("ImageToImageDataLoaders: no training pairs")
+        self.scale = _check_scale(list(train_pairs) + list(valid_pairs), scale)
+        if size % self.scale:
+            raise ValueError(f"size ({size}) must be a multiple of the scale ({self.scale})")
+        self.size, self.bs, self.upsample = size, bs, upsample
+        self.batch_tfms = [t for t in (batch_tfms or []) if not isinstance(t, Normalize)]
+        norm = next((t for t in (batch_tfms or []) if isinstance(t, Normalize)), None)
+        workers = min(4, len(os.sched_getaffinity(0))) if num_workers is None else num_workers
+
+        def loader(pairs, train):
+            ds = _PairDataset(list(pairs), size, self.scale, train)
+            return PairLoader(ds, bs, self.scale, upsample, self.batch_tfms, norm, shuffle=train, augment=train,
+                              num_workers=workers)  # fmt: skip
+
+        super().__init__(loader(train_pairs, True), loader(valid_pairs, False) if valid_pairs else None)
+        if device is not None:
+            self.to(device)
+
+    def to(self, device: torch.device | str) -> ImageToImageDataLoaders:
+        self.device = torch.device(device)
+        for dl in (self.train, self.valid):
+            if dl is not None:
+                dl.to(self.device)
+        return self
+
+    @property
+    def normalize(self) -> Normalize | None:
+        return self.train.normalize
+
+    def set_normalize(self, mean: Sequence[float], std: Sequence[float]) -> ImageToImageDataLoaders:
+        """Normalize the inputs (only) with these statistics (`unet_learner` sets its encoder's)."""
+        norm = Normalize(mean, std)
+        for dl in (self.train, self.valid):
+            if dl is not None:
+                dl.normalize = norm
+        return self
+
+    def test_dl(self, items: Sequence[str | Path | Image.Image], bs: int = 1) -> PairLoader:
+        """Whole input images (any size; one per batch unless they share a size), as the model sees them."""
+        return PairLoader(_TestDataset(items), bs, self.scale, self.upsample, (), self.normalize,
+                          device=getattr(self, "device", None))  # fmt: skip
+
+    def decode_pred(self, pred: torch.Tensor) -> torch.Tensor:
+        """A generated image: [3, H, W] floats in [0, 1]."""
+        return pred.float().clamp(0, 1)
+
+    def export_info(self) -> dict:
+        norm = self.normalize
+        return {
+            "kind": "image2image",
+            "scale": self.scale,
+            "size": self.size,
+            "upsample": self.upsample,
+            "normalize": None if norm is None else [list(norm.mean), list(norm.std)],
+        }
+
+    def show_batch(self, max_n: int = 4, split: str = "train", path: str | Path | None = None) -> torch.Tensor:
+        """Rows of input / target from one batch, as a grid (saved as a PNG at `path` when given)."""
+        from quickfit.vision.image_grid import save_image_grid
+
+        dl = self.train if split == "train" else self.valid
+        x, y = next(iter(dl))
+        x, y = x[:max_n], y[:max_n]
+        if self.normalize is not None:
+            x = self.normalize.decode(x)
+        x = F.interpolate(x, size=y.shape[-2:], mode="bilinear", align_corners=False)
+        return save_image_grid(torch.stack([x, y], 1).flatten(0, 1), path, nrow=2)
+
+    def __repr__(self) -> str:
+        n_valid = 0 if self.valid is None else len(self.valid.dataset)
+        return (
+            f"ImageToImageDataLoaders({len(self.train.dataset)} train / {n_valid} valid pairs, "
+            f"size={self.size}, scale={self.scale})"
+        )
+
+    # ---- constructors -------------------------------------------------------------------------
+    @classmethod
+    def from_pairs(
+        cls,
+        pairs: Sequence[tuple[str | Path, str | Path]],
+        valid_pct: float = 0.2,
+        seed: int = 0,
+        valid_pairs: Sequence[tuple[str | Path, str | Path]] | None = None,
+        **kwargs,
+    ) -> ImageToImageDataLoaders:
+        """(input file, target file) pairs; a random `valid_pct` held out unless `valid_pairs` are given.
+        Other arguments: those of the constructor (size, bs, scale, batch_tfms, upsample, num_workers, device)."""
+        pairs = [(Path(a), Path(b)) for a, b in pairs]
+        missing = [str(p) for pair in pairs for p in pair if not p.is_file()]
+        if missing:
+            raise FileNotFoundError(f"{len(missing)} image files of the pairs do not exist: {_first(missing)}")
+        if valid_pairs is not None:
+            return cls(pairs, [(Path(a), Path(b)) for a, b in valid_pairs], **kwargs)
+        if not 0 <= valid_pct < 1:
+            raise ValueError(f"valid_pct must be in [0, 1), got {valid_pct!r}")
+        order = np.random.default_rng(seed).permutation(len(pairs))
+        n_valid = int(round(len(pairs) * valid_pct))
+        valid = [pairs[i] for i in sorted(order[:n_valid])]
+        train = [pairs[i] for i in sorted(order[n_valid:])]
+        return cls(train, valid, **kwargs)
+
+    @classmethod
+    def from_folders(
+        cls,
+        inputs: str | Path,
+        targets: str | Path,
+        valid_pct: float = 0.2,
+        valid: tuple[str | Path, str | Path] | None = None,
+        size: int = 128,
+        bs: int = 16,
+        batch_tfms: Sequence | None = None,
+        scale: int | None = None,
+        seed: int = 0,
+        upsample: bool = True,
+        num_workers: int | None = None,
+        device: torch.device | str | None = None,
+    ) -> ImageToImageDataLoaders:
+        """Pairs from two folders with the same relative paths (suffixes may differ). `valid`: the
+        (inputs, targets) folders of the validation set; otherwise a random `valid_pct` (with `seed`)."""
+        inputs, targets = Path(inputs), Path(targets)
+        for name, p in (("inputs", inputs), ("targets", targets)):
+            if not p.is_dir():
+                raise FileNotFoundError(f"{name} folder {p} does not exist")
+        kw = dict(size=size, bs=bs, scale=scale, batch_tfms=batch_tfms, upsample=upsample, num_workers=num_workers,
+                  device=device)  # fmt: skip
+        pairs = _match(inputs, targets)
+        vpairs = _match(Path(valid[0]), Path(valid[1])) if valid is not None else None
+        return cls.from_pairs(pairs, valid_pct, seed, vpairs, **kw)
+
+    @classmethod
+    def from_func(
+        cls,
+        inputs: str | Path | Sequence[str | Path],
+        target_func: Callable[[Path], str | Path],
+        valid_pct: float = 0.2,
+        size: int = 128,
+        bs: int = 16,
+        batch_tfms: Sequence | None = None,
+        scale: int | None = None,
+        seed: int = 0,
+        upsample: bool = True,
+        num_workers: int | None = None,
+        device: torch.device | str | None = None,
+    ) -> ImageToImageDataLoaders:
+        """Inputs (a folder or a list of files) and `target_func(input path) -> target path`."""
+        files = get_image_files(inputs) if isinstance(inputs, (str, Path)) else [Path(f) for f in inputs]
+        pairs = [(f, Path(target_func(f))) for f in files]
+        missing = [f"{a.name} -> {b}" for a, b in pairs if not b.is_file()]
+        if missing:
+            raise PairMismatchError(f"target_func names {len(missing)} targets that do not exist: {_first(missing)}")
+        return cls.from_pairs(pairs, valid_pct, seed, None, size=size, bs=bs, batch_tfms=batch_tfms, scale=scale,
+                              upsample=upsample, num_workers=num_workers, device=device)  # fmt: skip
+
+
+class _ExportedData(DataLoaders):
+    """What a loaded image-to-image export needs: `test_dl` and `decode_pred`, no training files."""
+
+    def __init__(self, info: dict) -> None:
+        super().__init__([], None)
+        self.scale, self.size, self.upsample = int(info["scale"]), int(info.get("size", 128)), bool(info["upsample"])
+        norm = info.get("normalize")
+        self._normalize = None if norm is None else Normalize(norm[0], norm[1])
+
+    @property
+    def normalize(self) -> Normalize | None:
+        return self._normalize
+
+    def set_normalize(self, mean: Sequence[float], std: Sequence[float]) -> _ExportedData:
+        self._normalize = Normalize(mean, std)
+        return self
+
+    def to(self, device):
+        self.device = torch.device(device)
+        return self
+
+    test_dl = ImageToImageDataLoaders.test_dl
+    decode_pred = ImageToImageDataLoaders.decode_pred
+    export_info = ImageToImageDataLoaders.export_info
+
+
+def image2image_dls_from_export(info: dict) -> DataLoaders:
+    """The data side of an exported image-to-image learner (see `ImageToImageDataLoaders.export_info`)."""
+    if info.get("kind") != "image2image":
+        raise ValueError(f"not image-to-image data: kind {info.get('kind')!r}")
+    return _ExportedData(info)
