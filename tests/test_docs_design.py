@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 DOC = Path(__file__).resolve().parents[1] / "docs" / "design.md"
 
 
+@pytest.mark.slow
 def test_the_new_application_example_runs_as_pasted(tmp_path):
     text = DOC.read_text()
     section = text[text.index("## A new application in 30 lines") :]
