@@ -6,31 +6,35 @@
     quickfit train images/ --arch efficientnet_lite0 # image classifier from a folder (train/, valid/)
     quickfit predict model.qf new_rows.csv           # predictions of any exported model
 
-`main(argv)` returns the exit status (0 ok, 1 the command failed, 2 bad arguments or a missing
-optional dependency), so tests call it directly. torch and the applications are imported inside the
-commands: `quickfit --help` answers at once.
+The command names no application: `train` and `lr-find` ask each registered application (see
+quickfit/apps.py and the `AppCLI` hooks of quickfit/cli_hooks.py) whether it claims PATH, and
+`predict` hands the inputs to the application named in the export. `main(argv)` returns the exit
+status (0 ok, 1 the command failed on the data, 2 bad arguments, missing files or a missing optional
+dependency), so tests call it directly; every error is one line on stderr (set QUICKFIT_DEBUG=1 for
+the traceback). The applications are loaded only for the commands that need them.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["CommandError", "build_parser", "main", "predict_files", "train_csv"]
+from quickfit.cli_hooks import CommandError, TrainRequest, positive_int
 
-DEFAULT_ARCH = "efficientnet_lite0"
+__all__ = ["CommandError", "build_parser", "main", "predict_files"]
+
+APP_COMMANDS = ("train", "lr-find")  # the commands whose options come from the applications
 
 
-class CommandError(Exception):
-    """A command cannot run as asked; `main` prints the message and exits with `code`."""
-
-    def __init__(self, message: str, code: int = 2):
-        super().__init__(message)
-        self.code = code
+def _one_line(e: BaseException) -> str:
+    """An exception's message on one line (KeyError's quotes dropped; multi-line messages joined)."""
+    text = e.args[0] if isinstance(e, KeyError) and len(e.args) == 1 else str(e)
+    text = " ".join(str(text).split()) or type(e).__name__
+    return text
 
 
 def _version() -> str:
@@ -47,14 +51,7 @@ def _version() -> str:
     return f"quickfit {own} (torch {torch_version})"
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+_positive_int = positive_int
 
 
 def _positive_float(text: str) -> float:
@@ -75,6 +72,75 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- the applications ------------------------------------------------------------------------------
+def _load_apps() -> tuple[list, dict[str, str]]:
+    """The applications with command-line hooks, and `{name: why}` for those that could not be loaded."""
+    from quickfit.apps import app_names, get_app
+
+    apps, failed = [], {}
+    for name in app_names():
+        try:
+            app = get_app(name)
+        except Exception as e:  # an application whose optional dependencies are missing, say
+            failed[name] = _one_line(e)
+            continue
+        if app is not None and app.cli is not None:
+            apps.append(app)
+    return apps, failed
+
+
+def _existing(path: str, what: str) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise CommandError(f"no such {what} file or folder: {p}")
+    return p
+
+
+def _options_listing(flags: list[str]) -> str:
+    if len(flags) == 1:
+        return f"the option {flags[0]} is"
+    return f"the options {', '.join(flags[:-1])} and {flags[-1]} are"
+
+
+def _app_for(args: argparse.Namespace, command: str):
+    """The application that trains on `args.path` (`--app` or the one that claims it) and its request."""
+    path = _existing(args.path, "data")
+    apps = [a for a in args.apps if getattr(a.cli, "lr_find" if command == "lr-find" else "train") is not None]
+    if args.app is not None:
+        chosen = [a for a in apps if a.name == args.app]
+    else:
+        chosen = [a for a in apps if a.cli.claims is not None and a.cli.claims(path)]
+    if not chosen:
+        kinds = " or ".join(a.cli.trains_on for a in apps if a.cli.trains_on) or "nothing (no application installed)"
+        missing = "".join(f"; {name} is not available ({why})" for name, why in args.failed_apps.items())
+        raise CommandError(f"{command} takes {kinds}; got {path}{missing}")
+    if len(chosen) > 1:
+        names = ", ".join(a.name for a in chosen)
+        raise CommandError(f"{path} can be trained by several applications ({names}): pick one with --app NAME")
+    app = chosen[0]
+    own = {o.dest for o in app.cli.options}
+    for other in apps:
+        given = [o.flag for o in other.cli.options if o.dest not in own and getattr(args, o.dest, None) is not None]
+        if given:
+            raise CommandError(
+                f"{given[0]}: {_options_listing([o.flag for o in other.cli.options])} for "
+                f"{other.cli.data_kind or other.cli.trains_on}; {path} trains a {app.name} model"
+            )
+    given = {o.dest: getattr(args, o.dest, None) for o in app.cli.options}
+    options = {o.dest: o.default if given[o.dest] is None else given[o.dest] for o in app.cli.options}
+    request = TrainRequest(
+        path=path,
+        epochs=getattr(args, "epochs", None) or app.cli.epochs,
+        lr=getattr(args, "lr", None),
+        out=args.out,
+        seed=args.seed,
+        progress=args.progress,
+        options=options,
+    )
+    return app, request
+
+
+# ---- lr-find ---------------------------------------------------------------------------------------------
 def _cmd_lr_find(args: argparse.Namespace) -> int:
     from quickfit.demo import one_thread, save_figure
 
@@ -86,12 +152,10 @@ def _cmd_lr_find(args: argparse.Namespace) -> int:
             suggested = learn.lr_find(num_it=args.num_it, show_plot=False)
         source = "the demo data (scikit-learn digits)"
     else:
-        path = _existing(args.path, "data")
-        if path.suffix.lower() != ".csv":
-            raise CommandError(f"lr-find takes a CSV file (or nothing, for the demo data); got {path}")
-        learn = _tabular_learner(path, args.target, args.seed, args.progress)
+        app, request = _app_for(args, "lr-find")
+        learn = app.cli.lr_find(request)
         suggested = learn.lr_find(num_it=args.num_it, show_plot=False)
-        source = str(path)
+        source = str(request.path)
     print(f"lr_find on {source}:")
     for name, lr in suggested._asdict().items():
         print(f"  {name:<8} {lr:.2e}")
@@ -101,94 +165,10 @@ def _cmd_lr_find(args: argparse.Namespace) -> int:
 
 
 # ---- train ---------------------------------------------------------------------------------------------
-def _existing(path: str, what: str) -> Path:
-    p = Path(path)
-    if not p.exists():
-        raise CommandError(f"no such {what} file or folder: {p}")
-    return p
-
-
-def _csv_columns(path: Path) -> list[str]:
-    import csv
-
-    with open(path, newline="", encoding="utf-8", errors="replace") as f:
-        return next(csv.reader(f), [])
-
-
-def _tabular_learner(path: Path, target: str | None, seed: int, progress: bool | None):
-    columns = _csv_columns(path)
-    if target is None:
-        raise CommandError(f"a CSV needs --target COLUMN, the column to predict ({path} has columns {columns})")
-    if target not in columns:
-        raise CommandError(f"--target {target!r} is not a column of {path} (its columns: {columns})")
-    from quickfit.extras import require
-    from quickfit.seed import set_seed
-
-    tabular = require("quickfit.tabular", package="pandas", extra="tabular", what="training on a CSV")
-    set_seed(seed)
-    dls = tabular.TabularDataLoaders.from_csv(path, y_names=target, seed=seed)
-    learn = tabular.tabular_learner(dls)
-    learn.progress_cb.enabled = progress
-    return learn
-
-
-def train_csv(
-    path: str | Path,
-    target: str,
-    epochs: int = 5,
-    out: str | Path = "model.qf",
-    seed: int = 42,
-    lr: float | None = None,
-    progress: bool | None = None,
-) -> dict:
-    """Train a tabular model on a CSV (a random 20% of the rows for validation), export it to `out`.
-
-    The learning rate is lr_find's `valley` unless `lr` is given. Returns the final `valid_loss`,
-    the metric (`accuracy` for classification, `rmse` for regression), the `lr` and the `model` path.
-    """
-    learn = _tabular_learner(Path(path), target, seed, progress)
-    if lr is None:
-        lr = learn.lr_find(show_plot=False).valley
-        print(f"lr_find: valley {lr:.2e}")
-    print(f"fit_one_cycle({epochs}, lr_max={lr:.2e})")
-    learn.fit_one_cycle(epochs, lr)
-    model = learn.export(out)
-    print(f"model saved to {model.resolve()}")
-    names = learn.recorder.names[2:-1]  # valid_loss and the metrics
-    result = dict(zip(names, learn.recorder.values[-1][2:-1]))
-    return {**result, "lr": lr, "model": model}
-
-
 def _cmd_train(args: argparse.Namespace) -> int:
-    path = _existing(args.path, "data")
-    if path.is_file() and path.suffix.lower() == ".csv":
-        if args.arch is not None or args.size is not None:
-            raise CommandError("--arch and --size are for image folders; a CSV trains a tabular model")
-        train_csv(path, args.target, args.epochs, args.out, args.seed, args.lr, args.progress)
-        return 0
-    if not path.is_dir():
-        raise CommandError(f"train takes an image folder or a .csv file; got {path}")
-    if args.target is not None or args.lr is not None:
-        raise CommandError("--target and --lr are for CSV files; an image folder is labelled by its subfolders")
-    vision_cli = _vision_cli("train")
-    vision_cli.train_command(path, args.arch or DEFAULT_ARCH, args.epochs, args.size or 224, args.out)
+    app, request = _app_for(args, "train")
+    app.cli.train(request)
     return 0
-
-
-def _vision_cli(command: str):
-    """`quickfit.vision.cli` (the vision application's commands), or an error saying what is missing."""
-    from quickfit.extras import MissingExtraError
-
-    try:
-        return importlib.import_module("quickfit.vision.cli")
-    except ModuleNotFoundError as e:
-        if e.name in ("quickfit.vision", "quickfit.vision.cli"):
-            raise CommandError(
-                f"{command} on images is not available in this version of quickfit (no quickfit.vision.cli)"
-            ) from None
-        raise MissingExtraError(
-            f'quickfit {command} on images needs {e.name}, which is not installed: pip install "quickfit[vision]"'
-        ) from None
 
 
 # ---- predict ---------------------------------------------------------------------------------------------
@@ -199,63 +179,42 @@ def _export_info(model: Path) -> dict:
         with safe_open(str(model), framework="pt") as f:
             return json.loads((f.metadata() or {}).get("quickfit", "{}"))
     except Exception as e:  # safetensors raises its own error types for a file of another format
-        raise CommandError(f"{model} is not a model exported by quickfit (learn.export): {e}") from None
-
-
-def _format(pred) -> str:
-    """`(label, index, probabilities)` -> "label (probability 0.93)"; a number -> 4 significant digits."""
-    if isinstance(pred, tuple) and len(pred) == 3 and hasattr(pred[2], "shape"):
-        label, idx, probs = pred
-        if probs.ndim == 1:
-            return f"{label} (probability {float(probs[idx]):.3f})"
-        return str(label)
-    if isinstance(pred, float):
-        return f"{pred:.4g}"
-    if isinstance(pred, dict):
-        return ", ".join(f"{k}={_format(v)}" for k, v in pred.items())
-    return str(pred)
+        raise CommandError(f"{model} is not a model exported by quickfit (learn.export): {_one_line(e)}") from None
 
 
 def predict_files(model: str | Path, inputs: Sequence[str]) -> list[tuple[str, object]]:
     """Predictions of an exported model, printed one per line and returned as `(input, prediction)`.
 
-    A `.csv` input holds rows (tabular, collaborative filtering): one prediction per row, named
-    `file:row`. Images go to the vision application. Anything else is passed to `learn.predict`
-    (for text: the content of a text file, or the argument itself).
+    The export names its application; that application's `predict` hook reads the inputs (image
+    files, CSV files of rows, texts: see each application's `AppCLI`).
     """
+    from quickfit.apps import app_names, get_app
+
     model = Path(model)
     if not model.is_file():
         raise CommandError(f"no model file {model} (export one with learn.export or quickfit train)")
-    app = _export_info(model).get("app")
-    needs_files = app != "text"
-    missing = [i for i in inputs if needs_files and not Path(i).exists()]
-    if missing:
-        raise CommandError(f"no such input file(s): {', '.join(missing)}")
-    if app == "vision":
-        _vision_cli("predict").predict_command(model, [Path(i) for i in inputs])
-        return []
-    from quickfit.learner import load_learner
-
-    if app is None:
+    name = _export_info(model).get("app")
+    if name is None:
         raise CommandError(f"{model} was exported from a plain Learner (no application): load it in Python instead")
-    learn = load_learner(model)
-    results = []
-    for item in inputs:
-        path = Path(item)
-        if path.suffix.lower() == ".csv" and app in ("tabular", "collab"):
-            import pandas as pd
-
-            rows = pd.read_csv(path)
-            preds, _ = learn.get_preds(dl=learn.dls.test_dl(rows), progress=False)
-            named = [(f"{item}:{i}", learn.dls.decode_pred(p)) for i, p in enumerate(preds)]
-        elif app == "text" and path.is_file():
-            named = [(item, learn.predict(path.read_text(encoding="utf-8")))]
-        else:
-            named = [(item, learn.predict(item))]
-        for name, pred in named:
-            print(f"{name}: {_format(pred)}")
-        results.extend(named)
-    return results
+    app = get_app(name) if isinstance(name, str) else None
+    if app is None:
+        raise CommandError(f"{model} names an unknown application {name!r} (known: {', '.join(app_names())})")
+    hooks = app.cli
+    if hooks is None or hooks.predict is None:
+        raise CommandError(f"{model} is a {name} model, and the {name} application has no command-line predict")
+    inputs = [str(i) for i in inputs]
+    if hooks.inputs_are_files:
+        missing = [i for i in inputs if not Path(i).exists()]
+        if missing:
+            raise CommandError(f"no such input file(s): {', '.join(missing)}")
+    if hooks.accepts is not None:
+        wrong = [i for i in inputs if not hooks.accepts(i)]
+        if wrong:
+            raise CommandError(
+                f"{wrong[0]}: {model} is a {name} model, which predicts from {hooks.predict_inputs}; "
+                f"{'this is' if len(wrong) == 1 else f'{len(wrong)} inputs are'} not one"
+            )
+    return hooks.predict(model, inputs) or []
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
@@ -264,13 +223,18 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 # ---- the parser ------------------------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(apps: Sequence | None = None, failed_apps: dict[str, str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser; `train` and `lr-find` get the options of `apps` (default: every loadable one)."""
+    if apps is None:
+        apps, failed_apps = _load_apps()
+    apps, failed_apps = list(apps), dict(failed_apps or {})
     parser = argparse.ArgumentParser(
         prog="quickfit",
         description="quickfit: the fast.ai course's practice as defaults, on plain PyTorch.",
         epilog="Run 'quickfit COMMAND --help' for the options of a command. Documentation: docs/cli.md",
     )
     parser.add_argument("--version", action="version", version=_version())
+    parser.set_defaults(apps=apps, failed_apps=failed_apps)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def progress_option(p: argparse.ArgumentParser) -> None:
@@ -282,6 +246,31 @@ def build_parser() -> argparse.ArgumentParser:
             default=None,
             help="no progress bars (they are shown only on a terminal anyway)",
         )
+
+    def app_options(p: argparse.ArgumentParser, hook: str) -> list:
+        """Each application's own options in a group named after it; an option two applications
+        declare (say --target) is added once. Returns the applications offering `hook`."""
+        offering = [a for a in apps if getattr(a.cli, hook) is not None]
+        seen: set[str] = set()
+        for app in offering:
+            fresh = [o for o in app.cli.options if o.flag not in seen]
+            if fresh:
+                group = p.add_argument_group(f"{app.name} ({app.cli.trains_on})")
+                for o in fresh:
+                    o.add_to(group)
+                    seen.add(o.flag)
+        names = [a.name for a in offering]
+        p.add_argument(
+            "--app",
+            default=None,
+            choices=names or None,
+            metavar="NAME",
+            help=f"the application to use ({', '.join(names) or 'none installed'}; default: the one that claims PATH)",
+        )
+        return offering
+
+    def trains_on(offering: list) -> str:
+        return ", ".join(f"{a.cli.trains_on} ({a.name})" for a in offering) or "no application is installed"
 
     demo = commands.add_parser(
         "demo",
@@ -299,45 +288,45 @@ def build_parser() -> argparse.ArgumentParser:
 
     lr_find = commands.add_parser(
         "lr-find",
-        help="run the learning-rate finder (on the demo data, or a CSV) and save its plot",
+        help="run the learning-rate finder (on the demo data, or your data) and save its plot",
         description="Sweep the learning rate exponentially over a few batches, print the suggested rates "
         "(valley, steep, minimum) and save the loss-vs-lr plot. Without PATH: the demo's digits CNN.",
     )
-    lr_find.add_argument("path", nargs="?", default=None, metavar="PATH", help="a CSV file (default: demo data)")
-    lr_find.add_argument("--target", default=None, metavar="COLUMN", help="the column to predict (CSV)")
+    lr_find.add_argument("path", nargs="?", default=None, metavar="PATH", help="your data (default: the demo data)")
     lr_find.add_argument("--num-it", type=_positive_int, default=100, help="batches in the sweep (default 100)")
     lr_find.add_argument("--seed", type=int, default=42, help="seed of the split and the weights")
     lr_find.add_argument("--out", default="quickfit-demo", help="folder for lr_find.png (default ./quickfit-demo)")
     progress_option(lr_find)
+    offering = app_options(lr_find, "lr_find")
+    lr_find.description += f" PATH: {trains_on(offering)}."
     lr_find.set_defaults(run=_cmd_lr_find)
 
     train = commands.add_parser(
         "train",
-        help="train on an image folder or a CSV file and export the model",
+        help="train on your data (an image folder, a CSV file, ...) and export the model",
         description="Train a model and export it (one safetensors file, no pickle) for 'quickfit predict'. "
-        "An image folder (labels = subfolder names; train/ and valid/ subfolders or a random 20% split) "
-        "trains a pretrained CNN (pip install 'quickfit[vision]'); a .csv file trains a tabular model "
-        "predicting --target (pip install 'quickfit[tabular]'). The learning rate comes from lr_find.",
+        "The learning rate comes from lr_find unless --lr is given.",
     )
-    train.add_argument("path", metavar="PATH", help="an image folder or a .csv file")
-    train.add_argument("--epochs", type=_positive_int, default=5, help="epochs of fit_one_cycle (default 5)")
+    train.add_argument("path", metavar="PATH", help="the data: a folder or a file an application trains on")
+    offering = app_options(train, "train")
+    epochs = "; ".join(f"{a.name}: {a.cli.epochs_help} (default {a.cli.epochs})" for a in offering)
+    train.add_argument("--epochs", type=_positive_int, default=None, metavar="N", help=f"epochs of training. {epochs}")
+    train.add_argument("--lr", type=_positive_float, default=None, help="learning rate (default: lr_find's)")
     train.add_argument("--out", default="model.qf", help="the exported model file (default model.qf)")
-    train.add_argument("--seed", type=int, default=42, help="seed of the split and the weights (CSV)")
-    images = train.add_argument_group("image folders")
-    images.add_argument("--arch", default=None, help=f"model architecture (default {DEFAULT_ARCH})")
-    images.add_argument("--size", type=_positive_int, default=None, help="image size in pixels (default 224)")
-    table = train.add_argument_group("CSV files")
-    table.add_argument("--target", default=None, metavar="COLUMN", help="the column to predict (required)")
-    table.add_argument("--lr", type=_positive_float, default=None, help="learning rate (default: lr_find's valley)")
+    train.add_argument("--seed", type=int, default=42, help="seed of the split and the weights (default 42)")
     progress_option(train)
+    train.description += f" PATH: {trains_on(offering)}."
+    if failed_apps:
+        train.description += " Not available: " + "; ".join(f"{n} ({why})" for n, why in failed_apps.items())
     train.set_defaults(run=_cmd_train)
 
     predict = commands.add_parser(
         "predict",
-        help="print the predictions of an exported model for images or rows of a CSV",
+        help="print the predictions of an exported model for images, rows of a CSV, texts, ...",
         description="Load a model written by 'quickfit train' or learn.export and print one prediction per "
-        "input: per image for an image model, per row for a .csv input to a tabular or collaborative "
-        "filtering model, per text (a text file or the argument itself) for a text model.",
+        "input; the model's application reads the inputs: "
+        + (", ".join(f"{a.name}: {a.cli.predict_inputs}" for a in apps if a.cli.predict is not None) or "any")
+        + ".",
     )
     predict.add_argument("model", metavar="MODEL", help="the exported model (.qf)")
     predict.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, CSV files of rows, or texts")
@@ -345,28 +334,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command_of(argv: Sequence[str]) -> str | None:
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the `quickfit` command with `argv` (default: the process's arguments); returns the exit status."""
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    needs_apps = _command_of(argv) in APP_COMMANDS
+    from quickfit.extras import MissingExtraError
+
     try:
+        parser = build_parser() if needs_apps else build_parser(apps=())
         args = parser.parse_args(argv)
     except SystemExit as e:  # argparse exits on --help, --version and bad arguments; return its status
         return e.code if isinstance(e.code, int) else 2
-    from quickfit.extras import MissingExtraError
-
     prog = f"quickfit {args.command}"
     try:
         return args.run(args)
-    except (CommandError, MissingExtraError) as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return getattr(e, "code", 2)
-    except (OSError, KeyError, ValueError) as e:  # bad data found while running: no traceback
-        message = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"{prog}: error: {message}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:
+        if os.environ.get("QUICKFIT_DEBUG"):
+            raise
+        if isinstance(e, (CommandError, MissingExtraError)):
+            code = getattr(e, "code", 2)
+            message = _one_line(e)
+        else:  # bad data found while running, or a failure inside training: no traceback
+            code = 1
+            message = _one_line(e)
+            if not isinstance(e, (OSError, KeyError, ValueError, TypeError)):
+                message = f"{type(e).__name__}: {message}"
+        print(f"{prog}: error: {message}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

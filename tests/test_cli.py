@@ -180,7 +180,7 @@ def test_train_on_a_missing_path(tmp_path, capsys):
 def test_train_on_a_folder_calls_the_vision_command(monkeypatch, tmp_path):
     calls = []
     fake = types.ModuleType("quickfit.vision.cli")
-    fake.train_command = lambda path, arch, epochs, size, out: calls.append((path, arch, epochs, size, out))
+    fake.train_command = lambda path, arch, epochs, size, out, **kw: calls.append((path, arch, epochs, size, out))
     monkeypatch.setitem(sys.modules, "quickfit.vision.cli", fake)
     assert main(["train", str(tmp_path), "--epochs", "2", "--size", "128", "--out", "pets.qf"]) == 0
     assert calls == [(tmp_path, "efficientnet_lite0", 2, 128, "pets.qf")]

@@ -26,6 +26,15 @@ class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite."""
 
 
+def _number(v: float) -> str:
+    """A table cell of at most 10 characters (a sign aside), so the columns stay aligned for any value:
+    6 decimals below 1,000 (`0.693147`), 2 up to 10 million (`233849.50`), then `5.5500e+10`."""
+    size = abs(v)
+    if not math.isfinite(v) or size < 1e3:
+        return f"{v:.6f}"
+    return f"{v:.2f}" if size < 1e7 else f"{v:.4e}"
+
+
 class Recorder(Callback):
     order = Order.RECORDER
     sync_every = 16
@@ -141,7 +150,7 @@ class Recorder(Callback):
             elif name == "epoch":
                 text = str(v)
             else:
-                text = "" if v is None else f"{v:.6f}"
+                text = "" if v is None else _number(v)
             cells.append(text.ljust(max(len(name), 10)))
         return "  ".join(cells).rstrip()
 

@@ -10,7 +10,10 @@
     learn = qf.load_learner("adult.qf")          # processors and vocab come back from JSON
 
 Classification trains with cross-entropy (predictions are softmax probabilities), regression with
-mean squared error; `y_range=(lo, hi)` squashes regression outputs into that range.
+mean squared error on a target normalized by the training rows' mean and standard deviation (the model
+outputs values on the target's scale: predictions, metrics and exports need no decoding).
+`y_range=(lo, hi)` squashes regression outputs into that range instead; `log_y=True` learns a positive,
+skewed target (prices, counts) as its logarithm (the loss is the mean squared error of the logs).
 """
 
 from __future__ import annotations
@@ -27,7 +30,33 @@ from quickfit.optim import Adam
 from quickfit.tabular.data import TabularDataLoaders
 from quickfit.tabular.model import TabularModel, get_emb_szs
 
-__all__ = ["tabular_learner", "learner_from_export"]
+__all__ = ["LogMSELoss", "tabular_learner", "learner_from_export"]
+
+
+class LogMSELoss(nn.Module):
+    """Mean squared error of the logarithms: `mse(log(pred), log(targ))` (both positive)."""
+
+    def forward(self, pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
+        tiny = torch.finfo(pred.dtype).tiny
+        return nn.functional.mse_loss(pred.clamp_min(tiny).log(), targ.clamp_min(tiny).log())
+
+
+def _target_stats(dls: TabularDataLoaders, log_y: bool) -> tuple[list[float], list[float]]:
+    """Mean and standard deviation of each regression target over the training rows (of its log with `log_y`)."""
+    y = dls.train.y.double().reshape(dls.train.n, -1)
+    if log_y:
+        lowest, col = y.min(0)
+        bad = (lowest <= 0).nonzero().flatten().tolist()
+        if bad:
+            name = dls.y_names[bad[0]]
+            raise ValueError(
+                f"log_y=True needs positive targets; column {name!r} has {float(lowest[bad[0]])!r} "
+                f"(training row {int(col[bad[0]])}): use log_y=False"
+            )
+        y = y.log()
+    means, stds = y.mean(0), y.std(0) if y.shape[0] > 1 else torch.ones(y.shape[1])
+    stds = torch.where(stds > 0, stds, torch.ones_like(stds))  # a constant target: scale 1
+    return means.tolist(), stds.tolist()
 
 
 def _model_config(
@@ -37,9 +66,13 @@ def _model_config(
     ps: float | Sequence[float],
     embed_p: float,
     y_range: tuple[float, float] | None,
+    y_norm: tuple[list[float], list[float]] | None = None,
+    log_y: bool = False,
 ) -> dict:
     """Everything needed to rebuild the model, as JSON data (stored by `learn.export`)."""
     return {
+        "y_norm": None if y_norm is None else [list(y_norm[0]), list(y_norm[1])],
+        "log_y": bool(log_y),
         "emb_szs": [list(e) for e in get_emb_szs(dls.cat_names, dls.cardinalities, emb_szs)],
         "n_cont": len(dls.cont_names),
         "out_sz": dls.c,
@@ -61,9 +94,14 @@ def _build(
         ps=config["ps"],
         embed_p=config["embed_p"],
         y_range=None if config["y_range"] is None else tuple(config["y_range"]),
+        y_norm=None if config.get("y_norm") is None else tuple(config["y_norm"]),
+        log_y=config.get("log_y", False),
     )
     if loss_func is None:
-        loss_func = nn.CrossEntropyLoss() if dls.is_classification else nn.MSELoss()
+        if dls.is_classification:
+            loss_func = nn.CrossEntropyLoss()
+        else:
+            loss_func = LogMSELoss() if config.get("log_y") else nn.MSELoss()
     if metrics is None:
         metrics = [accuracy] if dls.is_classification else [rmse]
     learn = Learner(
@@ -88,6 +126,8 @@ def tabular_learner(
     layers: Sequence[int] = (200, 100),
     metrics: Iterable | None = None,
     y_range: tuple[float, float] | None = None,
+    log_y: bool = False,
+    norm_y: bool = True,
     emb_szs: dict[str, int] | None = None,
     ps: float | Sequence[float] = 0.0,
     embed_p: float = 0.0,
@@ -103,16 +143,29 @@ def tabular_learner(
     """A Learner over a `TabularModel` built for `dls`.
 
     `layers`: hidden sizes; `emb_szs`: `{column: size}` overriding the embedding size rule; `ps`:
-    dropout after each hidden layer; `embed_p`: embedding dropout; `y_range`: `(lo, hi)` for a
-    regression's scaled sigmoid. `metrics=None` gives accuracy (classification) or RMSE (regression);
-    pass `()` for none. `loss_func=None` gives cross-entropy or mean squared error. The rest go to
-    `Learner` (`progress=False` silences the progress bars; `device` defaults to CUDA when available).
+    dropout after each hidden layer; `embed_p`: embedding dropout.
+
+    A regression's output is on the target's scale: by default (`norm_y=True`) the network learns the
+    target normalized by the training rows' mean and standard deviation; `y_range=(lo, hi)` uses a
+    scaled sigmoid into that range instead. `log_y=True` (positive, skewed targets such as prices)
+    learns the logarithm: the normalization (or `y_range`, then given in log units) applies to
+    `log(y)`, the model outputs `exp` of it, and the loss is `LogMSELoss`. `metrics=None` gives
+    accuracy (classification) or RMSE (regression, on the target's scale); pass `()` for none.
+    `loss_func=None` gives cross-entropy or mean squared error. The rest go to `Learner`
+    (`progress=False` silences the progress bars; `device` defaults to CUDA when available).
     """
     if not isinstance(dls, TabularDataLoaders):
         raise TypeError(f"tabular_learner needs TabularDataLoaders, got {type(dls).__name__}")
     if y_range is not None and dls.is_classification:
         raise ValueError("y_range is for regression; this target is classification (y_block='category')")
-    config = _model_config(dls, layers, emb_szs, ps, embed_p, y_range)
+    if log_y and dls.is_classification:
+        raise ValueError("log_y is for regression; this target is classification (y_block='category')")
+    y_norm = None
+    if not dls.is_classification and norm_y and y_range is None:
+        y_norm = _target_stats(dls, log_y)
+    elif log_y:
+        _target_stats(dls, log_y)  # checks that the targets are positive
+    config = _model_config(dls, layers, emb_szs, ps, embed_p, y_range, y_norm, log_y)
     return _build(dls, config, metrics, loss_func, opt_func, lr, wd, cbs, path, progress, device)
 
 

@@ -10,8 +10,11 @@
     torch.Size([8, 2])
 
 Per hidden layer: Linear (no bias: BatchNorm follows), ReLU, BatchNorm1d, Dropout; the final Linear has
-a bias and, with `y_range=(lo, hi)`, a scaled sigmoid `lo + (hi - lo) * sigmoid(x)`, so a regression
-starts inside the target's range and cannot leave it.
+a bias. For a regression, the output is brought to the target's scale: with `y_range=(lo, hi)` a scaled
+sigmoid `lo + (hi - lo) * sigmoid(x)` (the regression starts inside the target's range and cannot leave
+it), with `y_norm=(means, stds)` the affine `mean + std * x` (the network works on a normalized target:
+what it starts predicting is the training mean). `log_y=True` does either in log space and outputs
+`exp(...)`: a positive, skewed target (prices, counts) is learned as its logarithm.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["SigmoidRange", "TabularModel", "emb_sz_rule", "get_emb_szs"]
+__all__ = ["SigmoidRange", "TargetScale", "TabularModel", "emb_sz_rule", "get_emb_szs"]
 
 
 def emb_sz_rule(n_cat: int) -> int:
@@ -56,12 +59,39 @@ class SigmoidRange(nn.Module):
         return f"lo={self.lo}, hi={self.hi}"
 
 
+class TargetScale(nn.Module):
+    """`mean + std * x` per output column: a normalized prediction back on the target's scale
+    (`exp` of it with `log=True`, for a target normalized in log space)."""
+
+    def __init__(self, means: Sequence[float], stds: Sequence[float], log: bool = False) -> None:
+        super().__init__()
+        if len(means) != len(stds) or not all(s > 0 for s in stds):
+            raise ValueError(f"y_norm must be (means, stds) of equal length with stds > 0, got {(means, stds)}")
+        # not in the state dict: they come back from the exported configuration
+        self.register_buffer("means", torch.tensor([float(m) for m in means]), persistent=False)
+        self.register_buffer("stds", torch.tensor([float(s) for s in stds]), persistent=False)
+        self.log = log
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.addcmul(self.means, x, self.stds)
+        return x.exp() if self.log else x
+
+    def extra_repr(self) -> str:
+        return f"means={self.means.tolist()}, stds={self.stds.tolist()}, log={self.log}"
+
+
+class Exp(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.exp()
+
+
 class TabularModel(nn.Module):
     """Embeddings + continuous inputs -> `layers` hidden sizes -> `out_sz` outputs.
 
     `emb_szs`: `(n_values, size)` per categorical column; `ps`: dropout after each hidden layer (one
     float for all, or one per layer); `embed_p`: dropout on the concatenated embeddings; `bn_cont`:
-    BatchNorm on the continuous inputs.
+    BatchNorm on the continuous inputs. `y_range` / `y_norm` / `log_y`: the regression's output scale
+    (module docstring); `y_range` wins over `y_norm`, and with `log_y` both are in log space.
     """
 
     def __init__(
@@ -74,6 +104,8 @@ class TabularModel(nn.Module):
         embed_p: float = 0.0,
         y_range: tuple[float, float] | None = None,
         bn_cont: bool = True,
+        y_norm: tuple[Sequence[float], Sequence[float]] | None = None,
+        log_y: bool = False,
     ) -> None:
         super().__init__()
         ps = [float(ps)] * len(layers) if isinstance(ps, (int, float)) else list(ps)
@@ -97,6 +129,12 @@ class TabularModel(nn.Module):
         blocks.append(nn.Linear(sizes[-1], out_sz))
         if y_range is not None:
             blocks.append(SigmoidRange(*y_range))
+            if log_y:
+                blocks.append(Exp())
+        elif y_norm is not None:
+            blocks.append(TargetScale(*y_norm, log=log_y))
+        elif log_y:
+            blocks.append(Exp())
         self.layers = nn.Sequential(*blocks)
 
     def forward(self, x_cat: torch.Tensor, x_cont: torch.Tensor) -> torch.Tensor:

@@ -1,10 +1,54 @@
-"""The vision application as the engine sees it: how `load_learner` rebuilds it (see quickfit/apps.py)."""
+"""The vision application as the engine sees it: how `load_learner` rebuilds it and its `quickfit`
+command-line hooks (see quickfit/apps.py and quickfit/cli_hooks.py).
+
+    quickfit train hymenoptera_data --arch efficientnet_lite0 --epochs 5 --size 224 --out bees.qf
+    quickfit predict bees.qf photo1.jpg photo2.jpg
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from quickfit.apps import App, register_app
+from quickfit.cli_hooks import AppCLI, Option, TrainRequest, import_command_module, positive_int
+from quickfit.vision.image import IMAGE_EXTENSIONS
 from quickfit.vision.learner import learner_from_export
 
-__all__ = ["APP"]
+__all__ = ["APP", "CLI", "DEFAULT_ARCH"]
 
-APP = register_app(App("vision", learner_from_export=learner_from_export))
+DEFAULT_ARCH = "efficientnet_lite0"
+
+
+def _commands(what: str):
+    return import_command_module("quickfit.vision.cli", f"{what} on images", "vision")
+
+
+def _train(req: TrainRequest) -> dict:
+    o = req.options
+    out = _commands("train").train_command(
+        req.path, o["arch"], req.epochs, o["size"], req.out, lr=req.lr, seed=req.seed, progress=req.progress
+    )
+    return {"model": out}
+
+
+def _predict(model: Path, inputs: list[str]) -> list:
+    return _commands("predict").predict_command(model, [Path(i) for i in inputs])
+
+
+CLI = AppCLI(
+    data_kind="image folders",
+    trains_on="an image folder (class subfolders, or train/ and valid/ holding them)",
+    claims=lambda path: Path(path).is_dir(),
+    train=_train,
+    options=(
+        Option("--arch", "model architecture", default=DEFAULT_ARCH),
+        Option("--size", "image size in pixels", type=positive_int, default=224),
+    ),
+    epochs=5,
+    epochs_help="epochs in all: 1 of the head (frozen body) on precomputed activations, then the whole network",
+    predict=_predict,
+    predict_inputs="image files (.jpg, .png, .webp, .bmp, .tif, ...)",
+    accepts=lambda item: Path(item).suffix.lower() in IMAGE_EXTENSIONS,
+)
+
+APP = register_app(App("vision", learner_from_export=learner_from_export, cli=CLI))

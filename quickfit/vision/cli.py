@@ -1,10 +1,11 @@
 """The vision half of the `quickfit` command: `quickfit train FOLDER` and `quickfit predict MODEL IMAGE...`.
 
-    quickfit train hymenoptera_data --arch efficientnet_lite0 --epochs 3 --size 224 --out bees.qf
+    quickfit train hymenoptera_data --arch efficientnet_lite0 --epochs 5 --size 224 --out bees.qf
     quickfit predict bees.qf photo1.jpg photo2.jpg
     # photo1.jpg: bees (probability 0.981)  [ants 0.019, bees 0.981]
 
-`quickfit.cli` parses the arguments and calls these functions, which also work from Python.
+`quickfit.cli` parses the arguments and calls these functions through the vision application's
+`AppCLI` (quickfit/vision/app.py); they also work from Python.
 """
 
 from __future__ import annotations
@@ -28,27 +29,38 @@ def _accuracy(learn: VisionLearner, use_tta: bool = False) -> float:
     return (preds.argmax(1) == targs).float().mean().item()
 
 
-def fine_tune_recipe(learn: VisionLearner, epochs: int, verbose: bool = True) -> float:
-    """The course's recipe on a fresh `vision_learner`: lr_find and 2 epochs of the head on precomputed
-    activations, 1 epoch of the head with augmentation, then `epochs` epochs of the unfrozen network
-    (one-cycle) with the head at a tenth of its rate and 10x lower rates per earlier layer group (on small
-    datasets higher rates make the validation loss climb). Returns the validation accuracy with TTA."""
+def _epochs(n: int) -> str:
+    return f"{n} epoch" if n == 1 else f"{n} epochs"
+
+
+def fine_tune_recipe(learn: VisionLearner, epochs: int, lr: float | None = None, verbose: bool = True) -> float:
+    """The course's recipe on a fresh `vision_learner`, in `epochs` epochs in all.
+
+    The head (body frozen) trains first on precomputed activations (1 epoch, or 2 when `epochs` >= 4)
+    at `lr` (default: lr_find's valley, kept within [1e-3, 3e-2]); then the unfrozen network trains
+    the remaining epochs (one cycle, augmented images) with the head at a tenth of that rate and 10x
+    lower rates per earlier layer group (on small datasets higher rates make the validation loss
+    climb). `epochs=1` trains the head only. Returns the validation accuracy with TTA."""
 
     def say(text: str) -> None:
         if verbose:
             print(text, flush=True)
 
+    head_epochs = 1 if epochs < 4 else 2
+    body_epochs = epochs - head_epochs
     learn.precompute = True
-    lr = min(max(learn.lr_find(show_plot=False).valley, 1e-3), 3e-2)
-    say(f"head: lr_find suggests {lr:.2e}; 2 epochs on precomputed activations")
-    learn.fit_one_cycle(2, lr)
+    if lr is None:
+        lr = min(max(learn.lr_find(show_plot=False).valley, 1e-3), 3e-2)
+        say(f"head: lr_find suggests {lr:.2e}; {_epochs(head_epochs)} on precomputed activations")
+    else:
+        say(f"head: lr {lr:.2e}; {_epochs(head_epochs)} on precomputed activations")
+    learn.fit_one_cycle(head_epochs, lr)
     learn.precompute = False
-    say("head: 1 epoch with augmentation")
-    learn.fit_sgdr(1, cycle_len=1, lr_max=lr)
-    learn.unfreeze()
-    lrs = [lr / 1000, lr / 100, lr / 10]
-    say(f"whole network: {epochs} epochs, rates {lrs[0]:.1e} / {lrs[1]:.1e} / {lrs[2]:.1e}")
-    learn.fit_one_cycle(epochs, lrs)
+    if body_epochs:
+        learn.unfreeze()
+        lrs = [lr / 1000, lr / 100, lr / 10]
+        say(f"whole network: {_epochs(body_epochs)}, rates {lrs[0]:.1e} / {lrs[1]:.1e} / {lrs[2]:.1e}")
+        learn.fit_one_cycle(body_epochs, lrs)
     acc = _accuracy(learn, use_tta=True)
     say(f"validation accuracy with TTA: {acc:.4f}")
     return acc
@@ -64,13 +76,16 @@ def _valid_folder(path: Path) -> str | None:
 def train_command(
     path: str | Path,
     arch: str = "efficientnet_lite0",
-    epochs: int = 3,
+    epochs: int = 5,
     size: int = 224,
     out: str | Path = "model.qf",
     bs: int = 32,
     seed: int = 42,
+    lr: float | None = None,
+    progress: bool | None = None,
 ) -> Path:
-    """Train a classifier on an image folder with `fine_tune_recipe` and export it to `out`.
+    """Train a classifier on an image folder with `fine_tune_recipe` (`epochs` in all, the head's rate
+    `lr` or lr_find's) and export it to `out`.
 
     The folder holds `train/<class>/` and `valid/` (or `val/`) `<class>/` subfolders, or just
     `<class>/` subfolders of which a random 20% becomes the validation set (or `train/<class>/` alone).
@@ -89,8 +104,8 @@ def train_command(
     print(f"{dls}; classes: {', '.join(map(str, dls.vocab))}")
     out = Path(out)
     # The learner writes its cache (tmp/) and checkpoints next to the exported model, not into the data.
-    learn = vision_learner(dls, arch, path=out.parent if str(out.parent) else ".")
-    fine_tune_recipe(learn, epochs)
+    learn = vision_learner(dls, arch, path=out.parent if str(out.parent) else ".", progress=progress)
+    fine_tune_recipe(learn, epochs, lr=lr)
     f = learn.export(out.name)
     print(f"model saved to {f.resolve()}")
     return f
