@@ -14,6 +14,7 @@ from quickfit.callbacks import (
     CancelStepException,
     CancelTrainException,
     CancelValidException,
+    CSVLogger,
     EarlyStopping,
     GradientAccumulation,
     GradientClip,
@@ -22,6 +23,7 @@ from quickfit.callbacks import (
     Recorder,
     SaveBest,
     SuggestedLRs,
+    TensorBoardLogger,
 )
 from quickfit.data.core import DataLoaders, random_split, to_device
 from quickfit.learner import Learner, default_device, load_learner
@@ -47,6 +49,7 @@ __all__ = [
     "Adam",
     "AvgMetric",
     "BasicStep",
+    "CSVLogger",
     "Callback",
     "CancelBackwardException",
     "CancelBatchException",
@@ -68,6 +71,7 @@ __all__ = [
     "SGD",
     "SaveBest",
     "SuggestedLRs",
+    "TensorBoardLogger",
     "TrainStep",
     "accuracy",
     "accuracy_multi",

@@ -11,6 +11,7 @@ from quickfit.callbacks.core import (
     CancelTrainException,
     CancelValidException,
 )
+from quickfit.callbacks.loggers import CSVLogger, TensorBoardLogger
 from quickfit.callbacks.lr_finder import LRFinder, SuggestedLRs
 from quickfit.callbacks.mixed_precision import MixedPrecision
 from quickfit.callbacks.progress import ProgressCallback
@@ -20,6 +21,7 @@ from quickfit.callbacks.schedule import ParamScheduler
 from quickfit.callbacks.training import GradientAccumulation, GradientClip
 
 __all__ = [
+    "CSVLogger",
     "Callback",
     "CancelBackwardException",
     "CancelBatchException",
@@ -41,4 +43,5 @@ __all__ = [
     "SaveBest",
     "SnapshotCallback",
     "SuggestedLRs",
+    "TensorBoardLogger",
 ]
