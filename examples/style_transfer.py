@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--style", default="china", help="'china', 'flower' (scikit-learn's images) or a file")
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--style-weight", type=float, default=1e4)
+    parser.add_argument("--style-weight", type=float, default=1e3)
     parser.add_argument("--lr", type=float, default=0.02)
     parser.add_argument("--out", type=Path, default=Path("styled.png"))
     args = parser.parse_args()

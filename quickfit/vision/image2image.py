@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 import os
-import random
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -69,7 +68,8 @@ class _PairDataset(Dataset):
         # the crop in input pixels (so it is exact in both images), at most the image
         cw, ch = min(s // k, x_img.width), min(s // k, x_img.height)
         if self.train:
-            x0, y0 = random.randint(0, x_img.width - cw), random.randint(0, x_img.height - ch)
+            x0 = int(torch.randint(0, x_img.width - cw + 1, ()))  # torch's RNG: seeded per DataLoader worker
+            y0 = int(torch.randint(0, x_img.height - ch + 1, ()))
         else:
             x0, y0 = (x_img.width - cw) // 2, (x_img.height - ch) // 2
         x = x_img.crop((x0, y0, x0 + cw, y0 + ch))

@@ -64,7 +64,7 @@ class StyleLoss(nn.Module):
         self,
         style: torch.Tensor | str | Path,
         content_weight: float = 1.0,
-        style_weight: float = 1e4,
+        style_weight: float = 1e3,
         features: nn.Sequential | None = None,
         content_layers: Sequence[int] = CONTENT_LAYERS,
         style_layers: Sequence[int] = STYLE_LAYERS,
@@ -146,8 +146,10 @@ def style_transfer(
     size: int = 256,
     lr: float = 0.02,
     content_weight: float = 1.0,
-    style_weight: float = 1e4,
+    style_weight: float = 1e3,
     features: nn.Sequential | None = None,
+    content_layers: Sequence[int] = CONTENT_LAYERS,
+    style_layers: Sequence[int] = STYLE_LAYERS,
     progress: bool = True,
     device: torch.device | str | None = None,
 ) -> StyleResult:
@@ -160,7 +162,7 @@ def style_transfer(
     device = torch.device(device) if device is not None else default_device()
     style_t = style if isinstance(style, torch.Tensor) else load_style_image(style, size)
     content_t = content if isinstance(content, torch.Tensor) else load_style_image(content, size)
-    loss = StyleLoss(style_t, content_weight, style_weight, features).to(device)
+    loss = StyleLoss(style_t, content_weight, style_weight, features, content_layers, style_layers).to(device)
     content_t = content_t[None].to(device)
     target = loss.content_targets(content_t)
     x = content_t.clone().requires_grad_(True)
@@ -227,8 +229,10 @@ def style_learner(
     style: torch.Tensor | str | Path,
     model: nn.Module | None = None,
     content_weight: float = 1.0,
-    style_weight: float = 1e4,
+    style_weight: float = 1e3,
     features: nn.Sequential | None = None,
+    content_layers: Sequence[int] = CONTENT_LAYERS,
+    style_layers: Sequence[int] = STYLE_LAYERS,
     lr: float = 1e-3,
     cbs: Iterable = (),
     opt_func: Callable | None = None,
@@ -240,7 +244,7 @@ def style_learner(
     are the input photos themselves (`ImageToImageDataLoaders.from_func(folder, lambda f: f)`); the
     epoch table shows the content and style terms. The data should not be normalized: the network sees
     and makes [0, 1] images."""
-    loss = StyleLoss(style, content_weight, style_weight, features)
+    loss = StyleLoss(style, content_weight, style_weight, features, content_layers, style_layers)
     kw = {} if opt_func is None else {"opt_func": opt_func}
     learn = Learner(dls, model or StyleNet(), loss, lr=lr, metrics=loss.metrics(), cbs=cbs, path=path,
                     progress=progress, device=device, **kw)  # fmt: skip

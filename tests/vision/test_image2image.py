@@ -1,0 +1,200 @@
+"""crappify and image-to-image data: the round trip, pixel-exact pairs, identical augmentation of input and
+target (no lighting on the target), test_dl at any size, and the bad inputs with their messages."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from quickfit.vision.augment import AffineWarp, Lighting
+from quickfit.vision.crappify import crappify, crappify_image
+from quickfit.vision.image2image import ImageToImageDataLoaders, PairMismatchError, image2image_dls_from_export
+from quickfit.vision.image_grid import image_to_tensor
+
+
+def smooth_image(w: int, h: int, seed: int) -> Image.Image:
+    """A smooth colour pattern (downscaling it loses little, so pairs can be compared pixel by pixel)."""
+    rng = np.random.default_rng(seed)
+    ys, xs = np.mgrid[0:h, 0:w] / max(w, h)
+    chans = [np.sin(xs * rng.uniform(3, 9) + ys * rng.uniform(3, 9) + rng.uniform(0, 6)) for _ in range(3)]
+    return Image.fromarray(((np.stack(chans, -1) + 1) * 127.5).astype(np.uint8))
+
+
+@pytest.fixture
+def photos(tmp_path):
+    src = tmp_path / "photos"
+    (src / "sub").mkdir(parents=True)
+    smooth_image(64, 48, 0).save(src / "a.jpg", quality=95)
+    smooth_image(80, 64, 1).save(src / "sub" / "b.png")
+    smooth_image(48, 64, 2).save(src / "c.jpg", quality=95)
+    smooth_image(64, 64, 3).save(src / "d.jpg", quality=95)
+    return src
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(10 * torch.log10(1 / F.mse_loss(a, b)))
+
+
+# ---- crappify -----------------------------------------------------------------------------------------------
+def test_crappify_round_trip(photos, tmp_path):
+    out = crappify(photos, tmp_path / "lr", scale=2, quality=(60, 90), draw_text=False, seed=1, progress=False)
+    rel = sorted(p.relative_to(tmp_path / "lr").as_posix() for p in out)
+    assert rel == ["a.jpg", "c.jpg", "d.jpg", "sub/b.jpg"]  # same relative paths, JPEG
+    with Image.open(tmp_path / "lr" / "sub" / "b.jpg") as img:
+        assert img.format == "JPEG" and img.size == (40, 32)
+    # the pairs read back: input and target cover the same region
+    dls = ImageToImageDataLoaders.from_folders(
+        tmp_path / "lr", photos, valid_pct=0.25, size=32, bs=2, num_workers=0, seed=0
+    )
+    assert dls.scale == 2 and len(dls.train.dataset) == 3 and len(dls.valid.dataset) == 1
+    x, y = next(iter(dls.valid))
+    assert x.shape == y.shape == (1, 3, 32, 32)  # the input upsampled (bicubic) to the target's size
+    assert psnr(x, y) > 25  # the same picture
+    shifted = torch.roll(y, shifts=4, dims=3)
+    assert psnr(x, shifted) < psnr(x, y) - 5  # ... and aligned: a shift of 4 pixels is much worse
+
+
+def test_crappify_is_deterministic_skips_done_files_and_draws_text(photos, tmp_path):
+    a = crappify(photos, tmp_path / "a", seed=7, progress=False)
+    b = crappify(photos, tmp_path / "b", seed=7, num_workers=1, progress=False)
+    assert [p.read_bytes() for p in a] == [p.read_bytes() for p in b]  # order of workers does not matter
+    c = crappify(photos, tmp_path / "c", seed=8, progress=False)
+    assert [p.read_bytes() for p in a] != [p.read_bytes() for p in c]
+    mtimes = [os.stat(p).st_mtime_ns for p in a]
+    crappify(photos, tmp_path / "a", seed=7, progress=False)
+    assert [os.stat(p).st_mtime_ns for p in a] == mtimes  # already done: skipped
+    img = smooth_image(64, 64, 5)
+    plain, q = crappify_image(img, 2, 50)
+    text, _ = crappify_image(img, 2, 50, text="42", text_pos=(0.3, 0.3))
+    assert q == 50 and plain.size == (32, 32)
+    assert (np.asarray(plain, dtype=int) - np.asarray(text, dtype=int)).any()
+
+
+def test_crappify_bad_arguments(photos, tmp_path):
+    with pytest.raises(FileNotFoundError, match="source folder .*nowhere does not exist"):
+        crappify(tmp_path / "nowhere", tmp_path / "x")
+    with pytest.raises(ValueError, match=r"quality must be \(low, high\).*got \(70, 10\)"):
+        crappify(photos, tmp_path / "x", quality=(70, 10))
+    with pytest.raises(ValueError, match="must not be .* or inside it"):
+        crappify(photos, photos / "lr")
+
+
+# ---- pairs ------------------------------------------------------------------------------------------------------
+def _same_pairs(tmp_path, n=4, size=32):
+    """Input and target folders holding the same images (scale 1)."""
+    for d in ("in", "out"):
+        (tmp_path / d).mkdir()
+    for i in range(n):
+        img = smooth_image(size + 8 * i, size, i)
+        img.save(tmp_path / "in" / f"{i}.png")
+        img.save(tmp_path / "out" / f"{i}.png")
+    return tmp_path / "in", tmp_path / "out"
+
+
+def test_input_and_target_get_the_identical_spatial_augmentation(tmp_path):
+    inp, out = _same_pairs(tmp_path)
+    warp = AffineWarp(max_rotate=30, max_zoom=1.5, max_warp=0.3, p_affine=1.0)
+    dls = ImageToImageDataLoaders.from_folders(inp, out, valid_pct=0, size=32, bs=4, batch_tfms=[warp], num_workers=0)
+    torch.manual_seed(0)
+    x, y = next(iter(dls.train))
+    torch.manual_seed(0)
+    plain = ImageToImageDataLoaders.from_folders(inp, out, valid_pct=0, size=32, bs=4, num_workers=0)
+    px, py = next(iter(plain.train))
+    assert not torch.allclose(x, px, atol=0.05)  # the warp did move the pixels
+    torch.testing.assert_close(x, y)  # ... of both, the same way
+
+
+def test_lighting_changes_the_input_only_and_normalization_too(tmp_path):
+    inp, out = _same_pairs(tmp_path)
+    dls = ImageToImageDataLoaders.from_folders(
+        inp, out, valid_pct=0, size=32, bs=4, batch_tfms=[Lighting(0.5, p=1.0)], num_workers=0
+    )
+    torch.manual_seed(1)
+    x, y = next(iter(dls.train))
+    assert (x - y).abs().max() > 0.05  # lighting on the input
+    raw = ImageToImageDataLoaders.from_folders(inp, out, valid_pct=0, size=32, bs=4, num_workers=0)
+    torch.manual_seed(1)
+    rx, ry = next(iter(raw.train))
+    torch.testing.assert_close(y, ry)  # the target as it was (same crops: same seed)
+    torch.testing.assert_close(rx, ry)
+    raw.set_normalize((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    torch.manual_seed(1)
+    nx, ny = next(iter(raw.train))
+    torch.testing.assert_close(nx, (ry - 0.5) / 0.25)
+    torch.testing.assert_close(ny, ry)  # targets stay [0, 1]
+    assert raw.export_info()["normalize"] == [[0.5] * 3, [0.25] * 3]
+
+
+def test_test_dl_takes_any_size_and_returns_the_target_scale(photos, tmp_path):
+    crappify(photos, tmp_path / "lr", draw_text=False, progress=False)
+    dls = ImageToImageDataLoaders.from_folders(tmp_path / "lr", photos, size=16, bs=2, num_workers=0)
+    odd = tmp_path / "odd.png"
+    smooth_image(37, 21, 9).save(odd)
+    (x,) = next(iter(dls.test_dl([odd])))
+    assert x.shape == (1, 3, 42, 74)  # 2x the 37x21 input
+    torch.testing.assert_close(dls.decode_pred(torch.full((3, 4, 4), 1.5)), torch.ones(3, 4, 4))
+    exported = image2image_dls_from_export(dls.export_info())
+    (ex,) = next(iter(exported.test_dl([odd])))
+    torch.testing.assert_close(ex, x)  # a loaded export prepares images the same way
+    grid = dls.show_batch(2, path=tmp_path / "b.png")
+    assert grid.shape[0] == 3 and (tmp_path / "b.png").exists()
+
+
+def test_from_func_pairs_each_input_with_its_target(tmp_path):
+    inp, out = _same_pairs(tmp_path)
+    dls = ImageToImageDataLoaders.from_func(inp, lambda f: out / f.name, valid_pct=0.25, size=32, num_workers=0)
+    assert len(dls.train.dataset) == 3 and all(a.name == b.name for a, b in dls.train.dataset.pairs)
+    with pytest.raises(PairMismatchError, match=r"target_func names 4 targets that do not exist: 0.png -> .*0.tif"):
+        ImageToImageDataLoaders.from_func(inp, lambda f: out / f"{f.stem}.tif")
+
+
+# ---- bad inputs ---------------------------------------------------------------------------------------------------
+def test_folders_that_do_not_match_are_named(tmp_path):
+    inp, out = _same_pairs(tmp_path)
+    (inp / "2.png").rename(inp / "extra.png")
+    with pytest.raises(PairMismatchError) as e:
+        ImageToImageDataLoaders.from_folders(inp, out)
+    msg = str(e.value)
+    assert "1 inputs in" in msg and "have no target" in msg and "extra" in msg
+    assert "1 targets in" in msg and "have no input" in msg and ": 2" in msg
+
+
+def test_a_pair_of_different_sizes_is_refused(tmp_path):
+    inp, out = _same_pairs(tmp_path)
+    smooth_image(50, 30, 0).save(out / "1.png")  # 1.png: input 40x32, target 50x30
+    with pytest.raises(
+        PairMismatchError, match=r"1 of 4 pairs do not have targets 1x .*1.png is 40x32 but 1.png is 50x30"
+    ):
+        ImageToImageDataLoaders.from_folders(inp, out)
+
+
+def test_the_crop_size_must_be_a_multiple_of_the_scale(tmp_path):
+    inp, _ = _same_pairs(tmp_path)
+    (tmp_path / "big").mkdir()
+    for f in inp.iterdir():
+        with Image.open(f) as img:
+            img.resize((img.width * 2, img.height * 2)).save(tmp_path / "big" / f.name)
+    assert ImageToImageDataLoaders.from_folders(inp, tmp_path / "big", size=32, num_workers=0).scale == 2
+    with pytest.raises(ValueError, match=r"size \(33\) must be a multiple of the scale \(2\)"):
+        ImageToImageDataLoaders.from_folders(inp, tmp_path / "big", size=33)
+
+
+def test_missing_folders_and_transforms_that_cannot_pair(tmp_path):
+    inp, out = _same_pairs(tmp_path)
+    with pytest.raises(FileNotFoundError, match="targets folder .*nope does not exist"):
+        ImageToImageDataLoaders.from_folders(inp, tmp_path / "nope")
+    with pytest.raises(TypeError, match="image-to-image batch_tfms may be AffineWarp"):
+        ImageToImageDataLoaders.from_folders(inp, out, batch_tfms=[lambda x: x])
+
+
+def test_image_to_tensor_round_trip(tmp_path):
+    img = smooth_image(10, 6, 0)
+    img.save(tmp_path / "i.png")
+    t = image_to_tensor(tmp_path / "i.png")
+    assert t.shape == (3, 6, 10) and t.dtype == torch.float32
+    np.testing.assert_array_equal((t * 255).round().byte().permute(1, 2, 0).numpy(), np.asarray(img))
