@@ -29,6 +29,8 @@ language models, and nothing is chosen on them during the run: each accuracy is 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import multiprocessing as mp
 import os
 import tempfile
 import time
@@ -93,12 +95,13 @@ def read_wikitext(root: Path) -> list[str]:
 
 
 class Stages:
-    """Times each stage and keeps its accuracy, for the summary at the end."""
+    """Times each stage and keeps its accuracy; ``spawn`` runs a stage in a forked process beside this one."""
 
-    def __init__(self) -> None:
+    def __init__(self, work: Path) -> None:
         self.rows: list[tuple[str, float | None, float]] = []
+        self.work, self.children = work, []
 
-    def run(self, name: str, fn):
+    def run(self, name: str, fn) -> float | None:
         print(f"\n=== {name}", flush=True)
         start = time.perf_counter()
         acc = fn()
@@ -108,11 +111,42 @@ class Stages:
         print(f"--- {name}: {shown}{seconds / 60:.1f} min", flush=True)
         return acc
 
+    def spawn(self, key: str, name: str, fn) -> None:
+        """Run ``fn`` in a child process (its output goes to a log, printed by ``join``): one per core."""
+        ctx = mp.get_context("fork")  # the child gets the data as it is here, nothing is pickled
+        queue = ctx.Queue()
+        log = self.work / f"{key}.log"
+
+        def child() -> None:
+            with open(log, "w", buffering=1) as f, contextlib.redirect_stdout(f):
+                start = time.perf_counter()
+                acc = fn()
+                queue.put((acc, time.perf_counter() - start))
+
+        proc = ctx.Process(target=child, daemon=True)
+        proc.start()
+        self.children.append((key, name, proc, queue, log))
+
+    def join(self, results: dict) -> None:
+        for key, name, proc, queue, log in self.children:
+            acc, seconds = queue.get()
+            proc.join()
+            print(f"\n=== {name} (in a second process)\n{log.read_text()}", end="")
+            print(f"--- {name}: accuracy {acc:.2%}, {seconds / 60:.1f} min", flush=True)
+            self.rows.append((name, acc, seconds))
+            results[key] = acc
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("dataset", choices=sorted(PLAN))
     parser.add_argument("--quick", action="store_true", help="subsets and one epoch per stage")
+    parser.add_argument("--hid", type=int, default=400, help="LSTM hidden size (emb_sz is the vectors' 50)")
+    parser.add_argument("--max-vocab", type=int, default=60000, help="vocabulary cap (the LM's softmax size)")
+    parser.add_argument("--wiki-frac", type=float, default=1.0, help="share of WikiText-2 valid+test to use")
+    parser.add_argument("--clf-epochs", type=int, default=None, help="fine_tune's last stage (default per data set)")
+    parser.add_argument("--scratch-epochs", type=int, default=None, help="the scratch baseline's epochs")
+    parser.add_argument("--serial", action="store_true", help="run the baselines after, not beside, stage 1-3")
     parser.add_argument("--no-vectors-only", action="store_true", help="skip the vectors-only classifier")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -122,6 +156,7 @@ def main() -> None:
             raise SystemExit(f"no {DATA / sub}: set QUICKFIT_SHARED_DATA to the folder holding it")
     work = Path(tempfile.mkdtemp(prefix="text_transfer_"))
     qf.set_seed(args.seed)
+    config = {**CONFIG, "n_hid": args.hid}
 
     if args.dataset == "rt_polarity":
         df = read_rt_polarity(DATA / "rt_polarity")
@@ -136,8 +171,11 @@ def main() -> None:
         lm_texts = full_sentences(train.text.tolist())  # the training sentences, not every sub-phrase
         what = "SST-2: training phrases, dev sentences"
     wiki = read_wikitext(DATA / "wikitext2")
+    wiki = wiki[: round(len(wiki) * args.wiki_frac)]
     epochs1, epochs2 = plan["lm_epochs"]
-    clf_epochs, (scratch_epochs, scratch_lr) = plan["clf_epochs"], plan["scratch"]
+    clf_epochs = args.clf_epochs or plan["clf_epochs"]
+    scratch_epochs, scratch_lr = plan["scratch"]
+    scratch_epochs = args.scratch_epochs or scratch_epochs
     if args.quick:
         df = pd.concat([df[~df.is_valid].sample(min(3000, int((~df.is_valid).sum())), random_state=0), df[df.is_valid]])
         wiki, lm_texts = wiki[:300], lm_texts[:1500]
@@ -145,23 +183,46 @@ def main() -> None:
     n_train, n_valid = int((~df.is_valid).sum()), int(df.is_valid.sum())
     print(
         f"{what}: {n_train} training texts, {n_valid} validation texts; WikiText-2 valid+test {len(wiki)} "
-        f"paragraphs + {len(lm_texts)} unlabelled texts for the language model; AWD-LSTM {CONFIG} + {VECTORS}; "
-        f"torch threads {torch.get_num_threads()}"
+        f"paragraphs + {len(lm_texts)} unlabelled texts for the language model; AWD-LSTM {config} + {VECTORS}; "
+        f"torch threads {torch.get_num_threads()}",
+        flush=True,
     )
-    stages = Stages()
+    stages = Stages(work)
     results: dict[str, float | None] = {}
 
-    # 1. the general-domain LM; its vocabulary (WikiText-2 + the training texts) serves all three stages.
+    # The vocabulary of stage 1 (WikiText-2 + the training texts) serves all three stages.
     lm_corpus = pd.DataFrame({"text": wiki + lm_texts})
     lm1_dls = TextDataLoaders.from_df(
-        lm_corpus, "text", is_lm=True, valid_pct=0.05, seed=args.seed, bs=64, seq_len=70, min_freq=2
-    )
+        lm_corpus, "text", is_lm=True, valid_pct=0.05, seed=args.seed, bs=64, seq_len=70, min_freq=2,
+        max_vocab=args.max_vocab,
+    )  # fmt: skip
     vocab = lm1_dls.vocab
     dls = TextDataLoaders.from_df(df, "text", "label", valid_col="is_valid", seed=args.seed, bs=64, vocab=vocab)
 
+    # The baseline: the same classifier from random weights, its own vocabulary of the training texts.
+    def scratch() -> float:
+        qf.set_seed(args.seed)
+        own = TextDataLoaders.from_df(df, "text", "label", valid_col="is_valid", seed=args.seed, bs=64)
+        clf = text_classifier_learner(own, config={**config, "emb_sz": 50}, path=work)
+        clf.fit_one_cycle(scratch_epochs, scratch_lr)
+        return clf.validate()[1]
+
+    def vectors_only() -> float:
+        qf.set_seed(args.seed)
+        clf = text_classifier_learner(dls, pretrained=False, vectors=VECTORS, config=config, path=work)
+        clf.fine_tune(clf_epochs + 3)  # not frozen: everything at once, as many epochs as stage 3
+        return clf.validate()[1]
+
+    baselines = [("scratch", f"classifier from scratch: fit_one_cycle({scratch_epochs}, {scratch_lr})", scratch)]
+    if not args.no_vectors_only:
+        baselines.append(("vectors", f"classifier on {VECTORS} only (no language model)", vectors_only))
+    if not args.serial:
+        for key, name, fn in baselines:
+            stages.spawn(key, name, fn)
+
     def pretrain() -> float:
         print(f"vocab {len(vocab)}, {len(lm1_dls.train)} batches per epoch")
-        lm = language_model_learner(lm1_dls, pretrained=False, vectors=VECTORS, config=CONFIG, path=work)
+        lm = language_model_learner(lm1_dls, pretrained=False, vectors=VECTORS, config=config, path=work)
         lm.fine_tune(epochs1)
         save_pretrained_lm(lm.model, vocab.itos, work / "general_lm.safetensors")
         return lm.validate()[1]
@@ -184,7 +245,7 @@ def main() -> None:
 
     def classifier() -> float:
         qf.set_seed(args.seed)
-        clf = text_classifier_learner(dls, pretrained=False, config=CONFIG | {"emb_sz": 50}, path=work)
+        clf = text_classifier_learner(dls, pretrained=False, config={**config, "emb_sz": 50}, path=work)
         clf.load_encoder("target_enc")  # and frozen: the head trains first
         clf.fine_tune(clf_epochs)
         print("  prediction:", clf.predict("a gripping , funny and moving film"))
@@ -192,32 +253,17 @@ def main() -> None:
         return clf.validate()[1]
 
     results["ulmfit"] = stages.run("3. classifier: load_encoder + fine_tune (gradual unfreezing)", classifier)
-
-    # The baseline: the same classifier from random weights, its own vocabulary of the training texts.
-    def scratch() -> float:
-        qf.set_seed(args.seed)
-        dls = TextDataLoaders.from_df(df, "text", "label", valid_col="is_valid", seed=args.seed, bs=64)
-        clf = text_classifier_learner(dls, config={**CONFIG, "emb_sz": 50}, path=work)
-        clf.fit_one_cycle(scratch_epochs, scratch_lr)
-        return clf.validate()[1]
-
-    results["scratch"] = stages.run(f"classifier from scratch: fit_one_cycle({scratch_epochs}, {scratch_lr})", scratch)
-
-    def vectors_only() -> float:
-        qf.set_seed(args.seed)
-        clf = text_classifier_learner(dls, pretrained=False, vectors=VECTORS, config=CONFIG, path=work)
-        clf.fine_tune(clf_epochs + 3)  # not frozen: everything at once, as many epochs as stage 3
-        return clf.validate()[1]
-
-    if not args.no_vectors_only:
-        results["vectors"] = stages.run(f"classifier on {VECTORS} only (no language model)", vectors_only)
+    if args.serial:
+        for key, name, fn in baselines:
+            results[key] = stages.run(name, fn)
+    stages.join(results)
 
     print(f"\n=== results ({what}; {n_valid} validation texts)")
     for name, acc, seconds in stages.rows:
         shown = f"{acc:7.2%}" if acc is not None else "      -"
         print(f"  {shown}  {seconds / 60:5.1f} min  {name}")
-    total = sum(s for _, _, s in stages.rows)
-    print(f"  total {total / 60:.1f} min on {torch.get_num_threads()} torch thread(s)")
+    wall = sum(s for _, _, s in stages.rows[:3])
+    print(f"  stages 1-3: {wall / 60:.1f} min wall, torch threads {torch.get_num_threads()} per process")
     gain = 100 * (results["ulmfit"] - results["scratch"])
     print(f"ULMFiT {results['ulmfit']:.2%} vs scratch {results['scratch']:.2%}: {gain:+.1f} points")
     if not args.quick:
