@@ -20,8 +20,21 @@ from quickfit.vision.augment import (
     side_on,
     top_down,
 )
+from quickfit.vision.crappify import crappify
 from quickfit.vision.data import ImageDataLoaders, image_dls_from_export, random_split
+from quickfit.vision.feature_loss import FeatureLoss, gram_matrix, vgg16_features
+from quickfit.vision.gan import (
+    AdaptiveGANSwitcher,
+    FixedGANSwitcher,
+    GANLearner,
+    GANLoss,
+    GANSamples,
+    basic_generator,
+    gan_critic,
+    noise_dls,
+)
 from quickfit.vision.image import get_image_files, load_image, verify_images
+from quickfit.vision.image2image import ImageToImageDataLoaders
 from quickfit.vision.interpret import ClassificationInterpretation, grad_cam, plot_grad_cam
 from quickfit.vision.learner import (
     VisionLearner,
@@ -44,9 +57,27 @@ from quickfit.vision.models import (
     resnet50,
     resnext50_32x4d,
 )
+from quickfit.vision.style import StyleLoss, StyleNet, style_learner, style_transfer
 from quickfit.vision.transforms import RandomResizedCrop, Resize
 
 __all__ = [
+    "AdaptiveGANSwitcher",
+    "FeatureLoss",
+    "FixedGANSwitcher",
+    "GANLearner",
+    "GANLoss",
+    "GANSamples",
+    "ImageToImageDataLoaders",
+    "StyleLoss",
+    "StyleNet",
+    "basic_generator",
+    "crappify",
+    "gan_critic",
+    "gram_matrix",
+    "noise_dls",
+    "style_learner",
+    "style_transfer",
+    "vgg16_features",
     "AffineWarp",
     "ArchSpec",
     "BatchTransform",
