@@ -66,6 +66,17 @@ class DataLoaders:
     def __getitem__(self, i: int) -> Iterable:
         return (self.train, self.valid)[i]
 
+    def one_batch(self, split: str = "train") -> Any:
+        """The first batch of the `"train"` (shuffled, as training sees it) or `"valid"` loader, on the
+        loaders' device: a tuple `(*inputs, target)`, to check shapes and types before training."""
+        if split not in ("train", "valid"):
+            raise ValueError(f"one_batch: split must be 'train' or 'valid', got {split!r}")
+        dl = self.train if split == "train" else self.valid
+        batch = next(iter(dl), None) if dl is not None else None
+        if batch is None:
+            raise ValueError(f"one_batch: the {split} loader has no batches")
+        return to_device(batch, self.device)
+
     def __repr__(self) -> str:
         def size(dl):
             return len(dl) if hasattr(dl, "__len__") else "?"

@@ -8,20 +8,23 @@ learn.fit_one_cycle(3, 1e-2)
 
 from quickfit.tabular.batches import TabularBatches
 from quickfit.tabular.data import TabularDataLoaders, cont_cat_split
-from quickfit.tabular.learner import learner_from_export, tabular_learner
-from quickfit.tabular.model import SigmoidRange, TabularModel, emb_sz_rule, get_emb_szs
+from quickfit.tabular.learner import LogMSELoss, TabularLearner, learner_from_export, tabular_learner
+from quickfit.tabular.model import SigmoidRange, TabularModel, TargetScale, emb_sz_rule, get_emb_szs
 from quickfit.tabular.procs import Categorify, FillMissing, Normalize, TabularProc, TabularProcessor
 
 __all__ = [
     "Categorify",
     "FillMissing",
+    "LogMSELoss",
     "Normalize",
     "SigmoidRange",
     "TabularBatches",
     "TabularDataLoaders",
+    "TabularLearner",
     "TabularModel",
     "TabularProc",
     "TabularProcessor",
+    "TargetScale",
     "cont_cat_split",
     "emb_sz_rule",
     "get_emb_szs",

@@ -360,6 +360,41 @@ class TabularDataLoaders(DataLoaders):
         values = pred.reshape(-1).tolist()
         return values[0] if len(values) == 1 else dict(zip(self.y_names, values))
 
+    # ---- tensors -> rows, to look at -------------------------------------------------------------
+    def decode_batch(self, batch: Sequence[torch.Tensor], max_n: int | None = None) -> pd.DataFrame:
+        """A batch `(x_cat, x_cont[, y])` back as rows: categories as their values, continuous columns
+        un-normalized (`FillMissing`'s filled values stay filled), the targets as labels / values."""
+        x_cat, x_cont = (t[:max_n].detach().cpu() for t in batch[:2])
+        cols: dict[str, Any] = {}
+        categorify = self.processor.categorify
+        for i, name in enumerate(self.cat_names):
+            codes = x_cat[:, i].tolist()
+            cols[name] = categorify.decode(name, codes) if categorify is not None else codes
+        normalize = next((p for p in self.processor.procs if isinstance(p, Normalize)), None)
+        for i, name in enumerate(self.cont_names):
+            values = x_cont[:, i].double()
+            if normalize is not None and name in normalize.means:
+                values = values * normalize.stds[name] + normalize.means[name]
+            cols[name] = values.numpy()
+        df = pd.DataFrame(cols)
+        if len(batch) > 2 and batch[2] is not None:
+            for name, values in self._decode_targets(batch[2][:max_n]).items():
+                df[name] = values
+        return df
+
+    def _decode_targets(self, y: torch.Tensor, suffix: str = "") -> dict[str, list]:
+        y = y.detach().cpu()
+        if self.is_classification:
+            return {f"{self.y_names[0]}{suffix}": [self.y_vocab[int(i)] for i in y.reshape(-1)]}
+        y = y.reshape(len(y), -1).double()
+        return {f"{name}{suffix}": y[:, i].numpy() for i, name in enumerate(self.y_names)}
+
+    def show_batch(self, max_n: int = 10, split: str = "train") -> pd.DataFrame:
+        """Print up to `max_n` rows of one batch (`one_batch(split)`) decoded, and return them as a DataFrame."""
+        df = self.decode_batch(self.one_batch(split), max_n)
+        print(df.to_string())
+        return df
+
     def __repr__(self) -> str:
         kind = (
             f"classification of {self.y_names[0]!r} into {self.c} classes"

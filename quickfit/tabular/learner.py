@@ -21,16 +21,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+import pandas as pd
 import torch
 from torch import nn
 
 from quickfit.learner import Learner
 from quickfit.metrics import accuracy, rmse
 from quickfit.optim import Adam
+from quickfit.tabular.batches import TabularBatches
 from quickfit.tabular.data import TabularDataLoaders
 from quickfit.tabular.model import TabularModel, get_emb_szs
 
-__all__ = ["LogMSELoss", "tabular_learner", "learner_from_export"]
+__all__ = ["LogMSELoss", "TabularLearner", "tabular_learner", "learner_from_export"]
 
 
 class LogMSELoss(nn.Module):
@@ -39,6 +41,33 @@ class LogMSELoss(nn.Module):
     def forward(self, pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
         tiny = torch.finfo(pred.dtype).tiny
         return nn.functional.mse_loss(pred.clamp_min(tiny).log(), targ.clamp_min(tiny).log())
+
+
+class TabularLearner(Learner):
+    """A `Learner` over a table: adds `show_results` (rows with their target and prediction)."""
+
+    def show_results(self, max_n: int = 10, dl: TabularBatches | None = None, show: bool = True) -> pd.DataFrame:
+        """The first `max_n` rows of `dl` (the validation set by default) decoded, with the target and
+        the prediction (`<target>_pred`; for a classification also its `probability`). Printed when
+        `show`, and returned as a DataFrame."""
+        dl = self.dls.valid if dl is None else dl
+        if not isinstance(dl, TabularBatches):
+            raise TypeError(f"show_results: dl must be TabularBatches (dls.valid, dls.test_dl(...)), got {type(dl)}")
+        if dl.n == 0:
+            raise ValueError("show_results: the loader has no rows")
+        if max_n < 1:
+            raise ValueError(f"show_results: max_n must be at least 1, got {max_n}")
+        rows = TabularBatches(*(t[:max_n] for t in dl.tensors), bs=max_n)
+        preds, _ = self.get_preds(dl=rows, progress=False)
+        df = self.dls.decode_batch(rows.tensors)
+        if self.dls.is_classification:
+            probs, idx = preds.max(1)
+            df = df.assign(**self.dls._decode_targets(idx, "_pred"), probability=probs.cpu().numpy())
+        else:
+            df = df.assign(**self.dls._decode_targets(preds, "_pred"))
+        if show:
+            print(df.to_string())
+        return df
 
 
 def _target_stats(dls: TabularDataLoaders, log_y: bool) -> tuple[list[float], list[float]]:
@@ -85,7 +114,7 @@ def _model_config(
 
 def _build(
     dls: TabularDataLoaders, config: dict, metrics, loss_func, opt_func, lr, wd, cbs, path, progress, device
-) -> Learner:
+) -> TabularLearner:
     model = TabularModel(
         [tuple(e) for e in config["emb_szs"]],
         config["n_cont"],
@@ -104,7 +133,7 @@ def _build(
             loss_func = LogMSELoss() if config.get("log_y") else nn.MSELoss()
     if metrics is None:
         metrics = [accuracy] if dls.is_classification else [rmse]
-    learn = Learner(
+    learn = TabularLearner(
         dls,
         model,
         loss_func,
@@ -139,8 +168,8 @@ def tabular_learner(
     path: str | Path = ".",
     progress: bool | None = None,
     device: torch.device | str | None = None,
-) -> Learner:
-    """A Learner over a `TabularModel` built for `dls`.
+) -> TabularLearner:
+    """A `TabularLearner` over a `TabularModel` built for `dls`.
 
     `layers`: hidden sizes; `emb_szs`: `{column: size}` overriding the embedding size rule; `ps`:
     dropout after each hidden layer; `embed_p`: embedding dropout.
@@ -169,7 +198,7 @@ def tabular_learner(
     return _build(dls, config, metrics, loss_func, opt_func, lr, wd, cbs, path, progress, device)
 
 
-def learner_from_export(info: dict) -> Learner:
+def learner_from_export(info: dict) -> TabularLearner:
     """Rebuild a tabular Learner (fresh weights, no rows) from an export's JSON; `load_learner` calls it."""
     dls = TabularDataLoaders.from_export(info["data"])
     # on the CPU: load_learner moves the model where it is asked; batches follow the model
