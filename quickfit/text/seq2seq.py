@@ -1,0 +1,297 @@
+"""Translation on the Learner: teacher forcing, BLEU during validation, greedy and beam-search `translate`.
+
+    from quickfit.text import Seq2SeqDataLoaders, seq2seq_learner
+    d = "../shared/data/multi30k/"
+    dls = Seq2SeqDataLoaders.from_files(d + "train.de", d + "train.en", d + "val.de", d + "val.en", bs=64)
+    learn = seq2seq_learner(dls, arch="gru_attention")    # or "transformer"
+    learn.lr_find()
+    learn.fit_one_cycle(8, 3e-3)                           # epoch train_loss valid_loss token_accuracy bleu time
+    learn.translate(["Ein Hund läuft im Schnee."], beam_size=5)   # ['A dog runs in the snow.']
+    learn.bleu(test_de, test_en, beam_size=5)              # sacreBLEU, lowercased by default
+    learn.show_results(n=5)                                # source, reference, prediction
+    learn.export("de_en.qf")                               # qf.load_learner("de_en.qf"): vocabularies in JSON
+
+Batches are `(src, tgt_in, tgt_out)`; `Seq2SeqStep` feeds `tgt_in` to the decoder (teacher forcing)
+and scores its predictions of `tgt_out`. With a teacher-forcing ratio below 1 (annealed by
+`TeacherForcing`), each input token after the first is, with probability `1 - ratio`, replaced by
+the model's own prediction of it from a first pass without gradients ("parallel scheduled
+sampling", Duckworth et al. 2019): the decoder stays one batched call, at the cost of one extra
+forward pass, instead of a Python loop feeding back one token at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from quickfit.callbacks.core import Callback
+from quickfit.learner import Learner
+from quickfit.optim import Adam
+from quickfit.step import TrainStep
+from quickfit.text.models.seq2seq import (
+    Seq2SeqRNN,
+    Seq2SeqTransformer,
+    seq2seq_rnn_config,
+    seq2seq_transformer_config,
+)
+from quickfit.text.seq2seq_data import Seq2SeqDataLoader, Seq2SeqDataLoaders, seq2seq_dls_from_export
+from quickfit.text.seq2seq_metrics import CorpusBLEU, Seq2SeqLoss, token_accuracy
+from quickfit.text.seq2seq_search import beam_search, greedy_search
+
+__all__ = ["Seq2SeqStep", "TeacherForcing", "Seq2SeqLearner", "seq2seq_learner", "seq2seq_from_export", "ARCHS"]
+
+ARCHS = {
+    "gru_attention": (Seq2SeqRNN, seq2seq_rnn_config),
+    "transformer": (Seq2SeqTransformer, seq2seq_transformer_config),
+}
+
+
+def _base(dl):
+    """The Seq2SeqDataLoader under a progress bar (tqdm keeps what it wraps in `.iterable`)."""
+    while not isinstance(dl, Seq2SeqDataLoader) and hasattr(dl, "iterable"):
+        dl = dl.iterable
+    return dl
+
+
+class Seq2SeqStep(TrainStep):
+    """Teacher-forced forward and loss; in validation, greedy translations for the BLEU metrics too."""
+
+    def __init__(self, teacher_forcing: float = 1.0, max_len_mult: float = 1.5, max_len_add: int = 10) -> None:
+        self.teacher_forcing = teacher_forcing
+        self.max_len_mult, self.max_len_add = max_len_mult, max_len_add
+
+    def _mixed_inputs(self, learn, src: Tensor, tgt_in: Tensor) -> Tensor:
+        with torch.no_grad():
+            guess = learn.model(src, tgt_in).argmax(-1)  # guess[:, t] predicts tgt_in[:, t + 1]
+        own = torch.rand(tgt_in.shape, device=tgt_in.device) >= self.teacher_forcing
+        own[:, 0] = False  # xxbos stays
+        real = tgt_in != learn.dls.pad_idx
+        mixed = tgt_in.clone()
+        mixed[:, 1:] = torch.where(own[:, 1:] & real[:, 1:], guess[:, :-1], tgt_in[:, 1:])
+        return mixed
+
+    def __call__(self, learn) -> None:
+        src, tgt_in = learn.xb
+        with learn.autocast:
+            if learn.training and self.teacher_forcing < 1.0:
+                tgt_in = self._mixed_inputs(learn, src, tgt_in)
+            learn.pred = learn.model(src, tgt_in)
+            learn("after_pred")
+            if learn.yb is None:
+                return
+            learn.loss = learn.loss_grad = learn.compute_loss(learn.pred, learn.yb)
+        if not learn.training:
+            self._generate(learn, src)
+        learn("after_loss")
+        if learn.training:
+            learn.backward()
+            learn.opt_step()
+
+    def _generate(self, learn, src: Tensor) -> None:
+        metrics = [m for m in learn.metrics if getattr(m, "needs_generation", False)]
+        if not metrics:
+            return
+        dl = _base(learn.dl)
+        if not isinstance(dl, Seq2SeqDataLoader) or dl.raw_targets is None:
+            refs = [learn.dls.decode(t) for t in learn.yb]  # no raw references at hand: the tokenized ones
+        else:
+            refs = [dl.raw_targets[i] for i in dl.last_idx]
+        max_len = int(src.size(1) * self.max_len_mult) + self.max_len_add
+        with learn.autocast:
+            tokens = learn.generate(src, beam_size=1, max_len=max_len)
+        hyps = [learn.dls.decode(t) for t in tokens]
+        for m in metrics:
+            m.add(hyps, refs)
+
+    def state_dict(self) -> dict:
+        return {"teacher_forcing": self.teacher_forcing}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.teacher_forcing = state.get("teacher_forcing", self.teacher_forcing)
+
+
+class TeacherForcing(Callback):
+    """Anneal the teacher-forcing ratio linearly from `start` (first batch) to `end` (last batch of training)."""
+
+    order = 0
+
+    def __init__(self, start: float = 1.0, end: float = 0.5) -> None:
+        for name, v in (("start", start), ("end", end)):
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"TeacherForcing: {name} must be in [0, 1], got {v!r}")
+        self.start, self.end = start, end
+
+    def before_batch(self, learn) -> None:
+        if learn.training and isinstance(learn.step, Seq2SeqStep):
+            done = (learn.epoch + learn.iter / max(1, learn.n_iter)) / max(1, learn.n_epoch)
+            learn.step.teacher_forcing = self.start + (self.end - self.start) * min(1.0, done)
+
+    def after_fit(self, learn) -> None:
+        if isinstance(learn.step, Seq2SeqStep):
+            learn.step.teacher_forcing = 1.0
+
+
+class Seq2SeqLearner(Learner):
+    """A Learner of an encoder-decoder (`Seq2SeqRNN` / `Seq2SeqTransformer` or any model with their
+    `encode` / `init_state` / `step` / `expand` methods) on `Seq2SeqDataLoaders`."""
+
+    @torch.no_grad()
+    def generate(self, src: Tensor, beam_size: int = 1, max_len: int = 60, alpha: float = 1.0) -> Tensor:
+        """Target token ids (N, T) for a padded source batch (N, S), greedy or by beam search."""
+        model, dls = self._unwrapped(), self.dls
+        was = model.training
+        model.eval()
+        try:
+            memory = model.encode(src)
+            state = model.init_state(memory)
+            if beam_size == 1:
+                tokens, _ = greedy_search(
+                    lambda t, s: model.step(t, s, memory), state, dls.bos_idx, dls.eos_idx, max_len, dls.pad_idx
+                )
+            else:
+                wide = model.expand(memory, beam_size)
+                tokens, _ = beam_search(
+                    lambda t, s: model.step(t, s, wide), state, dls.bos_idx, dls.eos_idx, max_len, beam_size,
+                    alpha, dls.pad_idx,
+                )  # fmt: skip
+        finally:
+            model.train(was)
+        return tokens
+
+    def translate(
+        self,
+        sentences: Sequence[str],
+        beam_size: int = 1,
+        max_len: int | None = None,
+        bs: int = 128,
+        alpha: float = 1.0,
+    ) -> list[str]:
+        """Detokenized translations of raw source sentences, one per input, in order.
+
+        `beam_size=1` is greedy; `k > 1` keeps `k` hypotheses, chosen at the end by log-probability per
+        token (`alpha` the length-normalisation exponent). `max_len` defaults to 1.5x the source + 10.
+        Sentences are translated `bs` at a time, sorted by length (less padding), returned in order.
+        """
+        ids, offsets = self.dls.encode_sources(sentences)
+        n = len(offsets) - 1
+        dl = Seq2SeqDataLoader((ids, offsets), (np.zeros(2 * n, np.int32), np.arange(0, 2 * n + 1, 2)), bs=bs,
+                               pad_idx=self.dls.pad_idx)  # fmt: skip
+        out: list[str] = [""] * n
+        with self.autocast:
+            for idx in dl.batches():
+                src = dl.collate(idx)[0].to(self.device)
+                limit = max_len if max_len is not None else int(src.size(1) * 1.5) + 10
+                tokens = self.generate(src, beam_size=beam_size, max_len=limit, alpha=alpha)
+                for i, t in zip(idx.tolist(), tokens.cpu()):
+                    out[i] = self.dls.decode(t)
+        return out
+
+    def bleu(
+        self,
+        src_sentences: Sequence[str],
+        ref_sentences: Sequence[str],
+        beam_size: int = 1,
+        lowercase: bool = True,
+        max_len: int | None = None,
+    ) -> float:
+        """sacreBLEU corpus BLEU of the translations of `src_sentences` against `ref_sentences` (raw text)."""
+        src_sentences, ref_sentences = list(src_sentences), list(ref_sentences)
+        if len(src_sentences) != len(ref_sentences):
+            raise ValueError(f"bleu: {len(src_sentences)} source sentences but {len(ref_sentences)} references")
+        hyps = self.translate(src_sentences, beam_size=beam_size, max_len=max_len)
+        return CorpusBLEU(lowercase=lowercase).score(hyps, ref_sentences)
+
+    def show_results(self, n: int = 5, beam_size: int = 1, dl: Iterable | None = None) -> list[tuple[str, str, str]]:
+        """Print (and return) source, reference and prediction of the first `n` pairs of `dl` (validation)."""
+        dl = _base(dl if dl is not None else self.dls.valid)
+        if not isinstance(dl, Seq2SeqDataLoader):
+            raise ValueError("show_results needs a Seq2SeqDataLoader (the learner's data has no validation set?)")
+        idx = np.arange(min(n, dl.n))
+        src, _, tgt_out = dl.collate(idx)
+        tokens = self.generate(src.to(self.device), beam_size=beam_size, max_len=int(src.size(1) * 1.5) + 10)
+        rows = []
+        for i, s, t, p in zip(idx.tolist(), src, tgt_out, tokens.cpu()):
+            ref = dl.raw_targets[i] if dl.raw_targets is not None else self.dls.decode(t)
+            rows.append((self.dls.decode_source(s), ref, self.dls.decode(p)))
+            print(f"source:     {rows[-1][0]}\nreference:  {rows[-1][1]}\nprediction: {rows[-1][2]}\n")
+        return rows
+
+
+def seq2seq_learner(
+    dls: Seq2SeqDataLoaders,
+    arch: str = "gru_attention",
+    config: dict | None = None,
+    metrics: Iterable | None = None,
+    teacher_forcing: float | tuple[float, float] = 1.0,
+    label_smoothing: float = 0.1,
+    lowercase_bleu: bool = True,
+    lr: float = 3e-3,
+    wd: float | None = 0.01,
+    cbs: Iterable[Callback] = (),
+    path: str = ".",
+    device: torch.device | str | None = None,
+) -> Seq2SeqLearner:
+    """A translation learner on `dls`: `arch` "gru_attention" (`Seq2SeqRNN`) or "transformer".
+
+    - `config`: model sizes, updating `seq2seq_rnn_config()` / `seq2seq_transformer_config()`.
+    - `metrics`: default token accuracy and corpus BLEU (greedy, `lowercase_bleu`) on the validation set.
+    - `teacher_forcing`: a ratio (1.0: always the reference) or `(start, end)` annealed over training.
+    - `label_smoothing`: of the cross-entropy, which ignores padding.
+    """
+    if not isinstance(dls, Seq2SeqDataLoaders):
+        raise TypeError(f"seq2seq_learner needs Seq2SeqDataLoaders, got {type(dls).__name__}")
+    if arch not in ARCHS:
+        raise ValueError(f"arch must be one of {tuple(ARCHS)}, got {arch!r}")
+    model_cls, default_config = ARCHS[arch]
+    full = default_config()
+    unknown = sorted(set(config or {}) - set(full))
+    if unknown:
+        raise ValueError(f"unknown config keys {unknown} for arch={arch!r}; the keys are {sorted(full)}")
+    full.update(config or {})
+    model = model_cls(len(dls.src_vocab), len(dls.tgt_vocab), pad_idx=dls.pad_idx, **full)
+    cbs = list(cbs)
+    if isinstance(teacher_forcing, tuple):
+        if len(teacher_forcing) != 2:
+            raise ValueError(f"teacher_forcing=(start, end) needs two ratios, got {teacher_forcing!r}")
+        cbs.append(TeacherForcing(*teacher_forcing))
+        ratio = float(teacher_forcing[0])
+    else:
+        ratio = float(teacher_forcing)
+        if not 0.0 <= ratio <= 1.0:
+            raise ValueError(f"teacher_forcing must be in [0, 1], got {teacher_forcing!r}")
+    if metrics is None:
+        metrics = [token_accuracy, CorpusBLEU(lowercase=lowercase_bleu)]
+    learn = Seq2SeqLearner(
+        dls, model, Seq2SeqLoss(dls.pad_idx, label_smoothing), opt_func=Adam, lr=lr, wd=wd, metrics=metrics,
+        cbs=cbs, path=path, device=device, step=Seq2SeqStep(ratio),
+    )  # fmt: skip
+    learn.export_info = {
+        "app": "text",
+        "kind": "seq2seq",
+        "model": {"arch": arch, "config": full, "src_vocab_sz": len(dls.src_vocab), "tgt_vocab_sz": len(dls.tgt_vocab)},
+        "label_smoothing": label_smoothing,
+    }
+    return learn
+
+
+def seq2seq_from_export(info: dict) -> Seq2SeqLearner:
+    """Rebuild a translation learner (model and data processing, no weights) from an export's JSON."""
+    model_info = info.get("model") or {}
+    arch = model_info.get("arch")
+    if arch not in ARCHS:
+        raise ValueError(f"unknown seq2seq model in the export: arch={arch!r} (known: {tuple(ARCHS)})")
+    dls = seq2seq_dls_from_export(info["data"])
+    sizes = (len(dls.src_vocab), len(dls.tgt_vocab))
+    if sizes != (model_info["src_vocab_sz"], model_info["tgt_vocab_sz"]):
+        raise ValueError(
+            f"the export's vocabularies have {sizes} tokens, its model "
+            f"{model_info['src_vocab_sz'], model_info['tgt_vocab_sz']}"
+        )
+    model = ARCHS[arch][0](*sizes, pad_idx=dls.pad_idx, **model_info["config"])
+    learn = Seq2SeqLearner(dls, model, Seq2SeqLoss(dls.pad_idx, info.get("label_smoothing", 0.0)),
+                           metrics=[token_accuracy], device="cpu", step=Seq2SeqStep())  # fmt: skip
+    learn.export_info = {k: v for k, v in info.items() if k not in ("format", "data")}
+    return learn
