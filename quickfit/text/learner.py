@@ -26,7 +26,6 @@ Usage (the three ULMFiT stages; see docs/text.md and examples/ulmfit.py)::
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -34,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from quickfit import env
 from quickfit.io import atomic_save, safe_load
 from quickfit.learner import Learner
 from quickfit.metrics import accuracy
@@ -108,7 +108,7 @@ def _load_vectors(vectors, dls, itos: list[str], config: dict | None) -> tuple[V
             f"config['emb_sz']={emb_sz} but the vectors {vv.source} have {vv.dim} dimensions: leave emb_sz out "
             f"(it follows the vectors) or set it to {vv.dim}"
         )
-    if int(os.environ.get("RANK", 0)) == 0:
+    if env.is_main_process():
         print(vv.summary() + f"; emb_sz={vv.dim}", flush=True)
     return vv, {**(config or {}), "emb_sz": vv.dim}
 
@@ -177,9 +177,9 @@ class TextLearner(Learner):
         lr_mult: float = CLF_LR_MULT,
         pct_start: float = 0.25,
         div: float = 25.0,
-        moms: tuple[float, float, float] | None = TEXT_MOMS,
         wd: float | None = None,
         cbs: Iterable = (),
+        moms: tuple[float, float, float] | None = TEXT_MOMS,
     ) -> None:
         """The ULMFiT classifier recipe: gradual unfreezing, then every layer for ``epochs`` epochs.
 
@@ -190,7 +190,7 @@ class TextLearner(Learner):
         ``base_lr``, the LSTMs the rates between. A learner that is not frozen (from scratch, or
         random LSTMs over word vectors) has nothing to protect and trains everything at once.
         """
-        kw = dict(pct_start=pct_start, div=div, moms=moms, wd=wd, cbs=cbs)
+        kw = dict(pct_start=pct_start, div=div, moms=moms, wd=wd, cbs=list(cbs))  # every stage gets them
         if _is_frozen(self) and freeze_epochs > 0:
             n_groups = len(self.layer_groups)
             for stage in range(min(3, n_groups - 1)):  # the head, + the last LSTM, + the last two
@@ -212,9 +212,9 @@ class LMLearner(TextLearner):
         lr_mult: float = 1.0,
         pct_start: float = 0.25,
         div: float = 25.0,
-        moms: tuple[float, float, float] | None = TEXT_MOMS,
         wd: float | None = None,
         cbs: Iterable = (),
+        moms: tuple[float, float, float] | None = TEXT_MOMS,
     ) -> None:
         """The ULMFiT language-model recipe: the new embeddings and decoder first, then every layer.
 
@@ -224,7 +224,7 @@ class LMLearner(TextLearner):
         default). A learner that is not frozen (from scratch, with or without vectors) trains
         everything at once.
         """
-        kw = dict(pct_start=pct_start, div=div, moms=moms, wd=wd, cbs=cbs)
+        kw = dict(pct_start=pct_start, div=div, moms=moms, wd=wd, cbs=list(cbs))  # every stage gets them
         if _is_frozen(self) and freeze_epochs > 0:
             self.fit_one_cycle(freeze_epochs, 2 * base_lr, **kw)
         self.unfreeze()
@@ -463,6 +463,10 @@ def learner_from_export(info: dict) -> TextLearner:
     """Rebuild a text learner from the JSON ``learn.export`` stored (the weights are loaded by the caller)."""
     from quickfit.text.data import text_dls_from_export
 
+    if info.get("kind") == "seq2seq":  # a translation learner (quickfit/text/seq2seq.py)
+        from quickfit.text.seq2seq import seq2seq_from_export
+
+        return seq2seq_from_export(info)
     model_info = info.get("model") or {}
     kind = model_info.get("kind")
     if kind not in ("lm", "classifier") or model_info.get("arch") != "AWD_LSTM":
