@@ -34,8 +34,12 @@ from quickfit.text.models import (
     get_language_model,
     get_text_classifier,
 )
+from quickfit.text.models.seq2seq import Seq2SeqRNN, Seq2SeqTransformer
 from quickfit.text.pretrained import load_pretrained_lm, match_vocab, save_pretrained_lm
 from quickfit.text.rules import SPECIAL_TOKENS
+from quickfit.text.seq2seq import Seq2SeqLearner, Seq2SeqStep, TeacherForcing, seq2seq_learner
+from quickfit.text.seq2seq_data import Seq2SeqDataLoader, Seq2SeqDataLoaders, detokenize
+from quickfit.text.seq2seq_metrics import CorpusBLEU, Seq2SeqLoss, corpus_bleu, token_accuracy
 from quickfit.text.tokenize import Tokenizer, tokenize_texts
 from quickfit.text.vocab import Vocab
 
@@ -72,5 +76,19 @@ __all__ = [
     "perplexity",
     "save_pretrained_lm",
     "text_classifier_learner",
+    # sequence to sequence (docs/seq2seq.md)
+    "CorpusBLEU",
+    "Seq2SeqDataLoader",
+    "Seq2SeqDataLoaders",
+    "Seq2SeqLearner",
+    "Seq2SeqLoss",
+    "Seq2SeqRNN",
+    "Seq2SeqStep",
+    "Seq2SeqTransformer",
+    "TeacherForcing",
+    "corpus_bleu",
+    "detokenize",
+    "seq2seq_learner",
+    "token_accuracy",
 ]
 from quickfit.text.app import APP as APP  # registers the application (load_learner, the CLI)
