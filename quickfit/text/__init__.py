@@ -41,6 +41,7 @@ from quickfit.text.seq2seq import Seq2SeqLearner, Seq2SeqStep, TeacherForcing, s
 from quickfit.text.seq2seq_data import Seq2SeqDataLoader, Seq2SeqDataLoaders, detokenize
 from quickfit.text.seq2seq_metrics import CorpusBLEU, Seq2SeqLoss, corpus_bleu, token_accuracy
 from quickfit.text.tokenize import Tokenizer, tokenize_texts
+from quickfit.text.vectors import GLOVE_6B_50D, VocabVectors, vocab_vectors
 from quickfit.text.vocab import Vocab
 
 __all__ = [
@@ -76,6 +77,10 @@ __all__ = [
     "perplexity",
     "save_pretrained_lm",
     "text_classifier_learner",
+    # word vectors (docs/text.md)
+    "GLOVE_6B_50D",
+    "VocabVectors",
+    "vocab_vectors",
     # sequence to sequence (docs/seq2seq.md)
     "CorpusBLEU",
     "Seq2SeqDataLoader",
