@@ -37,6 +37,7 @@ from quickfit.callbacks.core import (
     CancelValidException,
     check_event_names,
 )
+from quickfit.callbacks.divergence import DivergenceCheck
 from quickfit.callbacks.lr_finder import LRFinder, SuggestedLRs
 from quickfit.callbacks.mixed_precision import MixedPrecision
 from quickfit.callbacks.progress import ProgressCallback
@@ -188,7 +189,7 @@ class Learner(InferenceMixin, SavingMixin):
         self.loss = self.loss_grad = self.pred = self.xb = self.yb = None
         self.cbs: list[Callback] = []
         self.recorder, self.progress_cb = Recorder(), ProgressCallback(progress)
-        self.add_cbs([self.recorder, self.progress_cb, *cbs])
+        self.add_cbs([self.recorder, self.progress_cb, DivergenceCheck(), *cbs])
 
     # ---- callbacks -------------------------------------------------------------------------
     def add_cbs(self, cbs: Iterable[Callback]) -> Learner:

@@ -11,6 +11,7 @@ from quickfit.callbacks.core import (
     CancelTrainException,
     CancelValidException,
 )
+from quickfit.callbacks.divergence import DivergenceCheck, DivergenceWarning
 from quickfit.callbacks.loggers import CSVLogger, TensorBoardLogger
 from quickfit.callbacks.lr_finder import LRFinder, SuggestedLRs
 from quickfit.callbacks.mixed_precision import MixedPrecision
@@ -30,6 +31,8 @@ __all__ = [
     "CancelStepException",
     "CancelTrainException",
     "CancelValidException",
+    "DivergenceCheck",
+    "DivergenceWarning",
     "EarlyStopping",
     "GradientAccumulation",
     "GradientClip",
