@@ -146,6 +146,8 @@ def main() -> None:
     parser.add_argument("--wiki-frac", type=float, default=1.0, help="share of WikiText-2 valid+test to use")
     parser.add_argument("--clf-epochs", type=int, default=None, help="fine_tune's last stage (default per data set)")
     parser.add_argument("--scratch-epochs", type=int, default=None, help="the scratch baseline's epochs")
+    parser.add_argument("--lm2-freeze-epochs", type=int, default=1, help="stage 2's frozen epochs (fine_tune)")
+    parser.add_argument("--sentences-only", action="store_true", help="SST-2: label only the 6,886 full sentences")
     parser.add_argument("--serial", action="store_true", help="run the baselines after, not beside, stage 1-3")
     parser.add_argument("--no-vectors-only", action="store_true", help="skip the vectors-only classifier")
     parser.add_argument("--seed", type=int, default=0)
@@ -169,7 +171,10 @@ def main() -> None:
         train, dev = read_sst2(DATA / "sst2")
         df = pd.concat([train.assign(is_valid=False), dev.assign(is_valid=True)], ignore_index=True)
         lm_texts = full_sentences(train.text.tolist())  # the training sentences, not every sub-phrase
-        what = "SST-2: training phrases, dev sentences"
+        if args.sentences_only:  # a tenth of the compute: the classifier sees whole sentences only
+            train = train.drop_duplicates("text").set_index("text").loc[lm_texts].reset_index()
+            df = pd.concat([train.assign(is_valid=False), dev.assign(is_valid=True)], ignore_index=True)
+        what = f"SST-2: training {'sentences' if args.sentences_only else 'phrases'}, dev sentences"
     wiki = read_wikitext(DATA / "wikitext2")
     wiki = wiki[: round(len(wiki) * args.wiki_frac)]
     epochs1, epochs2 = plan["lm_epochs"]
@@ -235,7 +240,7 @@ def main() -> None:
             vocab=vocab,
         )  # fmt: skip
         lm = language_model_learner(lm_dls, pretrained=work / "general_lm.safetensors", path=work)  # frozen
-        lm.fine_tune(epochs2)
+        lm.fine_tune(epochs2, freeze_epochs=args.lm2_freeze_epochs)
         for _ in range(2):
             print("  sample:", lm.predict("this movie is", n_words=15, temperature=0.75))
         lm.save_encoder("target_enc")
