@@ -12,7 +12,7 @@ if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.b
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-__all__ = ["plot_loss", "plot_schedule", "plot_lr_find"]
+__all__ = ["plot_loss", "plot_schedule", "plot_lr_find", "plot_metrics"]
 
 
 def plot_loss(recorder, skip_start: int = 5, with_valid: bool = True):
@@ -64,5 +64,34 @@ def plot_lr_find(recorder, skip_end: int = 0):
             y = np.interp(np.log(lr), np.log(lrs), losses)
             ax.plot([lr], [y], marker, markersize=8, label=f"{name}: {lr:.2e}")
         ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_metrics(recorder, nrows: int | None = None, ncols: int | None = None, figsize=None):
+    """One panel per column of the epoch table: the losses (train and valid) together, then each metric."""
+    if not recorder.values:
+        raise RuntimeError("no epochs recorded yet: call learn.fit_one_cycle(...) (or another fit) first")
+    names = list(recorder.names[1:-1])  # between "epoch" and "time"
+    rows = [r[1:-1] for r in recorder.values]
+    epochs = np.arange(len(rows))  # the row's index: successive fits (fine_tune's two stages) continue the axis
+    panels = [("loss", [i for i, n in enumerate(names) if n in ("train_loss", "valid_loss")])]
+    panels += [(n, [i]) for i, n in enumerate(names) if n not in ("train_loss", "valid_loss")]
+    ncols = ncols or min(3, len(panels))
+    nrows = nrows or -(-len(panels) // ncols)
+    if nrows * ncols < len(panels):
+        raise ValueError(f"nrows={nrows} x ncols={ncols} panels are too few for {len(panels)} plots (loss + metrics)")
+    fig, axes = plt.subplots(nrows, ncols, figsize=figsize or (4 * ncols, 3 * nrows), squeeze=False)
+    for ax, (title, cols) in zip(axes.flat, panels):
+        for i in cols:
+            # rows of fits with other metrics are shorter: a gap
+            ys = np.array([np.nan if i >= len(r) or r[i] is None else float(r[i]) for r in rows])
+            ax.plot(epochs, ys, marker="o", label=names[i])
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        if len(cols) > 1:
+            ax.legend()
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.set_visible(False)
     fig.tight_layout()
     return fig

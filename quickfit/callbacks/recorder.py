@@ -3,6 +3,7 @@
     learn.fit_one_cycle(3, 1e-3)
     learn.recorder.values          # one row per epoch: [epoch, train_loss, valid_loss, *metrics, time]
     learn.recorder.plot_loss().savefig("loss.png")
+    learn.recorder.plot_metrics().savefig("metrics.png")   # losses and each metric per epoch
 
 Losses stay on the device and are read in chunks of `sync_every` batches: reading a CUDA tensor
 (`.item()`) waits for the GPU, and doing it every batch stalls the pipeline.
@@ -175,6 +176,12 @@ class Recorder(Callback):
         from quickfit.plots import plot_schedule
 
         return plot_schedule(self)
+
+    def plot_metrics(self, nrows: int | None = None, ncols: int | None = None, figsize=None):
+        """The epoch table as curves: train and valid loss in one panel, one panel per metric; returns the Figure."""
+        from quickfit.plots import plot_metrics
+
+        return plot_metrics(self, nrows, ncols, figsize)
 
     def plot_lr_find(self, skip_end: int = 5):
         """Loss against learning rate (log scale) from the last lr_find, suggestions marked."""
