@@ -125,6 +125,15 @@ def _vectors_for_new_tokens(state: dict, vv: VocabVectors, old_vocab: list[str],
         state["0.encoder.weight"][rows] = vv.weight[rows].to(emb.dtype)
 
 
+def _check_vector_dim(weights, vv: VocabVectors | None) -> None:
+    emb_sz = lm_sizes(weights.state)["emb_sz"]
+    if vv is not None and vv.dim != emb_sz:
+        raise ValueError(
+            f"vectors {vv.source} have {vv.dim} dimensions but the pretrained embedding ({weights.source}) has "
+            f"{emb_sz}: the vectors can only fill rows of the same size; drop vectors= (the weights have their own)"
+        )
+
+
 def _set_embedding(model: nn.Module, vv: VocabVectors) -> None:
     with torch.no_grad():
         encoder_of(model).encoder.weight.copy_(vv.weight)  # the LM's decoder is tied: it follows
@@ -346,6 +355,7 @@ def language_model_learner(
     weights = None
     if pretrained is not False and pretrained is not None:
         weights = load_pretrained_lm(pretrained, cache_dir=pretrained_cache_dir)
+        _check_vector_dim(weights, vv)
         sizes = lm_sizes(weights.state)
         for key, value in (config or {}).items():
             if key in sizes and sizes[key] != value and not (key == "n_hid" and sizes["n_layers"] == 1):
@@ -417,6 +427,7 @@ def text_classifier_learner(
     weights = None
     if pretrained is not False and pretrained is not None:
         weights = load_pretrained_lm(pretrained, cache_dir=pretrained_cache_dir)
+        _check_vector_dim(weights, vv)
         config = {**(config or {}), **lm_sizes(weights.state)}
     model = get_text_classifier(len(itos), n_classes, config, drop_mult, pad_idx, n_hidden)
     if vv is not None:

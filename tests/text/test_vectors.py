@@ -144,3 +144,25 @@ def test_classifier_with_vectors_learns_a_tiny_task_faster_than_without(tmp_path
         clf.fine_tune(2, base_lr=1e-2)  # not frozen: fit_one_cycle on every layer
         accs[name] = clf.validate()[1]
     assert accs["with"] > 0.9 and accs["with"] - accs["without"] > 0.25, accs
+
+
+def test_pretrained_weights_keep_their_rows_and_vectors_fill_the_new_tokens(tmp_path):
+    from quickfit.text.pretrained import save_pretrained_lm
+
+    old_vocab = SPECIALS + ["the", "sat"]
+    batches = [(torch.tensor([[9, 10] * 4]), torch.tensor([[10, 9] * 4]))]
+    torch.manual_seed(0)
+    old = language_model_learner(StubDataLoaders(batches, None, old_vocab), pretrained=False, config=dict(emb_sz=3))
+    save_pretrained_lm(old.model, old_vocab, tmp_path / "lm.safetensors")
+    old_emb = encoder_of(old.model).encoder.weight.detach()
+    vectors = _glove_txt(tmp_path / "v.txt")
+    lm = language_model_learner(StubDataLoaders(batches, None, VOCAB), pretrained=tmp_path / "lm.safetensors",
+                                vectors=vectors)  # fmt: skip
+    emb = encoder_of(lm.model).encoder.weight.detach()
+    assert torch.equal(emb[VOCAB.index("the")], old_emb[9]) and torch.equal(emb[VOCAB.index("sat")], old_emb[10])
+    assert emb[VOCAB.index("CAT")].tolist() == VECS["cat"]  # unknown to the weights: from the vectors
+    assert torch.allclose(emb[VOCAB.index("zzz")], old_emb.mean(0))  # unknown to both: the mean row
+    wide = _glove_txt(tmp_path / "w.txt", {"cat": [1.0, 2.0, 3.0, 4.0]})
+    with pytest.raises(ValueError, match="have 4 dimensions but the pretrained embedding .* has 3"):
+        text_classifier_learner(StubDataLoaders(batches, None, VOCAB, c=2), pretrained=tmp_path / "lm.safetensors",
+                                vectors=wide)  # fmt: skip
