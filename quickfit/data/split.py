@@ -15,11 +15,14 @@ the same `seed`. Both index arrays come back sorted; a split that leaves no trai
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from quickfit.data.core import random_split
+
+if TYPE_CHECKING:  # pandas is imported by the applications that read tables, not by `import quickfit`
+    import pandas as pd
 
 __all__ = ["ColumnError", "check_columns", "split_rows"]
 
@@ -46,9 +49,10 @@ def split_rows(
     seed: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """`(train_idx, valid_idx)`: sorted int64 row positions of `data` (a DataFrame, or a number of rows)."""
-    n = len(data) if isinstance(data, pd.DataFrame) else int(data)
+    is_frame = hasattr(data, "columns")
+    n = len(data) if is_frame else int(data)
     if valid_col is not None:
-        if not isinstance(data, pd.DataFrame):
+        if not is_frame:
             raise TypeError("split_rows: valid_col needs the DataFrame, not a number of rows")
         check_columns(data, [valid_col], "valid_col")
         is_valid = data[valid_col].to_numpy()
