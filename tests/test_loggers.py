@@ -33,20 +33,27 @@ def test_csv_holds_the_epoch_table_exactly(tmp_path):
     rows = _read(tmp_path / "logs" / "history.csv")
     assert rows[0] == ["epoch", "train_loss", "valid_loss", "accuracy", "time"]
     assert [_as_values(r) for r in rows[1:]] == learn.recorder.values  # full precision: equal, not close
-    # a second fit overwrites (the default), lr_find writes nothing
+    # lr_find writes nothing; a second fit appends (fine_tune's two stages are one table)
     learn.lr_find(num_it=30, show_plot=False)
     assert len(_read(tmp_path / "logs" / "history.csv")) == 4
     learn.fit(1, 1e-3)
     rows = _read(tmp_path / "logs" / "history.csv")
-    assert len(rows) == 2 and _as_values(rows[1]) == learn.recorder.values[-1]
+    assert [_as_values(r) for r in rows[1:]] == learn.recorder.values and len(rows) == 5
+    # a new logger (a new run) starts the file again
+    other = _learner(tmp_path, cbs=[qf.CSVLogger("logs/history.csv")])
+    other.fit(1, 1e-3)
+    assert [_as_values(r) for r in _read(tmp_path / "logs" / "history.csv")[1:]] == other.recorder.values
 
 
 def test_csv_append_and_a_row_without_validation(tmp_path):
+    (tmp_path / "h.csv").write_text("epoch,train_loss,valid_loss,accuracy,time\n0,1.0,1.0,0.5,1.0\n")  # a run before
     logger = qf.CSVLogger("h.csv", append=True)
     learn = _learner(tmp_path, cbs=[logger])
     learn.fit(2, 1e-2)
     learn.fit(1, 1e-3)
     rows = _read(tmp_path / "h.csv")
+    assert rows[1] == ["0", "1.0", "1.0", "0.5", "1.0"]
+    del rows[1]
     assert rows[0][0] == "epoch" and sum(r[0] == "epoch" for r in rows) == 1
     assert [_as_values(r) for r in rows[1:]] == learn.recorder.values
     learn.metrics = []  # other columns: a header line says so

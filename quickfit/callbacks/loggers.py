@@ -31,17 +31,18 @@ class CSVLogger(Callback):
     """The epoch table as CSV at `learn.path / fname`: one row per epoch, written (and flushed) at its end.
 
     Columns are the Recorder's (`epoch, train_loss, valid_loss, <metrics>, time`), numbers at full
-    precision, `time` in seconds, an empty cell where there was no validation. A new fit overwrites
-    the file unless `append=True`. A fit resumed from a checkpoint (`resume=True`) appends to it,
-    after dropping rows the interrupted run wrote past its last checkpoint; `learn.fit` calls with
-    the logger in `cbs=` each write their own table.
+    precision, `time` in seconds, an empty cell where there was no validation. The logger's first fit
+    starts a new file (unless `append=True`); its later fits append (so `fine_tune`'s two stages are one
+    table, as in `learn.recorder.values`), with a new header line when the columns change. A fit resumed
+    from a checkpoint (`resume=True`) appends, after dropping rows the interrupted run wrote past its
+    last checkpoint.
     """
 
     order = Order.RECORDER + 5  # after the Recorder has written the epoch's row
 
     def __init__(self, fname: str | Path = "history.csv", append: bool = False) -> None:
         self.fname, self.append = Path(fname), append
-        self._started = False
+        self._started, self._wrote = False, False  # this fit / any fit has written
 
     @property
     def path(self) -> Path | None:
@@ -63,13 +64,13 @@ class CSVLogger(Callback):
                 rows.pop()  # written by the interrupted run after its last checkpoint
             with open(f, "w", newline="") as fh:
                 csv.writer(fh).writerows(rows or [names])
-        elif not (self.append and f.exists() and f.stat().st_size > 0):
+        elif not ((self.append or self._wrote) and f.exists() and f.stat().st_size > 0):
             with open(f, "w", newline="") as fh:
                 csv.writer(fh).writerow(names)
         elif _last_header(f) != names:  # appending other columns (another metric): say which they are
             with open(f, "a", newline="") as fh:
                 csv.writer(fh).writerow(names)
-        self._started = True
+        self._started = self._wrote = True
 
     def after_epoch(self, learn) -> None:
         if not self._active:
