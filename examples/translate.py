@@ -4,8 +4,10 @@
     python examples/translate.py --arch transformer
     python examples/translate.py --minutes 5 --subset 3000     # a few minutes, to check the plumbing
 
-The number of one-cycle epochs is chosen from the budget: the script first times 20 training batches
-(`--epochs N` skips that), and a callback stops training if the budget runs out anyway. Then it
+Training follows one learning-rate cycle over the time budget (`--minutes`): each batch's rate and
+momentum come from the fraction of the time spent, so the schedule anneals at the end of the budget
+however fast the (shared) machine runs; `--schedule epochs` instead times 20 batches and trains the
+number of one-cycle epochs that fit, `--epochs N` exactly N. Then it
 prints greedy and beam-search (k=5) test BLEU (sacreBLEU on detokenized output against the raw
 references; lowercased, and cased beside it), ten test translations and the time per epoch, and
 writes the export (`--out`) and the numbers as JSON (`--results`).
@@ -25,7 +27,9 @@ from pathlib import Path
 import torch
 
 import quickfit as qf
-from quickfit.callbacks.core import CancelFitException
+from quickfit import schedules
+from quickfit.callbacks.core import CancelFitException, Order
+from quickfit.optim import set_hyper
 from quickfit.text import Seq2SeqDataLoaders, seq2seq_learner
 
 DATA = Path(os.environ.get("QUICKFIT_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -33,16 +37,31 @@ LR = {"gru_attention": 3e-3, "transformer": 1e-3}
 
 
 class TimeBudget(qf.Callback):
-    """Stop training once `seconds` have passed, and record the wall time of every epoch."""
+    """Stop training once `seconds` have passed, and record the wall time of every epoch.
 
-    def __init__(self, seconds: float) -> None:
-        self.seconds, self.epoch_times = seconds, []
+    With `one_cycle=(lr_max, pct_start)` it also sets the learning rate and momentum of every batch
+    from the one-cycle schedule at the fraction of the *time* spent (run it under `learn.fit`, whose
+    constant schedule it overrides): on a machine shared with other jobs the speed changes during the
+    run, and a schedule counted in batches would either stop before annealing or end early.
+    """
+
+    order = Order.SCHEDULER + 1  # after the ParamScheduler has set its constant rate
+
+    def __init__(self, seconds: float, one_cycle: tuple[float, float] | None = None) -> None:
+        self.seconds, self.one_cycle, self.epoch_times = seconds, one_cycle, []
 
     def before_fit(self, learn) -> None:
         self.start = time.perf_counter()
 
     def before_epoch(self, learn) -> None:
         self.epoch_start = time.perf_counter()
+
+    def before_batch(self, learn) -> None:
+        if learn.training and self.one_cycle is not None:
+            lr_max, pct_start = self.one_cycle
+            pos = min(1.0, (time.perf_counter() - self.start) / self.seconds)
+            set_hyper(learn.opt, "lr", lr_max * schedules.one_cycle_lr(pos, pct_start=pct_start))
+            set_hyper(learn.opt, "mom", schedules.one_cycle_mom(pos, pct_start=pct_start))
 
     def after_batch(self, learn) -> None:
         if learn.training and time.perf_counter() - self.start > self.seconds:
@@ -82,7 +101,14 @@ def main() -> None:
     p.add_argument("--data", type=Path, default=DATA / "multi30k")
     p.add_argument("--arch", default="gru_attention", choices=["gru_attention", "transformer"])
     p.add_argument("--minutes", type=float, default=60.0, help="training budget (wall clock)")
-    p.add_argument("--epochs", type=int, default=None, help="skip the timing, train this many epochs")
+    p.add_argument("--epochs", type=int, default=None, help="train this many one-cycle epochs (no time schedule)")
+    p.add_argument(
+        "--schedule",
+        default="time",
+        choices=["time", "epochs"],
+        help="time: one cycle over the time budget; epochs: as many epochs as the timing says fit",
+    )
+    p.add_argument("--config", type=json.loads, default=None, help="model sizes as JSON, e.g. '{\"dec_hid\": 512}'")
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--bs", type=int, default=64)
     p.add_argument("--threads", type=int, default=2)
@@ -111,14 +137,17 @@ def main() -> None:
           f"{len(dls.tgt_vocab)}, {len(dls.train)} batches an epoch ({time.perf_counter() - t0:.1f} s)")  # fmt: skip
 
     tf = tuple(args.teacher_forcing) if args.teacher_forcing else 1.0
-    learn = seq2seq_learner(dls, arch=args.arch, teacher_forcing=tf)
+    learn = seq2seq_learner(dls, arch=args.arch, config=args.config, teacher_forcing=tf)
     if args.bf16:
         learn.to_bf16()
         learn.autocast = torch.autocast(device_type=learn.device.type, dtype=torch.bfloat16)
     n_params = sum(p.numel() for p in learn.model.parameters())
     print(f"model: {args.arch}, {n_params / 1e6:.1f}M parameters, threads={args.threads}, bf16={args.bf16}")
     budget = args.minutes * 60
-    if args.epochs is None:
+    timed = args.epochs is None and args.schedule == "time"
+    if timed:
+        epochs = 1000  # until the budget stops it
+    elif args.epochs is None:
         spb = seconds_per_batch(learn)
         # An epoch also validates: teacher-forced loss plus a greedy decode of the valid set (~10% more).
         est = spb * len(dls.train) * 1.1
@@ -130,9 +159,12 @@ def main() -> None:
     else:
         epochs = args.epochs
     lr = args.lr or LR[args.arch]
-    clock = TimeBudget(budget)
+    clock = TimeBudget(budget, one_cycle=(lr, 0.25) if timed else None)
     t0 = time.perf_counter()
-    learn.fit_one_cycle(epochs, lr, cbs=[clock])
+    if timed:
+        learn.fit(epochs, lr, cbs=[clock])
+    else:
+        learn.fit_one_cycle(epochs, lr, cbs=[clock])
     train_time = time.perf_counter() - t0
     print(f"trained {len(clock.epoch_times)} of {epochs} epochs in {train_time / 60:.1f} min; "
           f"per epoch: {', '.join(f'{t / 60:.1f}' for t in clock.epoch_times)} min")  # fmt: skip

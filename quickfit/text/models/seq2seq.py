@@ -36,7 +36,7 @@ ATTENTIONS = ("dot", "general", "additive")
 def seq2seq_rnn_config() -> dict:
     """Default sizes of `Seq2SeqRNN`, chosen for a corpus of Multi30k's size (29k pairs, 6-8k words a side)."""
     return dict(
-        emb_sz=256, n_hid=256, enc_layers=1, dec_hid=512, dec_layers=1, attention="general",
+        emb_sz=256, n_hid=256, enc_layers=1, dec_hid=256, dec_layers=1, attention="general",
         emb_drop=0.2, rnn_drop=0.0, out_drop=0.3, tie_weights=True,
     )  # fmt: skip
 
@@ -65,7 +65,7 @@ class Seq2SeqRNN(nn.Module):
         emb_sz: int = 256,
         n_hid: int = 256,
         enc_layers: int = 1,
-        dec_hid: int = 512,
+        dec_hid: int = 256,
         dec_layers: int = 1,
         attention: str = "general",
         emb_drop: float = 0.2,
