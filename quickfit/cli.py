@@ -325,7 +325,7 @@ def build_parser(apps: Sequence | None = None, failed_apps: dict[str, str] | Non
         help="print the predictions of an exported model for images, rows of a CSV, texts, ...",
         description="Load a model written by 'quickfit train' or learn.export and print one prediction per "
         "input; the model's application reads the inputs: "
-        + (", ".join(f"{a.name}: {a.cli.predict_inputs}" for a in apps if a.cli.predict is not None) or "any")
+        + ("; ".join(f"{a.name}: {a.cli.predict_inputs}" for a in apps if a.cli.predict is not None) or "any")
         + ".",
     )
     predict.add_argument("model", metavar="MODEL", help="the exported model (.qf)")
@@ -341,7 +341,8 @@ def _command_of(argv: Sequence[str]) -> str | None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the `quickfit` command with `argv` (default: the process's arguments); returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    needs_apps = _command_of(argv) in APP_COMMANDS
+    command = _command_of(argv)
+    needs_apps = command in APP_COMMANDS or (command == "predict" and ("-h" in argv or "--help" in argv))
     from quickfit.extras import MissingExtraError
 
     try:

