@@ -27,8 +27,14 @@ class SuggestedLRs(NamedTuple):
 
 
 def suggest_lrs(lrs: list[float], losses: list[float]) -> SuggestedLRs:
-    """`valley`: 2/3 down the longest stretch of falling loss; `steep`: the steepest fall (per log lr);
-    `minimum`: a tenth of the rate with the lowest loss."""
+    """`valley`: 2/3 down the longest stretch of falling loss, but never above `minimum`; `steep`: the
+    steepest fall (per log lr); `minimum`: a tenth of the rate with the lowest loss.
+
+    Why the cap: a network that is already trained (a pretrained body unfrozen after its head was
+    fitted) has nothing left to fall; its curve is flat, then climbs. The longest falling stretch of a
+    flat, noisy curve can end anywhere, often right where the climb starts, and fine-tuning at that
+    rate undoes the head's work. A tenth of the rate of the lowest loss is the course's rule for such
+    curves, and for a fresh network (a clear fall, then a climb) it is above the valley anyway."""
     lrs_arr, losses_arr = np.asarray(lrs, dtype=float), np.asarray(losses, dtype=float)
     if len(lrs_arr) < 3:
         raise ValueError("lr_find recorded fewer than 3 points; use more batches (num_it) or more data")
@@ -46,7 +52,7 @@ def suggest_lrs(lrs: list[float], losses: list[float]) -> SuggestedLRs:
     end = int(np.argmax(length))
     start = int(start_of[end])
     idx = start + int(round((end - start) * 2 / 3))
-    return SuggestedLRs(valley=float(lrs_arr[idx]), steep=steep, minimum=minimum)
+    return SuggestedLRs(valley=min(float(lrs_arr[idx]), minimum), steep=steep, minimum=minimum)
 
 
 class LRFinder(Callback):
@@ -62,6 +68,9 @@ class LRFinder(Callback):
     ):
         if not 0 < start_lr < end_lr:
             raise ValueError(f"lr_find needs 0 < start_lr < end_lr, got {start_lr} and {end_lr}")
+        # A short sweep (e.g. 3 epochs of a small dataset) with beta 0.98 would average nearly its whole
+        # history into every point, so the curve would lag the rate by many steps: smooth over ~num_it/2.
+        beta = min(beta, 1 - 2 / max(num_it, 4))
         self.start_lr, self.end_lr, self.num_it, self.stop_div, self.beta = (
             start_lr,
             end_lr,
