@@ -119,17 +119,23 @@ def test_tabular_classifier_onnx_matches_pytorch_on_new_rows(tmp_path):
         tabular_onnx_inputs(new.drop(columns=["size"]), info)
 
 
-def test_tabular_regression_without_categoricals(tmp_path):
+@pytest.mark.parametrize("scale", [{"y_range": (0, 8)}, {}, {"log_y": True}], ids=["y_range", "y_norm", "log_y"])
+def test_tabular_regression_without_categoricals_on_the_targets_scale(tmp_path, scale):
     from quickfit.tabular import TabularDataLoaders, tabular_learner
 
     df = _rows().drop(columns=["weight"])
+    df["price"] = 1000 * np.exp(df["price"] / 2)  # positive, skewed, large: the scale must come out right
     dls = TabularDataLoaders.from_df(df, "price", cat_names=[], cont_names=["size"], y_block="regression", seed=0)
-    learn = tabular_learner(dls, layers=(8,), y_range=(0, 8), path=tmp_path, progress=False)
-    sess = _session(learn.export_onnx("price.onnx", activation=False))
+    learn = tabular_learner(dls, layers=(8,), path=tmp_path, progress=False, **scale)
+    learn.fit_one_cycle(2, 1e-2)
+    sess = _session(learn.export_onnx("price.onnx"))
     assert [i.name for i in sess.get_inputs()] == ["x_cont"]  # no categorical column: no x_cat input
     inputs = tabular_onnx_inputs(df, onnx_info(sess), sess)
     want, _ = learn.get_preds(dl=dls.test_dl(df))
-    np.testing.assert_allclose(sess.run(None, inputs)[0], want.numpy(), atol=1e-5)
+    got = sess.run(None, inputs)[0]
+    np.testing.assert_allclose(got, want.numpy(), rtol=1e-5, atol=1e-5)
+    if "y_range" not in scale:  # the model outputs prices, not normalized values
+        assert 0.2 < np.median(got) / df["price"].median() < 5
 
 
 def test_plain_learner_raw_outputs_and_given_inputs(tmp_path):
