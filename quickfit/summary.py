@@ -116,7 +116,8 @@ def _reported(model: nn.Module, depth: int | None) -> list[tuple[str, nn.Module]
 
 
 def _first_batch(learn):
-    dl = learn.dls.valid if getattr(learn.dls, "valid", None) is not None else learn.dls.train
+    dls = getattr(learn, "image_dls", learn.dls)  # precompute on: learn.dls serves body activations, not images
+    dl = dls.valid if getattr(dls, "valid", None) is not None else dls.train
     try:
         return next(iter(dl))
     except StopIteration:

@@ -125,3 +125,5 @@ def test_vision_summary_frozen_body_trainable_head(tmp_path):
     assert all(r.trainable in ("yes", "") for r in head) and head[-1].shape == "[4, 2]"
     assert s.trainable == sum(p.numel() for p in learn.model.head.parameters())
     assert [g.trainable == 0 for g in s.groups] == [True, True, False]
+    learn.precompute = True  # the data serves body activations now; the summary still shows the images' path
+    assert learn.summary(depth=2).rows[0].shape == "[4, 32, 16, 16]"
