@@ -456,7 +456,7 @@ class Learner(InferenceMixin, SavingMixin):
         n_epoch = schedules.sgdr_epochs(n_cycles, cycle_len, cycle_mult)
         if n_epoch != int(n_epoch):
             raise ValueError(f"fit_sgdr needs a whole number of epochs, got {n_epoch}")
-        cbs = list(cbs)
+        cbs = _check_cbs(cbs)
         if snapshot is not None:
             from quickfit.callbacks.checkpoint import SnapshotCallback
 

@@ -63,6 +63,9 @@ BAD = [
     ("fit_sgdr", (2,), {"lr_max": -1e-3}, ValueError, "lr_max", "-0.001"),
     ("fit_sgdr", (2,), {"lr_max": "abc"}, TypeError, "lr_max", "'abc'"),
     ("fit_sgdr", (2,), {"wd": -1}, ValueError, "wd", "-1"),
+    ("fit_sgdr", (2,), {"cbs": None}, TypeError, "cbs", "None"),
+    ("fit_flat_cos", (1,), {"cbs": "SaveBest"}, TypeError, "cbs", "'SaveBest'"),
+    ("fit_one_cycle", (1,), {"checkpoint": True}, TypeError, "checkpoint", "True"),
     # fine_tune
     ("fine_tune", (0,), {}, ValueError, "epochs", "0"),
     ("fine_tune", ("1",), {}, TypeError, "epochs", "'1'"),
