@@ -64,7 +64,7 @@ def _positive_float(text: str) -> float:
     return value
 
 
-# ---- demo and lr-find ------------------------------------------------------------------------------
+# ---- demo ------------------------------------------------------------------------------------
 def _cmd_demo(args: argparse.Namespace) -> int:
     from quickfit.demo import run_demo
 
@@ -123,7 +123,7 @@ def _app_for(args: argparse.Namespace, command: str):
         given = [o.flag for o in other.cli.options if o.dest not in own and getattr(args, o.dest, None) is not None]
         if given:
             raise CommandError(
-                f"{given[0]}: {_options_listing([o.flag for o in other.cli.options])} for "
+                f"{given[0]}: {_options_listing([o.flag for o in other.cli.options if o.dest not in own])} for "
                 f"{other.cli.data_kind or other.cli.trains_on}; {path} trains a {app.name} model"
             )
     given = {o.dest: getattr(args, o.dest, None) for o in app.cli.options}
@@ -223,12 +223,19 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 # ---- the parser ------------------------------------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: the message and where to read the usage, no usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser(apps: Sequence | None = None, failed_apps: dict[str, str] | None = None) -> argparse.ArgumentParser:
     """The argument parser; `train` and `lr-find` get the options of `apps` (default: every loadable one)."""
     if apps is None:
         apps, failed_apps = _load_apps()
     apps, failed_apps = list(apps), dict(failed_apps or {})
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="quickfit",
         description="quickfit: the fast.ai course's practice as defaults, on plain PyTorch.",
         epilog="Run 'quickfit COMMAND --help' for the options of a command. Documentation: docs/cli.md",

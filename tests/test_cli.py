@@ -58,7 +58,8 @@ def test_version(capsys):
 )
 def test_bad_arguments_exit_2_with_a_message(capsys, argv, message):
     assert main(argv) == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "--help')" in err  # one line, pointing at the help
 
 
 def test_demo_without_scikit_learn_says_what_to_install(monkeypatch, capsys, tmp_path):
