@@ -408,6 +408,17 @@ def test_cli_regression_on_the_targets_scale(price_model):
     np.testing.assert_allclose(values, new["price"], rtol=0.15)
 
 
+def test_an_integer_target_with_many_values_is_a_regression(tmp_path, capsys):
+    df = _prices(300, seed=2)
+    df["price"] = df["price"].round().astype(int)  # "452600": an integer column, not 300 classes
+    df.to_csv(tmp_path / "ints.csv", index=False)
+    out = tmp_path / "ints.qf"
+    assert main(["train", str(tmp_path / "ints.csv"), "--target", "price", "--epochs", "1", "--lr", "1e-2",
+                 "--out", str(out), "--no-progress"]) == 0  # fmt: skip
+    text = capsys.readouterr().out
+    assert "target ['price']: regression" in text and "validation rmse: " in text
+
+
 def test_cli_errors_are_one_line(price_model, tmp_path, capsys):
     """Defect 4: predict printed 50-line tracebacks for a file that is not an image, a CSV given to an
     image model and an image given to a tabular model."""
