@@ -44,6 +44,31 @@ def classifier() -> nn.Module:
                          nn.Linear(128, 10))  # fmt: skip
 
 
+def judge_samples(learn, judge, z_dim: int, n: int = 1000, seed: int = 1234):
+    """(share of `n` samples classified with p > 0.9, confident samples per digit, the samples in [0, 1])."""
+    was = learn.generator.training
+    learn.generator.eval()
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        samples = (learn.generator(torch.randn(n, z_dim, generator=g).to(learn.device)).cpu() + 1) / 2
+    learn.generator.train(was)
+    probs, _ = judge.get_preds(dl=[(samples,)], progress=False)
+    conf, digit = probs.max(dim=1)
+    return float((conf > 0.9).float().mean()), torch.bincount(digit[conf > 0.9], minlength=10).tolist(), samples
+
+
+class Judge(qf.Callback):
+    """Every `--eval-every` epochs: the share of confident samples (what the run is judged by)."""
+
+    def __init__(self, judge, args) -> None:
+        self.judge, self.args = judge, args
+
+    def after_epoch(self, learn) -> None:
+        if (learn.epoch + 1) % self.args.eval_every == 0:
+            confident, counts, _ = judge_samples(learn, self.judge, self.args.z_dim)
+            print(f"  epoch {learn.epoch}: {confident:.1%} of 1,000 samples confident; per digit {counts}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("path", type=Path, help="folder with t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz")
@@ -51,7 +76,10 @@ def main() -> None:
     parser.add_argument("--bs", type=int, default=64)
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--z-dim", type=int, default=64)
-    parser.add_argument("--nf", type=int, default=32, help="generator / critic width")
+    parser.add_argument("--nf", type=int, default=64, help="generator / critic width")
+    parser.add_argument("--critic-lr-mult", type=float, default=2.0, help="the critic's rate / the generator's")
+    parser.add_argument("--dropout", type=float, default=0.0, help="the critic's dropout")
+    parser.add_argument("--eval-every", type=int, default=2, help="judge 1,000 samples every N epochs")
     parser.add_argument("--loss", choices=["nonsaturating", "wgan"], default="nonsaturating")
     parser.add_argument("--out", type=Path, default=Path("gan_digits"))
     parser.add_argument("--seed", type=int, default=42)
@@ -78,24 +106,19 @@ def main() -> None:
     dls = noise_dls(images * 2 - 1, z_dim=args.z_dim, bs=args.bs, valid_pct=0.05)
     learn = GANLearner(
         dls,
-        basic_generator(28, n_channels=1, z_dim=args.z_dim, nf=args.nf * 2),
-        gan_critic(n_channels=1, nf=args.nf, n_blocks=2),
+        basic_generator(28, n_channels=1, z_dim=args.z_dim, nf=args.nf),
+        gan_critic(n_channels=1, nf=args.nf, n_blocks=2, p=args.dropout),
         loss=GANLoss(args.loss),
+        critic_lr_mult=args.critic_lr_mult,
         path=args.out,
-        cbs=[GANSamples(args.out / "epochs", every=max(1, args.epochs // 5), n=64)],
+        cbs=[GANSamples(args.out / "epochs", every=max(1, args.epochs // 5), n=64), Judge(judge, args)],
     )
     t_gan = time.perf_counter()
     learn.fit(args.epochs, args.lr)
     gan_time = time.perf_counter() - t_gan
 
     # 3. the judgement
-    learn.generator.eval()
-    with torch.no_grad():
-        samples = (learn.generator(torch.randn(1000, args.z_dim, device=learn.device)).cpu() + 1) / 2
-    probs, _ = judge.get_preds(dl=[(samples,)])
-    conf, digit = probs.max(dim=1)
-    confident = float((conf > 0.9).float().mean())
-    counts = torch.bincount(digit[conf > 0.9], minlength=10).tolist()
+    confident, counts, samples = judge_samples(learn, judge, args.z_dim)
     save_image_grid(samples[:64], args.out / "samples.png", nrow=8)
     print(f"GAN: {args.epochs} epochs in {gan_time:.0f}s; {confident:.1%} of 1,000 samples classified with p > 0.9")
     print(f"confident samples per digit 0-9: {counts} ({sum(c > 0 for c in counts)} of 10 digits present)")

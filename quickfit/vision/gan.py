@@ -263,7 +263,7 @@ class GANStep(TrainStep):
         self.critic_opt_func, self.critic_lr_mult, self.critic_wd = critic_opt_func, critic_lr_mult, critic_wd
         self.phase: Phase = self.switcher.first
         self.crit_opt: torch.optim.Optimizer | None = None
-        self.sums = {"critic": torch.zeros(2, dtype=torch.float64), "generator": torch.zeros(2, dtype=torch.float64)}
+        self.losses: dict[str, list[torch.Tensor]] = {"critic": [], "generator": []}  # this epoch's, on the device
 
     def create_opts(self, learn) -> None:
         critic = learn._unwrapped().critic
@@ -293,15 +293,13 @@ class GANStep(TrainStep):
                 learn.loss = self.loss.generator(learn.model(learn.pred, mode="critic"), learn.pred, real)
             learn("after_loss")
             return
-        if learn.iter == 0:  # a new epoch: fresh means (kept on the device; no sync here)
-            self.sums = {k: torch.zeros(2, dtype=torch.float64, device=x.device) for k in self.sums}
+        if learn.iter == 0:  # a new epoch: fresh means
+            self.losses = {"critic": [], "generator": []}
         if self.phase == "critic":
             self._critic_batch(learn, x, real)
         else:
             self._generator_batch(learn, x, real)
-        self.sums[self.phase] += torch.stack(
-            [learn.loss.detach().double(), learn.loss.new_ones((), dtype=torch.float64)]
-        )
+        self.losses[self.phase].append(learn.loss.detach())  # summed once per epoch, not per batch
         self.phase = self.switcher.next_phase(self.phase, learn.loss)
 
     def _critic_batch(self, learn, x: torch.Tensor, real: torch.Tensor) -> None:
@@ -353,7 +351,12 @@ class _PhaseLoss(Metric):
         self.step, self.phase, self.name = step, phase, name
 
     def reset(self) -> None:  # called before validation: the training epoch just ended
-        self.totals = self.step.sums[self.phase].clone()
+        losses = self.step.losses[self.phase]
+        if not losses:
+            self.totals = torch.zeros(2, dtype=torch.float64)
+            return
+        total = torch.stack(losses).double().sum()
+        self.totals = torch.stack([total, torch.full_like(total, len(losses))])
 
     def accumulate(self, pred, targ) -> None:
         pass
