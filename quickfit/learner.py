@@ -322,7 +322,7 @@ class Learner(InferenceMixin, SavingMixin):
     def create_opt(self) -> torch.optim.Optimizer:
         """Build the optimizer over the layer groups (done by the first `fit*` call)."""
         groups = param_groups(self.layer_groups)
-        lrs = lr_per_group(self.lr, len(groups) // 2, self.slice_div)
+        lrs = lr_per_group(self.lr, len(groups), self.slice_div)  # one torch group per layer group
         for g in groups:
             g["lr"] = lrs[g["layer_group"]]
         self.opt = self.opt_func(groups, lr=float(lrs[-1]), **({} if self.wd is None else {"wd": self.wd}))

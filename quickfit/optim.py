@@ -4,9 +4,13 @@
     opt = qf.Adam(qf.optim.param_groups([[w1], [w2, b2]]), lr=1e-3, wd=0.01)
 
 An `opt_func(param_groups, lr, wd) -> torch.optim.Optimizer` builds the optimizer. Each layer group
-becomes two torch groups: one with weight decay and one without (biases and normalization weights,
-i.e. parameters with fewer than two dimensions, are not decayed by default). Each torch group
-carries its layer group's index in `group["layer_group"]`.
+is one torch group, carrying its index in `group["layer_group"]` and a `group["decay_mask"]` (one
+bool per parameter): biases and normalization weights, i.e. parameters with fewer than two
+dimensions, are not decayed by default. One group per layer group, not a decayed and a not-decayed
+half, because foreach optimizers launch their kernels once per group: Adam's dozen kernels per step
+then run once, not twice. The decoupled decay itself is one `_foreach_mul_` over the masked weights
+(what AdamW does, to the bit). The L2 variants (`decouple_wd=False`) put the decay in the gradient,
+which torch does per group: they split each layer group in two (`group["decay"]` True / False).
 """
 
 from __future__ import annotations
@@ -21,21 +25,32 @@ __all__ = ["SGD", "Adam", "RMSprop", "param_groups", "set_hyper", "get_hyper", "
 
 
 def param_groups(layer_groups: Sequence[Sequence[nn.Parameter]], decay_1d: bool = False) -> list[dict]:
-    """Torch parameter groups for layer groups, split into decayed and not-decayed parameters."""
-    groups = []
-    for i, params in enumerate(layer_groups):
-        decay = [p for p in params if decay_1d or p.ndim > 1]
-        no_decay = [p for p in params if not (decay_1d or p.ndim > 1)]
-        groups.append({"params": decay, "layer_group": i, "decay": True})
-        groups.append({"params": no_decay, "layer_group": i, "decay": False})
-    return groups
+    """One torch parameter group per layer group, with the mask of the parameters weight decay applies to."""
+    return [
+        {"params": list(params), "layer_group": i, "decay_mask": [decay_1d or p.ndim > 1 for p in params]}
+        for i, params in enumerate(layer_groups)
+    ]
 
 
-def _apply_wd(groups: list[dict], wd: float) -> list[dict]:
+def _apply_wd(groups: list[dict], wd: float, decoupled: bool) -> list[dict]:
+    """Set each group's decay: `decoupled_wd` (applied by `_DecoupledWD`) or torch's L2 `weight_decay`."""
+    out = []
     for g in groups:
         g.setdefault("layer_group", 0)
-        g["weight_decay"] = wd if g.get("decay", True) else 0.0
-    return groups
+        group_wd = wd if g.get("decay", True) else 0.0
+        mask = g.pop("decay_mask", None)
+        if decoupled:
+            g["decoupled_wd"], g["weight_decay"] = group_wd, 0.0
+            if mask is not None and not all(mask):
+                g["decay_mask"] = [bool(m) for m in mask]
+            out.append(g)
+        elif mask is None or all(mask):
+            out.append({**g, "weight_decay": group_wd})
+        else:  # L2 is torch's per-group weight_decay: the masked-out parameters need a group of their own
+            for flag in (True, False):
+                params = [p for p, m in zip(g["params"], mask) if bool(m) == flag]
+                out.append({**g, "params": params, "decay": flag, "weight_decay": group_wd if flag else 0.0})
+    return out
 
 
 class _DecoupledWD:
@@ -45,8 +60,14 @@ class _DecoupledWD:
     def step(self, closure=None):
         for g in self.param_groups:
             wd = g.get("decoupled_wd", 0.0)
-            params = [p for p in g["params"] if p.grad is not None]
-            if wd and params:
+            if not wd:
+                continue
+            mask = g.get("decay_mask")
+            if mask is None:
+                params = [p for p in g["params"] if p.grad is not None]
+            else:
+                params = [p for p, m in zip(g["params"], mask) if m and p.grad is not None]
+            if params:
                 torch._foreach_mul_(params, 1 - g["lr"] * wd)
         return super().step(closure)
 
@@ -59,18 +80,14 @@ class _RMSpropW(_DecoupledWD, torch.optim.RMSprop):
     pass
 
 
-def _decouple(groups: list[dict]) -> list[dict]:
-    for g in groups:
-        g["decoupled_wd"], g["weight_decay"] = g["weight_decay"], 0.0
-    return groups
+class _AdamW(_DecoupledWD, torch.optim.AdamW):
+    """torch's AdamW with its decay (`weight_decay=0` here) done by the mixin, on the masked weights only."""
 
 
 def SGD(params, lr: float = 1e-2, mom: float = 0.9, wd: float = 0.0, decouple_wd: bool = True):
     """SGD with momentum (the momentum is what one-cycle cycles)."""
-    groups = _apply_wd(_as_groups(params), wd)
-    if decouple_wd:
-        return _SGDW(_decouple(groups), lr=lr, momentum=mom)
-    return torch.optim.SGD(groups, lr=lr, momentum=mom)
+    groups = _apply_wd(_as_groups(params), wd, decouple_wd)
+    return (_SGDW if decouple_wd else torch.optim.SGD)(groups, lr=lr, momentum=mom)
 
 
 def Adam(
@@ -83,8 +100,8 @@ def Adam(
     decouple_wd: bool = True,
 ):
     """Adam (AdamW when `decouple_wd`); beta1 = `mom` is what one-cycle cycles."""
-    groups = _apply_wd(_as_groups(params), wd)
-    cls = torch.optim.AdamW if decouple_wd else torch.optim.Adam
+    groups = _apply_wd(_as_groups(params), wd, decouple_wd)
+    cls = _AdamW if decouple_wd else torch.optim.Adam
     # foreach kernels update every tensor of a group in a few launches instead of one per parameter
     return cls(groups, lr=lr, betas=(mom, sqr_mom), eps=eps, foreach=True)
 
@@ -99,10 +116,8 @@ def RMSprop(
     decouple_wd: bool = True,
 ):
     """RMSprop; with `mom > 0` one-cycle also cycles its momentum."""
-    groups = _apply_wd(_as_groups(params), wd)
-    if decouple_wd:
-        return _RMSpropW(_decouple(groups), lr=lr, alpha=sqr_mom, eps=eps, momentum=mom)
-    return torch.optim.RMSprop(groups, lr=lr, alpha=sqr_mom, eps=eps, momentum=mom)
+    groups = _apply_wd(_as_groups(params), wd, decouple_wd)
+    return (_RMSpropW if decouple_wd else torch.optim.RMSprop)(groups, lr=lr, alpha=sqr_mom, eps=eps, momentum=mom)
 
 
 def _as_groups(params) -> list[dict]:

@@ -49,11 +49,43 @@ def test_adam_is_torch_adamw_with_course_defaults():
 
 def test_no_weight_decay_on_biases_and_norm_weights():
     model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
-    opt = qf.Adam(param_groups([list(model.parameters())]), lr=1e-3, wd=0.1)
+    opt = qf.Adam(param_groups([list(model.parameters())]), lr=0.1, wd=0.5)
+    assert len(opt.param_groups) == 1  # one torch group per layer group: Adam's kernels run once per step
+    assert opt.param_groups[0]["decay_mask"] == [True, False, False, False]  # linear weight; bias, bn weight/bias
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    before = [p.detach().clone() for p in model.parameters()]
+    opt.step()  # no gradient: the weight only shrinks by lr * wd, the others stay
+    after = list(model.parameters())
+    torch.testing.assert_close(after[0].detach(), before[0] * (1 - 0.1 * 0.5))
+    assert all(torch.equal(a, b) for a, b in zip(after[1:], before[1:]))
+
+
+def test_one_group_with_a_mask_steps_exactly_like_torch_adamw_with_two_groups():
+    torch.manual_seed(0)
+    ours, ref = mlp(), mlp()
+    ref.load_state_dict(ours.state_dict())
+    opt = qf.Adam(param_groups([list(ours.parameters())]), lr=1e-2, wd=0.1)
+    decay = [p for p in ref.parameters() if p.ndim > 1]
+    no_decay = [p for p in ref.parameters() if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}]
+    ref_opt = torch.optim.AdamW(groups, lr=1e-2, betas=(0.9, 0.99), eps=1e-5, foreach=True)
+    x = torch.randn(16, ours[0].in_features)
+    for _ in range(3):
+        for model, o in ((ours, opt), (ref, ref_opt)):
+            model(x).pow(2).mean().backward()
+            o.step()
+            o.zero_grad()
+    for a, b in zip(ours.parameters(), ref.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_l2_weight_decay_splits_a_layer_group_by_its_mask():
+    model = nn.Linear(3, 4)
+    opt = qf.Adam(param_groups([list(model.parameters())]), lr=1e-3, wd=0.1, decouple_wd=False)
     by_decay = {g["decay"]: g for g in opt.param_groups}
-    assert [p.shape for p in by_decay[True]["params"]] == [torch.Size([4, 3])]
     assert by_decay[True]["weight_decay"] == 0.1 and by_decay[False]["weight_decay"] == 0.0
-    assert len(by_decay[False]["params"]) == 3  # linear bias, bn weight, bn bias
+    assert by_decay[True]["params"][0] is model.weight and by_decay[False]["params"][0] is model.bias
 
 
 @pytest.mark.parametrize("opt_func", [qf.SGD, qf.RMSprop])

@@ -25,6 +25,12 @@ sorted by length; `sort=False` keeps the order (test sets). `dl.order` gives the
 every row of an epoch, in order, to map predictions back. Padding is on the right by default
 (`pad_first=False`): an LSTM reading left to right then gives the same outputs at the real tokens
 as without padding.
+
+Under torchrun both shard themselves (`shard(rank, world_size)`, called by `DistributedCallback`) so
+that N ranks with `bs` read exactly what one process with `N * bs` reads, split N ways: the LM
+stream is cut into `N * bs` rows, of which a rank reads its `bs`; a training classifier loader cuts
+each global batch into N parts; a validation classifier loader takes a contiguous part of the sorted
+texts. Each epoch's random order is rank 0's (the same `seed`, or its draw broadcast).
 """
 
 from __future__ import annotations

@@ -169,7 +169,11 @@ def test_weight_decay_reaches_the_factors_not_the_biases():
     dls = CollabDataLoaders.from_df(df, valid_pct=0.2, seed=0)
     learn = collab_learner(dls, progress=False)
     opt = learn.create_opt()
-    decay = {id(p): g["weight_decay"] for g in opt.param_groups for p in g["params"]}
+    decay = {  # one torch group per layer group; its mask says which parameters decay
+        id(p): g["decoupled_wd"] if on else 0.0
+        for g in opt.param_groups
+        for p, on in zip(g["params"], g.get("decay_mask", [True] * len(g["params"])))
+    }
     m = learn.model
     assert decay[id(m.u_weight.weight)] == decay[id(m.i_weight.weight)] == 0.2
     assert decay[id(m.u_bias)] == decay[id(m.i_bias)] == 0.0
