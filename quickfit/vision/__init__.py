@@ -57,8 +57,15 @@ from quickfit.vision.models import (
     resnet50,
     resnext50_32x4d,
 )
+from quickfit.vision.models.unet import DynamicUnet
+from quickfit.vision.points import PointDataLoaders, PointsLearner, PointsLoss
+from quickfit.vision.seg_interpret import SegmentationInterpretation
+from quickfit.vision.seg_metrics import dice, mean_iou, pixel_accuracy
+from quickfit.vision.segmentation import SegmentationDataLoaders, SegmentationLoss
 from quickfit.vision.style import StyleLoss, StyleNet, style_learner, style_transfer
+from quickfit.vision.targets import Target, outside
 from quickfit.vision.transforms import RandomResizedCrop, Resize
+from quickfit.vision.unet import UnetLearner, unet_learner
 
 __all__ = [
     "AdaptiveGANSwitcher",
@@ -82,19 +89,29 @@ __all__ = [
     "ArchSpec",
     "BatchTransform",
     "ClassificationInterpretation",
+    "DynamicUnet",
     "ImageDataLoaders",
     "ImageItems",
     "ImageLoadError",
     "ImageLoader",
     "Lighting",
     "Normalize",
+    "PointDataLoaders",
+    "PointsLearner",
+    "PointsLoss",
     "RandomResizedCrop",
     "Resize",
+    "SegmentationDataLoaders",
+    "SegmentationInterpretation",
+    "SegmentationLoss",
+    "Target",
+    "UnetLearner",
     "VisionLearner",
     "VisionModel",
     "arch_names",
     "aug_transforms",
     "create_head",
+    "dice",
     "efficientnet_lite0",
     "efficientnet_lite1",
     "efficientnet_lite2",
@@ -105,6 +122,9 @@ __all__ = [
     "imagenet_stats",
     "learner_from_export",
     "load_image",
+    "mean_iou",
+    "outside",
+    "pixel_accuracy",
     "plot_grad_cam",
     "random_split",
     "register_arch",
@@ -114,6 +134,7 @@ __all__ = [
     "resnext50_32x4d",
     "side_on",
     "top_down",
+    "unet_learner",
     "verify_images",
     "vision_learner",
 ]

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from quickfit.callbacks.core import Callback
-from quickfit.layers import AdaptiveConcatPool2d, Flatten, LinBnDrop
+from quickfit.layers import AdaptiveConcatPool2d, Flatten, LinBnDrop, ScaledSigmoid
 from quickfit.learner import Learner
 from quickfit.metrics import accuracy
 from quickfit.optim import Adam
@@ -53,11 +53,17 @@ _LOSSES = {"cross_entropy": nn.CrossEntropyLoss, "bce_with_logits": nn.BCEWithLo
 
 
 def create_head(
-    n_features: int, n_out: int, lin_ftrs: Sequence[int] = (512,), ps: float = 0.5, concat_pool: bool = True
+    n_features: int,
+    n_out: int,
+    lin_ftrs: Sequence[int] = (512,),
+    ps: float = 0.5,
+    concat_pool: bool = True,
+    y_range: tuple[float, float] | None = None,
 ) -> nn.Sequential:
     """Pool, flatten, then [BatchNorm1d, Dropout, Linear] blocks with ReLU between them.
 
-    The dropout of the last block is `ps`, of the earlier ones `ps / 2` (the course's defaults).
+    The dropout of the last block is `ps`, of the earlier ones `ps / 2` (the course's defaults);
+    `y_range` ends with a sigmoid scaled to (low, high) (e.g. (-1, 1) for points).
     """
     pool = AdaptiveConcatPool2d() if concat_pool else nn.AdaptiveAvgPool2d(1)
     sizes = [n_features * (2 if concat_pool else 1), *lin_ftrs, n_out]
@@ -67,6 +73,8 @@ def create_head(
         layers += LinBnDrop(
             n_in, n_next, bn=True, p=ps if last else ps / 2, act=None if last else nn.ReLU(inplace=True)
         )
+    if y_range is not None:
+        layers.append(ScaledSigmoid(*y_range))
     return nn.Sequential(*layers)
 
 
@@ -200,7 +208,7 @@ class VisionLearner(Learner):
     def set_data(self, dls) -> VisionLearner:
         """Continue training the same model on other data, e.g. `dls.new(size=299)` (progressive
         resizing). Precomputed activations are recomputed for the new data when precompute is on."""
-        n_out = self.model.head[-1].out_features
+        n_out = [m for m in self.model.head if isinstance(m, nn.Linear)][-1].out_features
         if getattr(dls, "c", n_out) != n_out:
             raise ValueError(f"set_data: the new data has {dls.c} classes, the model predicts {n_out}")
         if hasattr(dls, "set_normalize") and self.export_info.get("model", {}).get("normalize", True):
@@ -250,6 +258,7 @@ def vision_learner(
     ps: float = 0.5,
     concat_pool: bool = True,
     n_out: int | None = None,
+    y_range: tuple[float, float] | None = None,
     precompute: bool = False,
     normalize: bool = True,
     channels_last: bool | None = None,
@@ -288,11 +297,18 @@ def vision_learner(
     if normalize and hasattr(dls, "set_normalize"):
         dls.set_normalize(*spec.stats)
     body = spec.create_body(pretrained=pretrained)
-    model = VisionModel(body, create_head(spec.num_features, n_out, lin_ftrs, ps, concat_pool))
+    if y_range is None:
+        y_range = getattr(dls, "y_range", None)  # points: (-1, 1)
+    model = VisionModel(body, create_head(spec.num_features, n_out, lin_ftrs, ps, concat_pool, y_range))
     use_cl = spec.channels_last if channels_last is None else channels_last
     if use_cl:
         model = model.to(memory_format=torch.channels_last)
-    learn = VisionLearner(
+    learner_cls = VisionLearner
+    if getattr(dls, "target_kind", None) == "points":
+        from quickfit.vision.points import PointsLearner
+
+        learner_cls = PointsLearner  # predicts in the original image's pixels, draws its points
+    learn = learner_cls(
         dls,
         model,
         spec,
@@ -316,11 +332,14 @@ def vision_learner(
             "lin_ftrs": [int(n) for n in lin_ftrs],
             "ps": float(ps),
             "concat_pool": bool(concat_pool),
+            "y_range": list(y_range) if y_range is not None else None,
             "channels_last": bool(use_cl),
             "normalize": bool(normalize),
             "loss": _loss_name(loss_func),
         },
     }
+    if learner_cls is not VisionLearner:
+        learn.export_info["model"]["kind"] = "points"  # load_learner rebuilds a PointsLearner
     is_pretrained = pretrained is not False and pretrained is not None
     learn.bn_freeze = is_pretrained if bn_freeze is None else bool(bn_freeze)
     if is_pretrained:
@@ -336,12 +355,27 @@ def learner_from_export(info: dict) -> VisionLearner:
     from quickfit.vision.data import image_dls_from_export
 
     m = info.get("model") or {}
+    if m.get("kind") == "unet":  # other vision models name their kind; classifiers (no kind) are built here
+        from quickfit.vision.unet import unet_from_export
+
+        return unet_from_export(info)
+    if m.get("kind") == "points":
+        from quickfit.vision.points import points_from_export
+
+        return points_from_export(info)
     if "arch" not in m or "data" not in info:
         raise ValueError("not a vision export: the metadata lacks the model's arch or the data processing")
     spec = get_arch(m["arch"])
     model = VisionModel(
         spec.create_body(pretrained=False),
-        create_head(spec.num_features, m["n_out"], m["lin_ftrs"], m["ps"], m["concat_pool"]),
+        create_head(
+            spec.num_features,
+            m["n_out"],
+            m["lin_ftrs"],
+            m["ps"],
+            m["concat_pool"],
+            tuple(m["y_range"]) if m.get("y_range") else None,
+        ),
     )
     if m.get("channels_last"):
         model = model.to(memory_format=torch.channels_last)
