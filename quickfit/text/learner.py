@@ -58,7 +58,7 @@ _PAD, _UNK, _BOS, _EOS = "xxpad", "xxunk", "xxbos", "xxeos"
 # fine_tune's defaults, measured on rt_polarity and SST-2 (docs/text.md): rates high enough that
 # the embedding and the first LSTM still move (fastai's slice(lr / 2.6**4, lr) at lr 2e-3 left the
 # embedding at 4e-5, which kept a small language model's encoder from adapting).
-CLF_BASE_LR, CLF_LR_MULT, LM_BASE_LR = 5e-3, 2.6**2, 1e-2
+CLF_BASE_LR, CLF_LR_MULT, LM_BASE_LR = 1e-2, 2.6**2, 1e-2
 TEXT_MOMS = (0.8, 0.7, 0.8)
 
 
