@@ -354,6 +354,10 @@ def learner_from_export(info: dict) -> VisionLearner:
     (the caller loads the exported ones) and data that can `test_dl` and `decode_pred`."""
     from quickfit.vision.data import image_dls_from_export
 
+    if info.get("kind") == "image2image":  # a generator (super-resolution): quickfit/vision/image2image_learner.py
+        from quickfit.vision.image2image_learner import image2image_learner_from_export
+
+        return image2image_learner_from_export(info)
     m = info.get("model") or {}
     if m.get("kind") == "unet":  # other vision models name their kind; classifiers (no kind) are built here
         from quickfit.vision.unet import unet_from_export

@@ -1,0 +1,156 @@
+"""A U-Net generator for image-to-image data (super-resolution, restoration): build, show, export.
+
+    from quickfit.vision.image2image import ImageToImageDataLoaders
+    from quickfit.vision.image2image_learner import image2image_learner
+
+    dls = ImageToImageDataLoaders.from_folders("photos_lr", "photos", size=64, bs=16)
+    learn = image2image_learner(dls, "efficientnet_lite0", encoder_cut=5)   # pixel (L1) loss by default
+    learn.fit_one_cycle(10, 1e-3)
+    learn.show_results(4, path="results.png")       # rows of input (bicubic) / prediction / target
+    learn.export("sr.qf")
+    qf.load_learner("sr.qf").predict("small.jpg")   # (3, 2h, 2w) floats in [0, 1] for an h x w image
+
+The model is the segmentation issue's `DynamicUnet` over the first `encoder_cut` layers of a registered
+architecture's pretrained body (fewer layers: a lighter generator; 2x super-resolution needs little
+depth), `n_out=3` outputs: by default a correction added to the input (`ResidualUnet`), else squashed
+into `y_range`. The data's inputs are normalized with the
+architecture's statistics; targets and predictions stay [0, 1] images. Two layer groups: encoder, decoder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from quickfit.callbacks.core import Callback
+from quickfit.learner import Learner
+from quickfit.optim import Adam
+from quickfit.vision.image_grid import save_image_grid
+from quickfit.vision.models.registry import get_arch
+
+__all__ = ["ImageToImageLearner", "ResidualUnet", "image2image_learner", "image2image_learner_from_export"]
+
+
+class ResidualUnet(nn.Module):
+    """`input image + unet(x)`: the U-Net predicts only the correction of its (un-normalized) input, and
+    starts as the identity (its last convolution zeroed), so training starts at the bicubic image rather
+    than from noise; super-resolution converges several times faster this way (VDSR's residual learning)."""
+
+    def __init__(self, unet: nn.Module, stats: tuple) -> None:
+        super().__init__()
+        self.unet = unet
+        nn.init.zeros_(unet.head.out.weight)
+        nn.init.zeros_(unet.head.out.bias)
+        self.register_buffer("mean", torch.tensor(stats[0], dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(stats[1], dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+
+    @property
+    def body(self) -> nn.Module:
+        return self.unet.body
+
+    @property
+    def head(self) -> nn.Module:
+        return self.unet.head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.std.to(x.dtype) + self.mean.to(x.dtype) + self.unet(x)
+
+
+def _unet(arch: str, encoder_cut: int | None, y_range, pretrained, img_size: int, residual: bool):
+    from quickfit.vision.models.unet import DynamicUnet
+
+    spec = get_arch(arch)
+    body = spec.create_body(pretrained=pretrained)
+    encoder = body[:encoder_cut] if encoder_cut is not None else body
+    if residual:
+        return spec, ResidualUnet(DynamicUnet(encoder, n_out=3, img_size=img_size), spec.stats)
+    return spec, DynamicUnet(encoder, n_out=3, img_size=img_size, y_range=tuple(y_range))
+
+
+def _encoder_decoder(model: nn.Module) -> list[list[nn.Parameter]]:
+    m = getattr(model, "module", model)
+    return [list(m.body.parameters()), list(m.head.parameters())]
+
+
+class ImageToImageLearner(Learner):
+    """A Learner whose predictions are images: adds `show_results`."""
+
+    def show_results(self, n: int = 4, path: str | Path | None = None, dl=None) -> torch.Tensor:
+        """Rows of input (as the model sees it, un-normalized) / prediction / target from the first batch of
+        `dl` (the validation set by default); saved as a PNG at `path` when given."""
+        dl = dl if dl is not None else (self.dls.valid if self.dls.valid is not None else self.dls.train)
+        x, y = next(iter(dl))[:2]
+        x, y = x[:n].to(self.device), y[:n].to(self.device)
+        was = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                pred = self.model(x).float().clamp(0, 1)
+        finally:
+            self.model.train(was)
+        norm = getattr(self.dls, "normalize", None)
+        shown = norm.decode(x) if norm is not None else x
+        shown = F.interpolate(shown.float(), size=y.shape[-2:], mode="bilinear", align_corners=False).clamp(0, 1)
+        return save_image_grid(torch.stack([shown, pred, y.float()], 1).flatten(0, 1), path, nrow=3)
+
+
+def image2image_learner(
+    dls,
+    arch: str = "efficientnet_lite0",
+    encoder_cut: int | None = 5,
+    loss_func: Callable | None = None,
+    y_range: tuple[float, float] = (-0.1, 1.1),
+    residual: bool = True,
+    pretrained: bool | str | Path = True,
+    metrics: Iterable | None = None,
+    opt_func: Callable = Adam,
+    lr: float = 1e-3,
+    wd: float | None = None,
+    cbs: Iterable[Callback] = (),
+    path: str | Path = ".",
+    progress: bool | None = None,
+    device: torch.device | str | None = None,
+) -> ImageToImageLearner:
+    """An `ImageToImageLearner` of a U-Net generator for `dls` (see the module docstring). `loss_func`
+    defaults to L1 on pixels; with a `FeatureLoss` its terms are the default metrics. `residual`: the
+    U-Net adds a correction to its input (`ResidualUnet`; `y_range` then unused), else it predicts the
+    image itself through a sigmoid into `y_range`."""
+    spec, model = _unet(arch, encoder_cut, y_range, pretrained, getattr(dls, "size", 64), residual)
+    if hasattr(dls, "set_normalize"):
+        dls.set_normalize(*spec.stats)
+    loss_func = nn.L1Loss() if loss_func is None else loss_func
+    if metrics is None:
+        metrics = loss_func.metrics() if hasattr(loss_func, "metrics") else []
+    learn = ImageToImageLearner(dls, model, loss_func, opt_func=opt_func, lr=lr, wd=wd, metrics=metrics,
+                                splitter=_encoder_decoder, cbs=cbs, path=path, progress=progress,
+                                device=device)  # fmt: skip
+    learn.export_info = {
+        "app": "vision",
+        "kind": "image2image",
+        "model": {
+            "arch": spec.name,
+            "encoder_cut": encoder_cut,
+            "y_range": [float(v) for v in y_range],
+            "residual": bool(residual),
+        },
+    }
+    return learn
+
+
+def image2image_learner_from_export(info: dict) -> ImageToImageLearner:
+    """The learner `load_learner` needs for an image-to-image export (weights loaded by the caller)."""
+    from quickfit.vision.image2image import image2image_dls_from_export
+
+    m, data = info.get("model") or {}, info.get("data") or {}
+    if "arch" not in m or data.get("kind") != "image2image":
+        raise ValueError("not an image-to-image export: the metadata lacks the model's arch or the data processing")
+    size = int(data.get("size", 64))
+    _, model = _unet(m["arch"], m.get("encoder_cut"), tuple(m["y_range"]), False, size, m.get("residual", False))
+    learn = ImageToImageLearner(image2image_dls_from_export(data), model, nn.L1Loss(), splitter=_encoder_decoder,
+                                progress=False, device="cpu")  # fmt: skip
+    learn.export_info = {k: v for k, v in info.items() if k != "data"}
+    return learn

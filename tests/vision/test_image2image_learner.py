@@ -1,0 +1,73 @@
+"""The U-Net generator learner on image pairs: it learns, shows input / prediction / target, and an export
+loads and predicts the 2x image of an input of any size."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import quickfit as qf
+from quickfit.vision.crappify import crappify
+from quickfit.vision.feature_loss import FeatureLoss
+from quickfit.vision.image2image import ImageToImageDataLoaders
+from quickfit.vision.image2image_learner import ImageToImageLearner, image2image_learner
+from tests.vision.test_image2image import smooth_image
+
+
+@pytest.fixture
+def pairs(tmp_path):
+    (tmp_path / "hr").mkdir()
+    for i in range(6):
+        smooth_image(48, 40, i).save(tmp_path / "hr" / f"{i}.png")
+    crappify(tmp_path / "hr", tmp_path / "lr", scale=2, quality=(90, 95), draw_text=False, progress=False)
+    return ImageToImageDataLoaders.from_folders(tmp_path / "lr", tmp_path / "hr", valid_pct=0.34, size=32, bs=2,
+                                                num_workers=0)  # fmt: skip
+
+
+def test_the_residual_generator_starts_at_its_bicubic_input_and_improves_on_it(pairs, tmp_path):
+    torch.manual_seed(0)
+    learn = image2image_learner(pairs, "efficientnet_lite0", encoder_cut=3, pretrained=False, path=tmp_path,
+                                progress=False)  # fmt: skip
+    x, _ = next(iter(pairs.valid))
+    learn.model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(learn.model(x), pairs.normalize.decode(x))  # the identity at first
+    learn.fit(4, 1e-3)
+    losses = learn.recorder.values
+    assert losses[-1][1] < losses[0][1]
+
+
+def test_the_generator_learns_and_shows_its_results(pairs, tmp_path):
+    torch.manual_seed(0)
+    learn = image2image_learner(pairs, "efficientnet_lite0", encoder_cut=3, residual=False, pretrained=False,
+                                path=tmp_path, progress=False)  # fmt: skip
+    assert isinstance(learn, ImageToImageLearner) and len(learn.layer_groups) == 2
+    assert learn.dls.normalize is not None  # the encoder's statistics, on the inputs only
+    learn.fit_one_cycle(6, 1e-2)
+    first, last = learn.recorder.values[0], learn.recorder.values[-1]
+    assert last[1] < 0.6 * first[1] and last[2] < first[2]
+    grid = learn.show_results(2, path=tmp_path / "res.png")
+    assert grid.shape == (3, 2 * 32 + 3 * 2, 3 * 32 + 4 * 2) and (tmp_path / "res.png").exists()
+
+
+def test_export_loads_and_predicts_twice_the_size_of_any_input(pairs, tmp_path):
+    learn = image2image_learner(pairs, "efficientnet_lite0", encoder_cut=3, pretrained=False, path=tmp_path,
+                                progress=False)  # fmt: skip
+    learn.fit(1, 1e-3)
+    learn.export("sr.qf")
+    loaded = qf.load_learner(tmp_path / "sr.qf")
+    odd = tmp_path / "odd.png"
+    smooth_image(37, 21, 9).save(odd)
+    out = loaded.predict(odd)
+    assert out.shape == (3, 42, 74) and out.dtype == torch.float32 and 0 <= out.min() and out.max() <= 1
+    torch.testing.assert_close(out, learn.predict(odd), atol=1e-5, rtol=1e-4)  # the same model, reloaded
+
+
+def test_feature_loss_terms_are_the_default_metrics(pairs, tmp_path):
+    loss = FeatureLoss(layer_weights=(0.01, 0.01, 0.01))
+    learn = image2image_learner(pairs, "efficientnet_lite0", encoder_cut=3, pretrained=False, loss_func=loss,
+                                path=tmp_path, progress=False)  # fmt: skip
+    learn.fit(1, 1e-3)
+    assert learn.recorder.names[3:7] == ["pixel", "feat_0", "feat_1", "feat_2"]
+    row = learn.recorder.values[-1]
+    assert sum(row[3:7]) == pytest.approx(row[2], rel=1e-4)
