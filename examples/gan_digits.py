@@ -76,9 +76,11 @@ def main() -> None:
     parser.add_argument("--bs", type=int, default=64)
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--z-dim", type=int, default=64)
-    parser.add_argument("--nf", type=int, default=64, help="generator / critic width")
-    parser.add_argument("--critic-lr-mult", type=float, default=2.0, help="the critic's rate / the generator's")
-    parser.add_argument("--dropout", type=float, default=0.0, help="the critic's dropout")
+    parser.add_argument("--nf", type=int, default=32, help="generator width (channels at 14x14)")
+    parser.add_argument("--critic-nf", type=int, default=32, help="critic width (channels at 14x14)")
+    parser.add_argument("--critic-lr-mult", type=float, default=1.0, help="the critic's rate / the generator's")
+    parser.add_argument("--dropout", type=float, default=0.15, help="the critic's dropout")
+    parser.add_argument("--judge-epochs", type=int, default=8)
     parser.add_argument("--eval-every", type=int, default=2, help="judge 1,000 samples every N epochs")
     parser.add_argument("--loss", choices=["nonsaturating", "wgan"], default="nonsaturating")
     parser.add_argument("--out", type=Path, default=Path("gan_digits"))
@@ -98,7 +100,7 @@ def main() -> None:
         DataLoader(TensorDataset(images[va], labels[va]), batch_size=512),
     )
     judge = qf.Learner(cdls, classifier(), nn.CrossEntropyLoss(), metrics=[qf.accuracy], path=args.out)
-    judge.fit_one_cycle(4, 1e-2)
+    judge.fit_one_cycle(args.judge_epochs, 1e-2)
     judge_acc = judge.recorder.values[-1][3]
     print(f"digit classifier: {judge_acc:.4f} accuracy on 2,000 held-out digits")
 
@@ -107,7 +109,7 @@ def main() -> None:
     learn = GANLearner(
         dls,
         basic_generator(28, n_channels=1, z_dim=args.z_dim, nf=args.nf),
-        gan_critic(n_channels=1, nf=args.nf, n_blocks=2, p=args.dropout),
+        gan_critic(n_channels=1, nf=args.critic_nf, n_blocks=2, p=args.dropout),
         loss=GANLoss(args.loss),
         critic_lr_mult=args.critic_lr_mult,
         path=args.out,

@@ -125,9 +125,11 @@ class _Reshape(nn.Module):
 def basic_generator(
     out_size: int, n_channels: int = 3, z_dim: int = 100, nf: int = 64, n_up: int | None = None
 ) -> nn.Sequential:
-    """A DCGAN generator: noise [B, z_dim] -> Linear -> [nf * 2**n_up, s, s] -> `n_up` transposed
-    convolutions (each doubles the size, halves the channels; BatchNorm, ReLU) -> [n_channels, out_size,
-    out_size] through tanh (images in [-1, 1]). `n_up` defaults to the most doublings that keep s >= 4."""
+    """A DCGAN-style generator: noise [B, z_dim] -> Linear -> [nf * 2**(n_up-1), s, s] -> `n_up` times
+    (nearest-neighbour 2x upsampling, 3x3 convolution halving the channels, BatchNorm, ReLU) -> [n_channels,
+    out_size, out_size] through tanh (images in [-1, 1]). Resize-then-convolve instead of transposed
+    convolutions: no checkerboard artefacts (Odena et al., 2016). `n_up` defaults to the most doublings
+    that keep s >= 4."""
     if n_up is None:
         n_up = 0
         while out_size % 2 ** (n_up + 1) == 0 and out_size // 2 ** (n_up + 1) >= 4:
@@ -139,7 +141,7 @@ def basic_generator(
     for i in range(n_up):
         last = i == n_up - 1
         c_out = n_channels if last else c // 2
-        layers.append(nn.ConvTranspose2d(c, c_out, 4, stride=2, padding=1, bias=last))
+        layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c, c_out, 3, padding=1, bias=last)]
         layers += [nn.Tanh()] if last else [nn.BatchNorm2d(c_out), nn.ReLU()]
         c = c_out
     return nn.Sequential(*layers)
