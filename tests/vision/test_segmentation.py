@@ -239,3 +239,22 @@ def test_camvid_tiny_batches_when_present():
     assert dls.c == 32 and len(dls.train_items.paths) == 80
     x, y = next(iter(dls.train))
     assert x.shape == (4, 3, 48, 64) and y.shape == (4, 48, 64) and 0 <= int(y.min()) and int(y.max()) < 32
+
+
+def test_unet_learner_with_the_engine_features(seg_folder, tmp_path):
+    """lr_find, fine_tune, bf16, checkpoints / resume and load all run on a U-Net (a pretrained-like encoder)."""
+    torch.manual_seed(0)
+    dls = folder_dls(seg_folder, item_tfms=Resize((16, 24)))
+    learn = unet_learner(dls, tiny_encoder(), progress=False, path=tmp_path)
+    learn.freeze()  # a custom encoder is not frozen by default; freezing works on its layer groups
+    assert not any(p.requires_grad for p in learn.model.body[0][0].parameters())
+    suggestions = learn.lr_find(num_it=6, show_plot=False)
+    assert suggestions.valley > 0
+    learn.to_bf16()
+    learn.fine_tune(1, 1e-2, freeze_epochs=1)
+    learn.to_fp32()
+    learn.fit_one_cycle(2, 1e-3, checkpoint="seg")
+    before = learn.validate()
+    learn.save("seg_final")
+    learn2 = unet_learner(dls, tiny_encoder(), progress=False, path=tmp_path).load("seg_final")
+    assert learn2.validate()[1:] == pytest.approx(before[1:])
