@@ -34,6 +34,7 @@ from quickfit.layers import AdaptiveConcatPool2d, Flatten, LinBnDrop, ScaledSigm
 from quickfit.learner import Learner
 from quickfit.metrics import accuracy
 from quickfit.optim import Adam
+from quickfit.vision.labels import set_label_prior
 from quickfit.vision.models.registry import ArchSpec, get_arch
 from quickfit.vision.precompute import PrecomputedDataLoaders, precomputed_dls
 from quickfit.vision.tta import tta as _tta
@@ -300,6 +301,8 @@ def vision_learner(
     if y_range is None:
         y_range = getattr(dls, "y_range", None)  # points: (-1, 1)
     model = VisionModel(body, create_head(spec.num_features, n_out, lin_ftrs, ps, concat_pool, y_range))
+    if isinstance(loss_func, nn.BCEWithLogitsLoss) and getattr(dls, "target_kind", None) == "multi_category":
+        set_label_prior(model.head, dls.train_items.targets)  # start at the labels' frequencies, not 0.5
     use_cl = spec.channels_last if channels_last is None else channels_last
     if use_cl:
         model = model.to(memory_format=torch.channels_last)

