@@ -15,6 +15,10 @@ When torchrun sets WORLD_SIZE > 1, every `fit*` call adds a `DistributedCallback
 The batch size of a loader is per rank: with N ranks one optimizer step sees N times as many items.
 Validation loss and metrics are summed across ranks (`all_reduce_sum`), so they are those of the
 whole validation set; only rank 0 prints and saves (`learn.is_main_process`).
+
+Under `torchrun --max-restarts=N` a job that loses a worker is started again; each round joins its own
+process group (keys under a per-round prefix in torchrun's store, see `_round_store`), and
+`fit*(checkpoint="run", resume=True)` continues after the last finished epoch (docs/distributed.md).
 """
 
 from __future__ import annotations
