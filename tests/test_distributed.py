@@ -83,7 +83,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path, mo
     for var in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
         monkeypatch.delenv(var, raising=False)
     (tmp_path / "ddp").mkdir()
-    _spawn(_train, 2, tmp_path / "ddp")
+    _spawn(_train, 2, tmp_path / "ddp", timeout=240)  # starting two processes takes long on a loaded machine
     threads = torch.get_num_threads()
     try:
         _train(0, 1, 0, str(tmp_path / "single"))
