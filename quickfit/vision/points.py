@@ -105,6 +105,32 @@ class PointDataLoaders(ImageDataLoaders):
             f"{self.n_points} points, size={self.size}, bs={self.bs})"
         )
 
+    def new(
+        self,
+        size: int | tuple[int, int] | None = None,
+        bs: int | None = None,
+        item_tfms: ItemTransform | None = None,
+        batch_tfms: Sequence[Callable] | None = None,
+    ) -> PointDataLoaders:
+        """The same images and points with other settings, e.g. `dls.new(size=320)` (progressive resizing)."""
+        if item_tfms is None:
+            item_tfms = self.item_tfm.resized(size) if size is not None else self.item_tfm
+        dls = PointDataLoaders(
+            self.train_items,
+            self.valid_items,
+            _item_tfm(item_tfms, size),
+            [*self.batch_tfms, self.normalize] if batch_tfms is None else batch_tfms,
+            bs or self.bs,
+            self.num_workers,
+            self.target.flip_pairs,
+            self.n_points,
+            self.path,
+            self.device,
+        )
+        if batch_tfms is None or not any(isinstance(t, Normalize) for t in batch_tfms):
+            dls.set_normalize(self.normalize.mean, self.normalize.std)
+        return dls
+
     def decode_pred(self, pred: torch.Tensor, thresh: float = 0.5) -> tuple[torch.Tensor, None, torch.Tensor]:
         """A prediction [2k] -> (points [k, 2] in [-1, 1] of the transformed image, None, the raw output)."""
         pred = pred.detach().cpu()

@@ -84,6 +84,13 @@ def test_predict_maps_back_to_original_pixels_and_export_roundtrip(tmp_path):
     assert isinstance(loaded, PointsLearner) and torch.allclose(loaded.predict(item)[0], pts, atol=1e-4)
     learn.show_results(max_n=2)
     dls.show_batch(max_n=2)
+    bigger = dls.new(size=(20, 40))  # progressive resizing keeps the points and their processing
+    assert (
+        bigger.size == (20, 40)
+        and bigger.n_points == 1
+        and torch.equal(bigger.train_items.targets, dls.train_items.targets)
+    )
+    learn.set_data(bigger)
 
 
 @pytest.mark.slow
