@@ -313,23 +313,31 @@ class ImageToImageDataLoaders(DataLoaders):
         valid_pct: float = 0.2,
         seed: int = 0,
         valid_pairs: Sequence[tuple[str | Path, str | Path]] | None = None,
-        **kwargs,
+        size: int = 128,
+        bs: int = 16,
+        scale: int | None = None,
+        batch_tfms: Sequence | None = None,
+        upsample: bool = True,
+        num_workers: int | None = None,
+        device: torch.device | str | None = None,
     ) -> ImageToImageDataLoaders:
-        """(input file, target file) pairs; a random `valid_pct` held out unless `valid_pairs` are given.
-        Other arguments: those of the constructor (size, bs, scale, batch_tfms, upsample, num_workers, device)."""
+        """(input file, target file) pairs; a random `valid_pct` held out (with `seed`) unless `valid_pairs`
+        are given. The other arguments are the constructor's."""
         pairs = [(Path(a), Path(b)) for a, b in pairs]
         missing = [str(p) for pair in pairs for p in pair if not p.is_file()]
         if missing:
             raise FileNotFoundError(f"{len(missing)} image files of the pairs do not exist: {_first(missing)}")
+        kw = dict(size=size, bs=bs, scale=scale, batch_tfms=batch_tfms, upsample=upsample, num_workers=num_workers,
+                  device=device)  # fmt: skip
         if valid_pairs is not None:
-            return cls(pairs, [(Path(a), Path(b)) for a, b in valid_pairs], **kwargs)
+            return cls(pairs, [(Path(a), Path(b)) for a, b in valid_pairs], **kw)
         if not 0 <= valid_pct < 1:
             raise ValueError(f"valid_pct must be in [0, 1), got {valid_pct!r}")
         order = np.random.default_rng(seed).permutation(len(pairs))
         n_valid = int(round(len(pairs) * valid_pct))
         valid = [pairs[i] for i in sorted(order[:n_valid])]
         train = [pairs[i] for i in sorted(order[n_valid:])]
-        return cls(train, valid, **kwargs)
+        return cls(train, valid, **kw)
 
     @classmethod
     def from_folders(

@@ -198,3 +198,12 @@ def test_image_to_tensor_round_trip(tmp_path):
     t = image_to_tensor(tmp_path / "i.png")
     assert t.shape == (3, 6, 10) and t.dtype == torch.float32
     np.testing.assert_array_equal((t * 255).round().byte().permute(1, 2, 0).numpy(), np.asarray(img))
+
+
+def test_from_pairs_checks_files_and_valid_pct(tmp_path):
+    inp, out = _same_pairs(tmp_path)
+    pairs = [(inp / "0.png", out / "0.png"), (inp / "1.png", out / "missing.png")]
+    with pytest.raises(FileNotFoundError, match="1 image files of the pairs do not exist: .*missing.png"):
+        ImageToImageDataLoaders.from_pairs(pairs)
+    with pytest.raises(ValueError, match=r"valid_pct must be in \[0, 1\), got 1.5"):
+        ImageToImageDataLoaders.from_pairs(pairs[:1], valid_pct=1.5)
