@@ -250,7 +250,7 @@ def main() -> None:
 
     def classifier() -> float:
         qf.set_seed(args.seed)
-        clf = text_classifier_learner(dls, pretrained=False, config={**config, "emb_sz": 50}, path=work)
+        clf = text_classifier_learner(dls, pretrained=False, vectors=VECTORS, config=config, path=work)
         clf.load_encoder("target_enc")  # and frozen: the head trains first
         clf.fine_tune(clf_epochs)
         print("  prediction:", clf.predict("a gripping , funny and moving film"))
