@@ -1,25 +1,19 @@
 """ULMFiT learners: ``language_model_learner`` and ``text_classifier_learner`` on an AWD-LSTM.
 
-Usage (the three ULMFiT stages; see docs/text.md and examples/ulmfit.py)::
+Usage (the three ULMFiT stages; see docs/text.md and examples/text_transfer.py)::
 
     from quickfit.text import TextDataLoaders, language_model_learner, text_classifier_learner
 
     lm_dls = TextDataLoaders.from_df(df, text_col="text", is_lm=True)
     lm = language_model_learner(lm_dls, pretrained="wt_lm.safetensors")  # or True: WikiText-103
-    lm.fit_one_cycle(1, 2e-2)                  # frozen: new embeddings + decoder only
-    lm.unfreeze()
-    lm.fit_one_cycle(3, 2e-3)
+    lm.fine_tune(3)                            # frozen: new embeddings + decoder one epoch, then all
     lm.predict("I liked this movie because", n_words=20, temperature=0.75)
     lm.save_encoder("ft_enc")
 
     dls = TextDataLoaders.from_df(df, text_col="text", label_col="label", vocab=lm_dls.vocab)
-    clf = text_classifier_learner(dls)
+    clf = text_classifier_learner(dls)         # vectors="glove.6B.50d": GloVe rows, emb_sz 50
     clf.load_encoder("ft_enc")                 # and freezes: only the head trains
-    clf.fit_one_cycle(1, 2e-2)
-    clf.freeze_to(-2)
-    clf.fit_one_cycle(1, slice(1e-2 / 2.6**4, 1e-2))
-    clf.unfreeze()
-    clf.fit_one_cycle(2, slice(1e-3 / 2.6**4, 1e-3))
+    clf.fine_tune(2)                           # gradual unfreezing, then all layers 2 epochs
     clf.predict("a gripping , funny film")     # ('1', 1, tensor([0.03, 0.97]))
     clf.export("sentiment.qf")                 # qf.load_learner("sentiment.qf") rebuilds it, no pickle
 """
