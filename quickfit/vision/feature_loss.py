@@ -1,12 +1,13 @@
 """Feature (perceptual) loss: pixels plus activations of a frozen pretrained network, plus Gram matrices.
 
     from quickfit.vision.feature_loss import FeatureLoss, vgg16_features
-    loss = FeatureLoss()                                  # pretrained EfficientNet-Lite0, three layers
+    loss = FeatureLoss()                                  # pretrained EfficientNet-Lite0, three layers, balanced
     loss(pred, target)                                    # images [B, 3, H, W] in [0, 1]
     loss.last_terms                                       # {"pixel": ..., "feat_0": ..., ...} of that call
     learn = unet_learner(dls, "resnet34", loss_func=loss, metrics=loss.metrics())   # terms in the epoch table
 
-    vgg = FeatureLoss(vgg16_features("vgg16-397923af.pth"), layer_ids=(8, 15, 22), stats=IMAGENET_STATS)
+    vgg = FeatureLoss(vgg16_features("vgg16-397923af.pth"), layer_weights=(20, 70, 10), layer_ids=(8, 15, 22),
+                      stats=IMAGENET_STATS)                # the course's VGG16 layers and weights
 
 The loss is `pixel_weight * L1(pred, target) + sum_i w_i * L1(f_i(pred), f_i(target)) + gram_weight *
 sum_i w_i * L1(gram(f_i(pred)), gram(f_i(target)))`, where f_i are the activations of the layers
@@ -29,11 +30,20 @@ from quickfit.metrics import Metric
 from quickfit.vision.models.efficientnet_lite0 import LITE_STATS, efficientnet_lite0
 from quickfit.vision.models.weights import read_state_dict
 
-__all__ = ["FeatureLoss", "gram_matrix", "vgg16_features", "lite0_features", "VGG16_LAYERS", "LITE0_LAYERS"]
+__all__ = [
+    "FeatureLoss",
+    "gram_matrix",
+    "vgg16_features",
+    "lite0_features",
+    "VGG16_LAYERS",
+    "LITE0_LAYERS",
+    "LITE0_WEIGHTS",
+]
 
 # Where the activations are taken. Lite0's body: stem, 7 stages, head; its stages 2, 3 and 5 end at 1/4,
 # 1/8 and 1/16 of the image (24, 40 and 112 channels). VGG16: the ReLUs before the 2nd-4th max-pools.
 LITE0_LAYERS = (2, 3, 5)
+LITE0_WEIGHTS = (0.01, 0.01, 0.01)  # examples/superres.py measured 0.0085, 0.0097, 0.012 to balance the pixel L1
 VGG16_LAYERS = (8, 15, 22)
 _VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
 
@@ -81,13 +91,14 @@ def vgg16_features(weights: str | Path | None = None, bn: bool = False) -> nn.Se
 class FeatureLoss(nn.Module):
     """See the module docstring. `features`: an `nn.Sequential` (default: pretrained Lite0's body);
     `layer_ids`: indices of its layers to compare (default: `LITE0_LAYERS`; required for another
-    network); `layer_weights`: one weight per layer; `stats`: the (mean, std) the network expects of
-    [0, 1] images. After each call `last_terms` holds the (weighted) terms, detached."""
+    network); `layer_weights`: one weight per layer (default: `LITE0_WEIGHTS` for the default network,
+    which puts each term at about the pixel L1's level on photos; 1.0 each for another); `stats`: the
+    (mean, std) the network expects of [0, 1] images. After each call `last_terms` holds the terms, detached."""
 
     def __init__(
         self,
         features: nn.Sequential | None = None,
-        layer_weights: Sequence[float] = (20.0, 70.0, 10.0),
+        layer_weights: Sequence[float] | None = None,
         pixel_weight: float = 1.0,
         gram_weight: float = 0.0,
         layer_ids: Sequence[int] | None = None,
@@ -97,6 +108,8 @@ class FeatureLoss(nn.Module):
         if features is None:
             features, layer_ids = lite0_features(True), LITE0_LAYERS if layer_ids is None else layer_ids
             stats = LITE_STATS if stats is None else stats
+            if layer_weights is None:  # measured: each term then starts level with the pixel L1 on photos
+                layer_weights = LITE0_WEIGHTS
         if not isinstance(features, nn.Sequential):
             raise TypeError(f"features must be an nn.Sequential (a list of layers), got {type(features).__name__}")
         if layer_ids is None:
@@ -105,6 +118,8 @@ class FeatureLoss(nn.Module):
         bad = [i for i in self.layer_ids if not 0 <= i < len(features)]
         if bad:
             raise ValueError(f"FeatureLoss: layer_ids {bad} are not layers of features (0..{len(features) - 1})")
+        if layer_weights is None:
+            layer_weights = [1.0] * len(self.layer_ids)
         if len(layer_weights) != len(self.layer_ids):
             raise ValueError(f"FeatureLoss: {len(layer_weights)} layer_weights for {len(self.layer_ids)} layer_ids")
         self.layer_weights = [float(w) for w in layer_weights]
