@@ -363,6 +363,7 @@ class Learner(InferenceMixin, SavingMixin):
         if wd is not None:
             set_hyper(self.opt, "wd", wd)
         lr_max = lr_per_group(self.lr if lr is None else lr, len(self.hypers("lr")), self.slice_div)
+        self.step.start_fit(self, [float(v) for v in lr_max])
         fit_cbs = [ParamScheduler(lr_max, scheds), *cbs]
         if checkpoint is not None:
             fit_cbs.append(ResumeCheckpoint(checkpoint, resume=resume, kind=kind))

@@ -39,6 +39,10 @@ class TrainStep:
     def create_opts(self, learn) -> None:
         """Build the step's own optimizers (called once, after `learn.opt` is created)."""
 
+    def start_fit(self, learn, lr_max: list[float]) -> None:
+        """Called by every `fit*` (and `lr_find`) before training, with the peak rate of each of
+        `learn.opt`'s groups: a step with optimizers of its own sets their `"lr_max"` from it."""
+
     def extra_opts(self, learn) -> list[torch.optim.Optimizer]:
         """Optimizers the step owns besides `learn.opt`; their param groups carry a `"lr_max"` key that
         the schedules multiply (one schedule per optimizer, each at its own peak rate)."""

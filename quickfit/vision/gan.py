@@ -43,7 +43,7 @@ from quickfit.callbacks.core import Callback
 from quickfit.data.core import DataLoaders
 from quickfit.learner import Learner
 from quickfit.metrics import Metric
-from quickfit.optim import Adam, lr_per_group, param_groups
+from quickfit.optim import Adam, param_groups
 from quickfit.step import TrainStep
 from quickfit.vision.image_grid import save_image_grid
 
@@ -274,6 +274,9 @@ class GANStep(TrainStep):
         self.crit_opt = self.critic_opt_func(param_groups([list(critic.parameters())]), lr=lr, **kw)
         self.set_lr_max(lr)
 
+    def start_fit(self, learn, lr_max: list[float]) -> None:
+        self.set_lr_max(lr_max[-1] * self.critic_lr_mult)  # the critic follows the fit's rate
+
     def set_lr_max(self, lr: float) -> None:
         for g in self.crit_opt.param_groups:
             g["lr_max"] = g["lr"] = lr
@@ -470,18 +473,6 @@ class GANLearner(Learner):
     @property
     def critic(self) -> nn.Module:
         return self._unwrapped().critic
-
-    def _fit(self, n_epoch, lr, scheds, cbs, wd, checkpoint, resume, kind) -> None:
-        if self.opt is None:
-            self.create_opt()
-        if lr is not None and not isinstance(lr, str):  # bad values are reported by the Learner's checks
-            try:
-                top = float(lr_per_group(lr, 1)[-1]) if not isinstance(lr, slice) else float(lr.stop)
-            except (TypeError, ValueError):
-                top = None
-            if top is not None and math.isfinite(top):
-                self.step.set_lr_max(top * self.step.critic_lr_mult)
-        super()._fit(n_epoch, lr, scheds, cbs, wd, checkpoint, resume, kind)
 
     def fit_one_cycle(
         self,
