@@ -133,7 +133,8 @@ def test_tabular_regression_without_categoricals_on_the_targets_scale(tmp_path, 
     inputs = tabular_onnx_inputs(df, onnx_info(sess), sess)
     want, _ = learn.get_preds(dl=dls.test_dl(df))
     got = sess.run(None, inputs)[0]
-    np.testing.assert_allclose(got, want.numpy(), rtol=1e-5, atol=1e-5)
+    # float32 on outputs in the thousands: agree to 1e-5 of the output's scale
+    np.testing.assert_allclose(got, want.numpy(), rtol=1e-5, atol=1e-5 * float(np.abs(want.numpy()).max()))
     if "y_range" not in scale:  # the model outputs prices, not normalized values
         assert 0.2 < np.median(got) / df["price"].median() < 5
 
