@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
-__all__ = ["App", "register_app", "get_app", "app_names"]
+__all__ = ["App", "register_app", "get_app", "app_names", "all_apps"]
 
 ENTRY_POINT_GROUP = "quickfit.apps"
 

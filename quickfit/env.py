@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["rank", "world_size", "local_rank", "is_main_process", "torchrun_vars_missing"]
+__all__ = ["rank", "world_size", "local_rank", "is_main_process", "in_torchrun", "torchrun_vars_missing"]
 
 
 def rank() -> int:

@@ -21,6 +21,7 @@ import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -116,13 +117,7 @@ def _check_lr(name: str, lr) -> None:
         if lr.step is not None:
             raise ValueError(f"{name}: a learning-rate slice takes no step, got {lr!r}")
         return
-    if (
-        isinstance(lr, (str, bytes))
-        or not isinstance(lr, (numbers.Real, Sequence, torch.Tensor))
-        and not hasattr(lr, "__array__")
-    ):
-        _check_number(name, lr)  # raises with the value named
-    if isinstance(lr, numbers.Real) or (isinstance(lr, torch.Tensor) and lr.numel() == 1):
+    if isinstance(lr, (str, bytes)) or np.ndim(lr) == 0:  # one rate (or something that is not one: named)
         _check_number(name, lr, open_low=False)  # 0 is allowed (nothing moves); negative is gradient ascent
         return
     for i, v in enumerate(list(lr)):
