@@ -27,7 +27,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from quickfit import env
 from quickfit.io import atomic_save, safe_load
 from quickfit.learner import Learner
 from quickfit.metrics import accuracy
@@ -43,7 +42,7 @@ from quickfit.text.models.core import (
     get_text_classifier,
 )
 from quickfit.text.pretrained import lm_sizes, load_pretrained_lm, match_vocab
-from quickfit.text.vectors import VocabVectors, vocab_vectors
+from quickfit.text.vectors import VocabVectors, embedding_vectors
 
 __all__ = ["TextLearner", "LMLearner", "language_model_learner", "text_classifier_learner", "learner_from_export"]
 
@@ -95,15 +94,8 @@ def _train_counts(dls, vocab_sz: int) -> np.ndarray | None:
 
 def _load_vectors(vectors, dls, itos: list[str], config: dict | None) -> tuple[VocabVectors, dict]:
     """The vectors for ``dls.vocab`` and the config with ``emb_sz`` set to their dimension (printed)."""
-    vv = vocab_vectors(vectors, itos, counts=_train_counts(dls, len(itos)))
-    emb_sz = (config or {}).get("emb_sz")
-    if emb_sz is not None and emb_sz != vv.dim:
-        raise ValueError(
-            f"config['emb_sz']={emb_sz} but the vectors {vv.source} have {vv.dim} dimensions: leave emb_sz out "
-            f"(it follows the vectors) or set it to {vv.dim}"
-        )
-    if env.is_main_process():
-        print(vv.summary() + f"; emb_sz={vv.dim}", flush=True)
+    counts = _train_counts(dls, len(itos))
+    vv = embedding_vectors(vectors, itos, counts=counts, size=(config or {}).get("emb_sz"))
     return vv, {**(config or {}), "emb_sz": vv.dim}
 
 

@@ -8,6 +8,7 @@
     learn.fit_one_cycle(8, 3e-3)                           # epoch train_loss valid_loss token_accuracy bleu time
     learn.translate(["Ein Hund läuft im Schnee."], beam_size=5)   # ['A dog runs in the snow.']
     learn.bleu(test_de, test_en, beam_size=5)              # sacreBLEU, lowercased by default
+    seq2seq_learner(dls, vectors={"tgt": "glove.6B.50d"})  # English GloVe rows in the target embedding
     learn.show_results(n=5)                                # source, reference, prediction
     learn.export("de_en.qf")                               # qf.load_learner("de_en.qf"): vocabularies in JSON
 
@@ -21,7 +22,8 @@ forward pass, instead of a Python loop feeding back one token at a time.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -40,6 +42,7 @@ from quickfit.text.models.seq2seq import (
 from quickfit.text.seq2seq_data import Seq2SeqDataLoader, Seq2SeqDataLoaders, seq2seq_dls_from_export
 from quickfit.text.seq2seq_metrics import CorpusBLEU, Seq2SeqLoss, token_accuracy
 from quickfit.text.seq2seq_search import beam_search, greedy_search
+from quickfit.text.vectors import VocabVectors, embedding_vectors
 
 __all__ = ["Seq2SeqStep", "TeacherForcing", "Seq2SeqLearner", "seq2seq_learner", "seq2seq_from_export", "ARCHS"]
 
@@ -233,6 +236,7 @@ def seq2seq_learner(
     cbs: Iterable[Callback] = (),
     path: str = ".",
     device: torch.device | str | None = None,
+    vectors: str | Path | Mapping[str, str | Path] | None = None,
 ) -> Seq2SeqLearner:
     """A translation learner on `dls`: `arch` "gru_attention" (`Seq2SeqRNN`) or "transformer".
 
@@ -240,6 +244,12 @@ def seq2seq_learner(
     - `metrics`: default token accuracy and corpus BLEU (greedy, `lowercase_bleu`) on the validation set.
     - `teacher_forcing`: a ratio (1.0: always the reference) or `(start, end)` annealed over training.
     - `label_smoothing`: of the cross-entropy, which ignores padding.
+    - `vectors`: word vectors for the embeddings (see `quickfit.text.vectors`): one source for both
+      sides, or `{"src": ..., "tgt": ...}` for one side or each (GloVe is English: `{"tgt": "glove.6B.50d"}`
+      for German -> English). The embedding size (`emb_sz`, the transformer's `d_model`) follows the
+      vectors' dimension, the coverage of each side is printed, and the tied output layer starts
+      from the target rows. The transformer multiplies its embeddings by `sqrt(d_model)`: its rows
+      are the vectors rescaled to its initial scale (standard deviation `d_model ** -0.5`).
     """
     if not isinstance(dls, Seq2SeqDataLoaders):
         raise TypeError(f"seq2seq_learner needs Seq2SeqDataLoaders, got {type(dls).__name__}")
@@ -251,7 +261,17 @@ def seq2seq_learner(
     if unknown:
         raise ValueError(f"unknown config keys {unknown} for arch={arch!r}; the keys are {sorted(full)}")
     full.update(config or {})
+    size_key = "emb_sz" if arch == "gru_attention" else "d_model"
+    side_vectors = _side_vectors(dls, vectors, (config or {}).get(size_key), size_key)
+    if side_vectors:
+        full[size_key] = next(iter(side_vectors.values())).dim
+        if arch == "transformer" and full[size_key] % full["n_heads"]:
+            raise ValueError(
+                f"the vectors set d_model to {full[size_key]}, which config['n_heads']={full['n_heads']} does not "
+                f"divide: pass config=dict(n_heads=...) with a divisor of {full[size_key]}"
+            )
     model = model_cls(len(dls.src_vocab), len(dls.tgt_vocab), pad_idx=dls.pad_idx, **full)
+    _set_side_embeddings(model, side_vectors, scale=full["d_model"] ** -0.5 if arch == "transformer" else None)
     cbs = list(cbs)
     if isinstance(teacher_forcing, tuple):
         if len(teacher_forcing) != 2:
@@ -275,6 +295,44 @@ def seq2seq_learner(
         "label_smoothing": label_smoothing,
     }
     return learn
+
+
+def _side_vectors(dls: Seq2SeqDataLoaders, vectors, size: int | None, size_key: str) -> dict[str, VocabVectors]:
+    """`{"src" / "tgt": the vectors mapped onto that side's vocabulary}`, coverage printed, one dimension."""
+    if vectors is None:
+        return {}
+    sources = dict(vectors) if isinstance(vectors, Mapping) else {"src": vectors, "tgt": vectors}
+    unknown = sorted(set(sources) - {"src", "tgt"})
+    if unknown or not sources:
+        raise ValueError(f"vectors: a source, or a dict with keys 'src' and / or 'tgt'; got keys {sorted(sources)}")
+    out = {}
+    for side, source in sources.items():
+        if source is None:
+            continue
+        vocab = dls.src_vocab if side == "src" else dls.tgt_vocab
+        ids = getattr(_base(dls.train), f"{side}_ids", None)
+        counts = np.bincount(np.asarray(ids, dtype=np.int64), minlength=len(vocab)) if ids is not None else None
+        label = "source side: " if side == "src" else "target side: "
+        out[side] = embedding_vectors(source, vocab.itos, counts=counts, size=size, size_key=size_key, label=label)
+    dims = {side: vv.dim for side, vv in out.items()}
+    if len(set(dims.values())) > 1:
+        raise ValueError(
+            f"vectors: the two sides' vectors differ in dimension ({dims}); one embedding size serves both"
+        )
+    return out
+
+
+def _set_side_embeddings(model, side_vectors: dict[str, VocabVectors], scale: float | None) -> None:
+    """Copy each side's rows into its embedding (the tied output layer follows the target's)."""
+    with torch.no_grad():
+        for side, vv in side_vectors.items():
+            emb = model.src_emb if side == "src" else model.tgt_emb
+            if side == "src" and emb is model.tgt_emb and "tgt" in side_vectors:
+                continue  # shared embeddings: the target rows serve both
+            weight = vv.weight
+            if scale is not None:  # the vectors at the model's own initial scale
+                weight = weight * (scale / weight[vv.found].std().clamp_min(1e-8))
+            emb.weight.copy_(weight)
 
 
 def seq2seq_from_export(info: dict) -> Seq2SeqLearner:

