@@ -29,7 +29,9 @@ from quickfit.vision import (
     Resize,
     SegmentationDataLoaders,
     SegmentationInterpretation,
+    SegmentationLoss,
     aug_transforms,
+    class_weights,
     unet_learner,
 )
 
@@ -49,6 +51,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--arch", default="efficientnet_lite0")
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--bf16", action="store_true", help="bfloat16 autocast while the encoder is frozen")
+    ap.add_argument("--weights", type=float, default=0.0, help="class-weight power (0: none, 1: SegNet's)")
+    ap.add_argument("--dice", type=float, default=0.0, help="weight of the soft Dice term")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--export", default=None, help="write the trained learner to this file")
     args = ap.parse_args(argv)
@@ -69,7 +73,10 @@ def main(argv: list[str] | None = None) -> dict:
         num_workers=args.workers,
     )
     print(dls, flush=True)
-    learn = unet_learner(dls, args.arch, pretrained=True, path=os.environ.get("TMPDIR", "/tmp"))
+    weight = class_weights(dls, power=args.weights) if args.weights else None
+    loss = SegmentationLoss(11, weight=weight, dice=args.dice)
+    print(loss, flush=True)
+    learn = unet_learner(dls, args.arch, pretrained=True, loss_func=loss, path=os.environ.get("TMPDIR", "/tmp"))
     if args.bf16:
         learn.to_bf16()
     learn.fit_one_cycle(args.frozen, args.lr, pct_start=0.9)

@@ -60,8 +60,9 @@ from quickfit.vision.models import (
 from quickfit.vision.models.unet import DynamicUnet
 from quickfit.vision.points import PointDataLoaders, PointsLearner, PointsLoss
 from quickfit.vision.seg_interpret import SegmentationInterpretation
+from quickfit.vision.seg_loss import SegmentationLoss, class_weights
 from quickfit.vision.seg_metrics import dice, mean_iou, pixel_accuracy
-from quickfit.vision.segmentation import SegmentationDataLoaders, SegmentationLoss
+from quickfit.vision.segmentation import SegmentationDataLoaders
 from quickfit.vision.style import StyleLoss, StyleNet, style_learner, style_transfer
 from quickfit.vision.targets import Target, outside
 from quickfit.vision.transforms import RandomResizedCrop, Resize
@@ -104,6 +105,7 @@ __all__ = [
     "SegmentationDataLoaders",
     "SegmentationInterpretation",
     "SegmentationLoss",
+    "class_weights",
     "Target",
     "UnetLearner",
     "VisionLearner",

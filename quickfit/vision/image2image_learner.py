@@ -36,13 +36,18 @@ __all__ = ["ImageToImageLearner", "ResidualUnet", "image2image_learner", "image2
 
 
 class ResidualUnet(nn.Module):
-    """`input image + unet(x)`: the U-Net predicts only the correction of its (un-normalized) input, and
+    """`upsampled input + unet(x)`: the U-Net predicts only the correction of its (un-normalized) input, and
     starts as the identity (its last convolution zeroed), so training starts at the bicubic image rather
-    than from noise; super-resolution converges several times faster this way (VDSR's residual learning)."""
+    than from noise; super-resolution converges several times faster this way (VDSR's residual learning).
 
-    def __init__(self, unet: nn.Module, stats: tuple) -> None:
+    `scale > 1`: the input is the low-resolution image itself (data with `upsample=False`). The U-Net then
+    runs at the input's resolution (`scale**2` times fewer pixels than at the target's), predicts
+    `3 * scale**2` channels that a pixel shuffle turns into the correction at `scale` times the size
+    (ESPCN's sub-pixel output), added to the bicubic upsampling of the input."""
+
+    def __init__(self, unet: nn.Module, stats: tuple, scale: int = 1) -> None:
         super().__init__()
-        self.unet = unet
+        self.unet, self.scale = unet, int(scale)
         nn.init.zeros_(unet.head.out.weight)
         nn.init.zeros_(unet.head.out.bias)
         self.register_buffer("mean", torch.tensor(stats[0], dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
@@ -57,17 +62,24 @@ class ResidualUnet(nn.Module):
         return self.unet.head
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.std.to(x.dtype) + self.mean.to(x.dtype) + self.unet(x)
+        base = x * self.std.to(x.dtype) + self.mean.to(x.dtype)
+        if self.scale == 1:
+            return base + self.unet(x)
+        base = F.interpolate(base, scale_factor=self.scale, mode="bicubic", align_corners=False).clamp(0, 1)
+        return base + F.pixel_shuffle(self.unet(x), self.scale)
 
 
-def _unet(arch: str, encoder_cut: int | None, y_range, pretrained, img_size: int, residual: bool):
+def _unet(arch: str, encoder_cut: int | None, y_range, pretrained, img_size: int, residual: bool, scale: int = 1):
     from quickfit.vision.models.unet import DynamicUnet
 
     spec = get_arch(arch)
     body = spec.create_body(pretrained=pretrained)
     encoder = body[:encoder_cut] if encoder_cut is not None else body
     if residual:
-        return spec, ResidualUnet(DynamicUnet(encoder, n_out=3, img_size=img_size), spec.stats)
+        unet = DynamicUnet(encoder, n_out=3 * scale**2, img_size=max(8, img_size // scale))
+        return spec, ResidualUnet(unet, spec.stats, scale)
+    if scale != 1:
+        raise ValueError("image2image_learner: data that is not upsampled (upsample=False) needs residual=True")
     return spec, DynamicUnet(encoder, n_out=3, img_size=img_size, y_range=tuple(y_range))
 
 
@@ -119,7 +131,8 @@ def image2image_learner(
     defaults to L1 on pixels; with a `FeatureLoss` its terms are the default metrics. `residual`: the
     U-Net adds a correction to its input (`ResidualUnet`; `y_range` then unused), else it predicts the
     image itself through a sigmoid into `y_range`."""
-    spec, model = _unet(arch, encoder_cut, y_range, pretrained, getattr(dls, "size", 64), residual)
+    scale = 1 if getattr(dls, "upsample", True) else int(getattr(dls, "scale", 1))
+    spec, model = _unet(arch, encoder_cut, y_range, pretrained, getattr(dls, "size", 64), residual, scale)
     if hasattr(dls, "set_normalize"):
         dls.set_normalize(*spec.stats)
     loss_func = nn.L1Loss() if loss_func is None else loss_func
@@ -136,6 +149,7 @@ def image2image_learner(
             "encoder_cut": encoder_cut,
             "y_range": [float(v) for v in y_range],
             "residual": bool(residual),
+            "scale": scale,
         },
     }
     return learn
@@ -149,7 +163,8 @@ def image2image_learner_from_export(info: dict) -> ImageToImageLearner:
     if "arch" not in m or data.get("kind") != "image2image":
         raise ValueError("not an image-to-image export: the metadata lacks the model's arch or the data processing")
     size = int(data.get("size", 64))
-    _, model = _unet(m["arch"], m.get("encoder_cut"), tuple(m["y_range"]), False, size, m.get("residual", False))
+    _, model = _unet(m["arch"], m.get("encoder_cut"), tuple(m["y_range"]), False, size, m.get("residual", False),
+                     int(m.get("scale", 1)))  # fmt: skip
     learn = ImageToImageLearner(image2image_dls_from_export(data), model, nn.L1Loss(), splitter=_encoder_decoder,
                                 progress=False, device="cpu")  # fmt: skip
     learn.export_info = {k: v for k, v in info.items() if k != "data"}

@@ -38,23 +38,11 @@ from quickfit.vision.augment import Normalize, batch_tfm_from_dict, imagenet_sta
 from quickfit.vision.data import ImageDataLoaders, _item_tfm, random_split
 from quickfit.vision.image import IMAGE_EXTENSIONS, get_image_files, oriented_size
 from quickfit.vision.loader import ImageItems
+from quickfit.vision.seg_loss import SegmentationLoss
 from quickfit.vision.targets import Target
 from quickfit.vision.transforms import ItemTransform, item_tfm_from_dict
 
 __all__ = ["SegmentationDataLoaders", "SegmentationLoss", "segmentation_dls_from_export", "read_codes", "mask_colours"]
-
-
-class SegmentationLoss(nn.CrossEntropyLoss):
-    """Cross-entropy over pixels ([B, C, H, W] scores, [B, H, W] classes), `ignore_index` = the void code;
-    its activation (used by `get_preds`) is the softmax over classes (dim 1)."""
-
-    def __init__(self, void_code: int | None = None, weight: torch.Tensor | None = None) -> None:
-        super().__init__(weight=weight, ignore_index=-100 if void_code is None else int(void_code))
-        self.void_code = void_code
-
-    @staticmethod
-    def activation(x: torch.Tensor) -> torch.Tensor:
-        return x.softmax(dim=1)
 
 
 def read_codes(codes: Sequence[str] | str | Path, path: Path) -> list[str]:

@@ -71,3 +71,34 @@ def test_feature_loss_terms_are_the_default_metrics(pairs, tmp_path):
     assert learn.recorder.names[3:7] == ["pixel", "feat_0", "feat_1", "feat_2"]
     row = learn.recorder.values[-1]
     assert sum(row[3:7]) == pytest.approx(row[2], rel=1e-4)
+
+
+def test_the_low_resolution_generator_runs_at_the_input_size_and_exports(tmp_path):
+    (tmp_path / "hr").mkdir()
+    for i in range(6):
+        smooth_image(48, 40, i).save(tmp_path / "hr" / f"{i}.png")
+    crappify(tmp_path / "hr", tmp_path / "lr", scale=2, quality=(90, 95), draw_text=False, progress=False)
+    dls = ImageToImageDataLoaders.from_folders(tmp_path / "lr", tmp_path / "hr", valid_pct=0.34, size=32, bs=2,
+                                               upsample=False, num_workers=0)  # fmt: skip
+    torch.manual_seed(0)
+    learn = image2image_learner(dls, "efficientnet_lite0", encoder_cut=3, pretrained=False, path=tmp_path,
+                                progress=False)  # fmt: skip
+    x, y = next(iter(dls.valid))
+    assert x.shape[-2:] == (16, 16) and y.shape[-2:] == (32, 32)  # the model sees the small image
+    seen = []
+    hook = learn.model.unet.register_forward_hook(lambda m, i, o: seen.append(tuple(o.shape)))
+    learn.model.eval()
+    with torch.no_grad():  # at first: the bicubic upsampling of its input, exactly
+        bicubic = torch.nn.functional.interpolate(dls.normalize.decode(x), scale_factor=2, mode="bicubic")
+        torch.testing.assert_close(learn.model(x), bicubic.clamp(0, 1))
+    hook.remove()
+    assert seen == [(2, 12, 16, 16)]  # 3 * 2**2 channels at the input's size, pixel-shuffled to 2x
+    learn.fit(4, 1e-3)
+    assert learn.recorder.values[-1][1] < learn.recorder.values[0][1]
+    learn.export("lowres.qf")
+    loaded = qf.load_learner(tmp_path / "lowres.qf")
+    odd = tmp_path / "odd.png"
+    smooth_image(37, 21, 9).save(odd)
+    out = loaded.predict(odd)
+    assert out.shape == (3, 42, 74)
+    torch.testing.assert_close(out, learn.predict(odd), atol=1e-5, rtol=1e-4)
