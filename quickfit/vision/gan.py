@@ -26,6 +26,7 @@ phase leaves the other network's parameters without gradients.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Iterable
 from functools import partial
@@ -56,6 +57,7 @@ __all__ = [
     "GANStep",
     "GANLearner",
     "GANSamples",
+    "GeneratorEMA",
     "gan_critic",
     "basic_generator",
     "noise_dls",
@@ -98,19 +100,33 @@ class _MeanOut(nn.Module):
         return x.mean(dim=(1, 2, 3))
 
 
-def gan_critic(n_channels: int = 3, nf: int = 64, n_blocks: int = 3, p: float = 0.15, sn: bool = True) -> nn.Sequential:
+def gan_critic(
+    n_channels: int = 3, nf: int = 64, n_blocks: int = 3, p: float = 0.15, sn: bool = True, in_size: int | None = None
+) -> nn.Sequential:
     """The course's critic: stride-2 4x4 convolutions with LeakyReLU and dropout, spectral norm on every
-    convolution (`sn`), a last 3x3 convolution to one channel averaged over the image: one score per image.
+    layer (`sn`), then one score per image: by default a last 3x3 convolution to one channel averaged over
+    the image (any input size; each score sees a patch); with `in_size` (the images' height = width) a
+    linear layer over the whole last feature map instead (a global critic: it judges the whole digit or
+    face at once, which small images want).
 
-    Each block halves the size and doubles the channels: 28x28 digits want `n_blocks=2`, 128px photos 3-4."""
+    Each block halves the size and doubles the channels: 28x28 digits want `n_blocks=1` or 2, 128px photos
+    3-4. `p=0` leaves out the dropout."""
     if n_blocks < 1:
         raise ValueError(f"gan_critic: n_blocks must be at least 1, got {n_blocks}")
-    layers: list[nn.Module] = [nn.Dropout2d(p / 2), _conv(n_channels, nf, 4, 2, sn), nn.LeakyReLU(0.2, inplace=True)]
+    drop = (lambda q: [nn.Dropout2d(q)]) if p > 0 else (lambda q: [])
+    layers: list[nn.Module] = [*drop(p / 2), _conv(n_channels, nf, 4, 2, sn), nn.LeakyReLU(0.2, inplace=True)]
     for _ in range(n_blocks):
-        layers += [nn.Dropout2d(p), _conv(nf, nf * 2, 4, 2, sn), nn.LeakyReLU(0.2, inplace=True)]
+        layers += [*drop(p), _conv(nf, nf * 2, 4, 2, sn), nn.LeakyReLU(0.2, inplace=True)]
         nf *= 2
-    layers += [_conv(nf, 1, 3, 1, sn), _MeanOut()]
-    return nn.Sequential(*layers)
+    if in_size is None:
+        return nn.Sequential(*layers, _conv(nf, 1, 3, 1, sn), _MeanOut())
+    size = in_size
+    for _ in range(n_blocks + 1):
+        size //= 2  # a 4x4 stride-2 convolution with padding 1
+    if size < 1:
+        raise ValueError(f"gan_critic: in_size {in_size} is too small for {n_blocks + 1} halvings")
+    linear = nn.Linear(nf * size * size, 1)
+    return nn.Sequential(*layers, nn.Flatten(), spectral_norm(linear) if sn else linear, nn.Flatten(0))
 
 
 class _Reshape(nn.Module):
@@ -123,13 +139,20 @@ class _Reshape(nn.Module):
 
 
 def basic_generator(
-    out_size: int, n_channels: int = 3, z_dim: int = 100, nf: int = 64, n_up: int | None = None
+    out_size: int,
+    n_channels: int = 3,
+    z_dim: int = 100,
+    nf: int = 64,
+    n_up: int | None = None,
+    upsample: Literal["nearest", "transposed"] = "nearest",
 ) -> nn.Sequential:
     """A DCGAN-style generator: noise [B, z_dim] -> Linear -> [nf * 2**(n_up-1), s, s] -> `n_up` times
-    (nearest-neighbour 2x upsampling, 3x3 convolution halving the channels, BatchNorm, ReLU) -> [n_channels,
-    out_size, out_size] through tanh (images in [-1, 1]). Resize-then-convolve instead of transposed
-    convolutions: no checkerboard artefacts (Odena et al., 2016). `n_up` defaults to the most doublings
-    that keep s >= 4."""
+    (2x upsampling halving the channels, BatchNorm, ReLU) -> [n_channels, out_size, out_size] through tanh
+    (images in [-1, 1]). `upsample`: "nearest" (nearest-neighbour 2x then a 3x3 convolution: no
+    checkerboard artefacts, Odena et al., 2016) or "transposed" (DCGAN's 4x4 stride-2 transposed
+    convolution). `n_up` defaults to the most doublings that keep s >= 4."""
+    if upsample not in ("nearest", "transposed"):
+        raise ValueError(f"basic_generator: upsample must be 'nearest' or 'transposed', got {upsample!r}")
     if n_up is None:
         n_up = 0
         while out_size % 2 ** (n_up + 1) == 0 and out_size // 2 ** (n_up + 1) >= 4:
@@ -141,7 +164,10 @@ def basic_generator(
     for i in range(n_up):
         last = i == n_up - 1
         c_out = n_channels if last else c // 2
-        layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c, c_out, 3, padding=1, bias=last)]
+        if upsample == "nearest":
+            layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c, c_out, 3, padding=1, bias=last)]
+        else:
+            layers += [nn.ConvTranspose2d(c, c_out, 4, stride=2, padding=1, bias=last)]
         layers += [nn.Tanh()] if last else [nn.BatchNorm2d(c_out), nn.ReLU()]
         c = c_out
     return nn.Sequential(*layers)
@@ -381,6 +407,62 @@ class GANSamples(Callback):
     def after_epoch(self, learn) -> None:
         if learn.is_main_process and (learn.epoch + 1) % self.every == 0:
             learn.show_results(self.n, path=self.folder / f"epoch_{learn.epoch}.png")
+
+
+class GeneratorEMA(Callback):
+    """An exponential moving average of the generator's weights, updated after every generator step:
+    `avg = decay * avg + (1 - decay) * weights` (BatchNorm statistics too). The average of the last
+    ~1 / (1 - decay) steps draws cleaner samples than the last step's weights, which wander around it.
+
+    The first steps use `min(decay, (1 + n) / (10 + n))` (n: the steps averaged so far), so the untrained
+    start is soon forgotten. `ema.generator` is the averaged copy (in eval mode); with `replace_at_end`
+    the learner's generator takes its weights after each fit, so `show_results`, `save` and any later
+    sampling use them. Skipped critic steps, cancelled steps and `lr_find` leave the average alone.
+
+        ema = GeneratorEMA(0.999)
+        learn.fit(20, 2e-4, cbs=[ema])      # learn.generator now holds the average
+    """
+
+    def __init__(self, decay: float = 0.999, replace_at_end: bool = True) -> None:
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"GeneratorEMA: decay must be in [0, 1), got {decay!r}")
+        self.decay, self.replace_at_end = float(decay), replace_at_end
+        self.generator: nn.Module | None = None
+        self.n_averaged = 0
+
+    def _active(self, learn) -> bool:
+        from quickfit.callbacks.lr_finder import LRFinder
+
+        return not any(isinstance(cb, LRFinder) for cb in learn.cbs)
+
+    def before_fit(self, learn) -> None:
+        if self.generator is None and self._active(learn):
+            self.generator = copy.deepcopy(learn.generator).eval().requires_grad_(False)
+
+    def before_step(self, learn) -> None:
+        self._stepped = True
+
+    def after_cancel_step(self, learn) -> None:
+        self._stepped = False
+
+    def after_step(self, learn) -> None:
+        if self.generator is None or learn.stepping_opt is not learn.opt or not getattr(self, "_stepped", False):
+            return
+        if not learn.training or not self._active(learn):
+            return
+        self.n_averaged += 1
+        d = min(self.decay, (1 + self.n_averaged) / (10 + self.n_averaged))
+        with torch.no_grad():
+            avg, live = self.generator.state_dict(), learn.generator.state_dict()
+            floats = [k for k, v in avg.items() if v.is_floating_point()]
+            torch._foreach_lerp_([avg[k] for k in floats], [live[k].detach() for k in floats], 1.0 - d)
+            for k, v in avg.items():
+                if not v.is_floating_point():
+                    v.copy_(live[k])
+
+    def after_fit(self, learn) -> None:
+        if self.replace_at_end and self.generator is not None and self._active(learn):
+            learn.generator.load_state_dict(self.generator.state_dict())
 
 
 # ---- data -------------------------------------------------------------------------------------------------------

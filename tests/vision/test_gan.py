@@ -25,6 +25,7 @@ from quickfit.vision.gan import (
     GANLoss,
     GANModule,
     GANSamples,
+    GeneratorEMA,
     basic_generator,
     gan_critic,
     noise_dls,
@@ -116,6 +117,18 @@ def test_critic_and_generator_shapes_and_spectral_norm():
     assert basic_generator(64, n_channels=3, z_dim=8, nf=4)(torch.randn(2, 8)).shape == (2, 3, 64, 64)
     with pytest.raises(ValueError, match="out_size 30 is not a multiple"):
         basic_generator(30, n_up=2)
+    convt = basic_generator(28, n_channels=1, z_dim=8, nf=8, upsample="transposed")
+    assert convt(torch.randn(3, 8)).shape == (3, 1, 28, 28)
+    assert [type(m) for m in convt if isinstance(m, (nn.ConvTranspose2d, nn.Upsample))] == [nn.ConvTranspose2d] * 2
+    with pytest.raises(ValueError, match="upsample must be 'nearest' or 'transposed', got 'bilinear'"):
+        basic_generator(28, upsample="bilinear")
+    # a global critic: one spectral-norm linear layer over the whole 7x7 map, no dropout with p=0
+    glob = gan_critic(n_channels=1, nf=8, n_blocks=1, p=0.0, in_size=28)
+    assert glob(torch.randn(5, 1, 28, 28)).shape == (5,)
+    assert isinstance(glob[-2], nn.Linear) and glob[-2].in_features == 16 * 7 * 7
+    assert hasattr(glob[-2], "parametrizations") and not any(isinstance(m, nn.Dropout2d) for m in glob)
+    with pytest.raises(ValueError, match="in_size 4 is too small for 3 halvings"):
+        gan_critic(n_channels=1, n_blocks=2, in_size=4)
     with pytest.raises(ValueError, match="mode must be"):
         GANModule(gen, crit)(torch.randn(1, 8), mode="both")
 
@@ -291,3 +304,46 @@ def test_ddp_keeps_both_networks_in_sync_across_ranks(tmp_path, monkeypatch):
         torch.testing.assert_close(v, r1["state"][k], msg=k)  # averaged gradients: the same weights
     assert not torch.equal(r0["state"]["generator.0.weight"], init["generator.0.weight"])
     assert not torch.equal(r0["state"]["critic.1.weight"], init["critic.1.weight"])
+
+
+# ---- the generator's moving average -------------------------------------------------------------------------------
+class _GeneratorSteps(Callback):
+    """The generator's weights after each of its optimizer steps."""
+
+    def __init__(self) -> None:
+        self.weights: list[dict[str, torch.Tensor]] = []
+
+    def after_step(self, learn) -> None:
+        if learn.stepping_opt is learn.opt:
+            self.weights.append({k: v.detach().clone() for k, v in learn.generator.state_dict().items()})
+
+
+def test_generator_ema_averages_the_generator_steps_only_and_replaces_the_weights_at_the_end(tmp_path):
+    learn = tiny_learner(tmp_path, switcher=FixedGANSwitcher(n_crit=2, n_gen=1))
+    start = {k: v.clone() for k, v in learn.generator.state_dict().items()}
+    ema, steps = GeneratorEMA(decay=0.9), _GeneratorSteps()
+    learn.fit(2, 1e-3, cbs=[ema, steps])
+    assert len(steps.weights) == ema.n_averaged == 4  # 14 batches: c c g c c g ...
+    expected = start
+    for n, w in enumerate(steps.weights, 1):
+        d = min(0.9, (1 + n) / (10 + n))
+        expected = {k: d * expected[k] + (1 - d) * w[k] for k in w}
+    for k, v in ema.generator.state_dict().items():
+        torch.testing.assert_close(v, expected[k])
+        torch.testing.assert_close(learn.generator.state_dict()[k], expected[k])  # replace_at_end
+    assert not torch.equal(expected["0.weight"], steps.weights[-1]["0.weight"])  # an average, not the last step
+    assert not ema.generator.training and not any(p.requires_grad for p in ema.generator.parameters())
+
+
+def test_generator_ema_keeps_the_last_weights_without_replace_and_ignores_lr_find(tmp_path):
+    learn = tiny_learner(tmp_path)
+    ema = GeneratorEMA(decay=0.99, replace_at_end=False)
+    learn.add_cbs([ema])
+    learn.lr_find(num_it=5, show_plot=False)
+    assert ema.generator is None and ema.n_averaged == 0
+    steps = _GeneratorSteps()
+    learn.fit(1, 1e-3, cbs=[steps])
+    assert ema.n_averaged == len(steps.weights) >= 3  # 7 batches, every other one the generator's
+    assert not torch.equal(ema.generator[0].weight, learn.generator[0].weight)
+    with pytest.raises(ValueError, match="decay must be in \\[0, 1\\), got 1.0"):
+        GeneratorEMA(decay=1.0)
