@@ -51,8 +51,8 @@ VECTORS = "glove.6B.50d"
 CONFIG = dict(n_hid=400, n_layers=2)  # emb_sz follows the vectors (50)
 # Per data set: classifier epochs of fine_tune's last stage, and the scratch baseline's schedule.
 PLAN = {
-    "rt_polarity": dict(clf_epochs=4, scratch=(6, 5e-3), lm_epochs=(1, 1)),
-    "sst2": dict(clf_epochs=2, scratch=(5, 1e-2), lm_epochs=(1, 1)),
+    "rt_polarity": dict(clf_epochs=7, scratch=(6, 5e-3), lm_epochs=(3, 2)),
+    "sst2": dict(clf_epochs=5, scratch=(5, 1e-2), lm_epochs=(3, 2)),
 }
 
 
@@ -149,7 +149,7 @@ def main() -> None:
     parser.add_argument("--wiki-frac", type=float, default=1.0, help="share of WikiText-2 valid+test to use")
     parser.add_argument("--clf-epochs", type=int, default=None, help="fine_tune's last stage (default per data set)")
     parser.add_argument("--scratch-epochs", type=int, default=None, help="the scratch baseline's epochs")
-    parser.add_argument("--lm2-freeze-epochs", type=int, default=1, help="stage 2's frozen epochs (fine_tune)")
+    parser.add_argument("--lm2-freeze-epochs", type=int, default=0, help="stage 2's frozen epochs (fine_tune)")
     parser.add_argument("--sentences-only", action="store_true", help="SST-2: label only the 6,886 full sentences")
     parser.add_argument("--serial", action="store_true", help="run the baselines after, not beside, stage 1-3")
     parser.add_argument("--no-vectors-only", action="store_true", help="skip the vectors-only classifier")
@@ -218,7 +218,7 @@ def main() -> None:
     def vectors_only() -> float:
         qf.set_seed(args.seed)
         clf = text_classifier_learner(dls, pretrained=False, vectors=VECTORS, config=config, path=work)
-        clf.fine_tune(clf_epochs + 3)  # not frozen: everything at once, as many epochs as stage 3
+        clf.fine_tune(clf_epochs)  # not frozen: everything at once, as many epochs as stage 3
         return clf.validate()[1]
 
     baselines = [("scratch", f"classifier from scratch: fit_one_cycle({scratch_epochs}, {scratch_lr})", scratch)]
@@ -254,13 +254,13 @@ def main() -> None:
     def classifier() -> float:
         qf.set_seed(args.seed)
         clf = text_classifier_learner(dls, pretrained=False, vectors=VECTORS, config=config, path=work)
-        clf.load_encoder("target_enc")  # and frozen: the head trains first
-        clf.fine_tune(clf_epochs)
+        clf.load_encoder("target_enc")
+        clf.fine_tune(clf_epochs)  # every layer at slice(base_lr / lr_mult, base_lr); freeze_epochs=1: gradually
         print("  prediction:", clf.predict("a gripping , funny and moving film"))
         print("  prediction:", clf.predict("a dull , lifeless and overlong mess"))
         return clf.validate()[1]
 
-    results["ulmfit"] = stages.run("3. classifier: load_encoder + fine_tune (gradual unfreezing)", classifier)
+    results["ulmfit"] = stages.run("3. classifier: load_encoder + fine_tune (discriminative rates)", classifier)
     if args.serial:
         for key, name, fn in baselines:
             results[key] = stages.run(name, fn)

@@ -49,6 +49,22 @@ def test_classifier_fine_tune_unfreezes_gradually_after_load_encoder(tmp_path):
     assert CLF_BASE_LR / CLF_LR_MULT > 5e-4  # the embedding still moves (fastai's 2e-3 / 2.6**4 = 4e-5 did not)
 
 
+def test_classifier_fine_tune_default_trains_every_layer_at_discriminative_rates(tmp_path):
+    dls, _ = _sentiment_task()
+    torch.manual_seed(0)
+    lm = language_model_learner(StubDataLoaders(dls.train, None, dls.vocab), pretrained=False, config=SMALL,
+                                path=tmp_path)  # fmt: skip
+    lm.save_encoder("enc")
+    clf = text_classifier_learner(dls, pretrained=False, config=SMALL, path=tmp_path)
+    clf.load_encoder("enc")  # frozen, but the default recipe has no frozen stages
+    calls = _spy(clf)
+    clf.fine_tune(2)
+    assert len(calls) == 1 and calls[0][0] == 2 and calls[0][2] == [True] * 4
+    lrs = calls[0][1]  # per group at the end of the cycle: rising from the embedding to the head
+    assert lrs == sorted(lrs) and lrs[-1] / lrs[0] == pytest.approx(CLF_LR_MULT, rel=1e-3)
+    assert calls[0][3] == slice(CLF_BASE_LR / CLF_LR_MULT, CLF_BASE_LR)
+
+
 def test_classifier_fine_tune_from_scratch_trains_everything_at_once(tmp_path):
     dls, _ = _sentiment_task()
     clf = text_classifier_learner(dls, pretrained=False, config=SMALL, path=tmp_path)
