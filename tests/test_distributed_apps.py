@@ -1,7 +1,7 @@
 """Every application's own loaders under DDP: 2 CPU processes (gloo) with a per-rank batch b train like
 one process with batch 2b (the same weights, the same epoch table).
 
-The two processes are started once for the module and train all four applications; so is the one
+The two processes are started once for the module and train all five applications; so is the one
 process. BatchNorm layers are replaced by identities (their statistics depend on the per-rank batch, which
 is what DDP changes on purpose, docs/distributed.md) and dropout is off (each rank draws its own
 masks); the data, models, losses and optimizers are the applications' own.
@@ -100,7 +100,39 @@ def _text_classifier(bs: int, path: str):
     return learn, 1e-2
 
 
-APPS = {"tabular": _tabular, "collab": _collab, "language_model": _language_model, "text_classifier": _text_classifier}
+def _segmentation(bs: int, path: str):
+    from PIL import Image
+
+    from quickfit.vision import Resize, SegmentationDataLoaders, unet_learner
+
+    # 32 training images (2 global batches of 16), 8 validation images; masks of 3 classes + void
+    g = np.random.default_rng(0)
+    root = Path(path) / f"data_{os.environ.get('RANK', '0')}"  # each process writes its own (identical) copy
+    colours = np.array([[220, 30, 30], [30, 220, 30], [30, 30, 220], [0, 0, 0]])
+    for split, n in (("train", 32), ("val", 8)):
+        (root / split).mkdir(parents=True, exist_ok=True)
+        (root / f"{split}annot").mkdir(exist_ok=True)
+        for i in range(n):
+            mask = np.kron(g.integers(0, 3, (2, 3)), np.ones((8, 8), np.int64)).astype(np.uint8)
+            mask[0] = 3
+            img = np.clip(colours[mask] + g.integers(-20, 20, (16, 24, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(img).save(root / split / f"{i}.png")
+            Image.fromarray(mask).save(root / f"{split}annot" / f"{i}.png")
+    # squish: no random crop position, whose draws per item would advance each rank's RNG differently
+    dls = SegmentationDataLoaders.from_folders(root, codes=["r", "g", "b", "void"], void_code=3, bs=bs,
+                                               item_tfms=Resize((16, 24), method="squish"), num_workers=0)  # fmt: skip
+    conv = lambda i, o: nn.Sequential(nn.Conv2d(i, o, 3, 2, 1), nn.BatchNorm2d(o), nn.ReLU())  # noqa: E731
+    learn = unet_learner(dls, nn.Sequential(conv(3, 8), conv(8, 16)), path=path, progress=False)
+    return learn, 1e-2
+
+
+APPS = {
+    "tabular": _tabular,
+    "collab": _collab,
+    "language_model": _language_model,
+    "text_classifier": _text_classifier,
+    "segmentation": _segmentation,
+}
 
 
 class _ShardSizes(qf.Callback):

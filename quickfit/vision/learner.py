@@ -134,7 +134,7 @@ class FrozenBatchNorm(Callback):
 
     def before_train(self, learn) -> None:
         freeze_all = learn.bn_freeze
-        for m in learn.model.body.modules():
+        for m in learn._unwrapped().body.modules():  # DDP wraps the model
             if isinstance(m, _NORM) and any(True for _ in m.parameters()):
                 if freeze_all or not any(p.requires_grad for p in m.parameters()):
                     m.eval()

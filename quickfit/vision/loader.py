@@ -20,6 +20,7 @@ is reported once by path and replaced by another image of the dataset, so a bad 
 
 from __future__ import annotations
 
+import copy
 import os
 import sys
 import warnings
@@ -31,7 +32,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset, default_collate
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from quickfit.vision.augment import AffineWarp, Lighting, Normalize, sampling_grid
 from quickfit.vision.image import LOAD_ERRORS
@@ -314,6 +315,24 @@ def _report(failed: list[tuple[str, str]]) -> None:
             )
 
 
+class _ShardSampler(Sampler):
+    """One rank's part of a shuffled epoch: the permutation `RandomSampler` would draw (seeded from the
+    torch RNG, the same state on every rank), padded to a multiple of `world_size`, every
+    `world_size`-th index from `rank` on."""
+
+    def __init__(self, n: int, rank: int, world_size: int) -> None:
+        self.n, self.rank, self.world_size = n, rank, world_size
+
+    def __len__(self) -> int:
+        return -(-self.n // self.world_size)
+
+    def __iter__(self) -> Iterator[int]:
+        seed = int(torch.empty((), dtype=torch.int64).random_().item())
+        perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(seed)).tolist()
+        perm += perm[: len(self) * self.world_size - self.n]
+        yield from perm[self.rank :: self.world_size]
+
+
 class ImageLoader:
     """Batches `(x, y)` (or `(x,)` without targets) of float images on `device`.
 
@@ -348,13 +367,14 @@ class ImageLoader:
         self.device = None if device is None else torch.device(device)
         self._loader: DataLoader | None = None
         self._workspace: dict[str, torch.Tensor] = {}  # CPU scratch buffers of apply_batch_tfms
+        self._shard: tuple[int, int] | None = None  # (rank, world_size) of a sharded training loader
 
     @property
     def items(self) -> ImageItems:
         return self.dataset.items
 
     def __len__(self) -> int:
-        n = len(self.dataset)
+        n = len(self.dataset) if self._shard is None else -(-len(self.dataset) // self._shard[1])
         return n // self.bs if self.drop_last else -(-n // self.bs)
 
     def to(self, device: torch.device | str) -> ImageLoader:
@@ -370,10 +390,12 @@ class ImageLoader:
             if len(self.dataset) <= self.bs:  # one batch: starting processes costs more than they save
                 workers = min(workers, 1) if self.persistent else 0
             pin = self.device is not None and self.device.type == "cuda"
+            sampler = None if self._shard is None else _ShardSampler(len(self.dataset), *self._shard)
             self._loader = DataLoader(
                 self.dataset,
                 batch_size=self.bs,
-                shuffle=self.shuffle,
+                shuffle=self.shuffle and sampler is None,
+                sampler=sampler,
                 drop_last=self.drop_last,
                 num_workers=workers,
                 collate_fn=_collate if self.dataset.target is None else partial(_collate, target=self.dataset.target),
@@ -475,15 +497,20 @@ class ImageLoader:
     def shard(self, rank: int, world_size: int) -> ImageLoader:
         """This rank's images for distributed training (called by quickfit's DDP callback).
 
-        A shuffling (training) loader takes every `world_size`-th image, padded with repeats so every
-        rank runs the same number of batches, and shuffles them every epoch; a validation loader takes
-        a contiguous slice without repeats, so summed metrics are exact."""
+        A shuffling (training) loader draws one permutation of all the images per epoch, the same on
+        every rank (from the torch seed, as a one-process loader draws its own), padded with repeats so
+        every rank runs the same number of batches, and takes every `world_size`-th image of it: the
+        ranks' batches together are the one-process loader's batches at `world_size` times the batch
+        size. A validation loader takes a contiguous slice without repeats, so summed metrics are exact."""
         from quickfit.callbacks.distributed import shard_indices  # only needed under torchrun
 
-        idx = shard_indices(len(self.dataset), rank, world_size, pad=self.shuffle)
-        targets = self.items.targets
-        items = ImageItems([self.items.paths[i] for i in idx], _take(targets, idx))
         ds = self.dataset
+        if self.shuffle:
+            out = copy.copy(self)
+            out._loader, out._workspace, out._shard = None, {}, (rank, world_size)
+            return out
+        idx = shard_indices(len(ds), rank, world_size, pad=False)
+        items = ImageItems([self.items.paths[i] for i in idx], _take(self.items.targets, idx))
         return ImageLoader(
             ImageDataset(items, ds.item_tfm, ds.train, ds.skip_bad, ds.target),
             bs=self.bs,

@@ -294,8 +294,16 @@ def test_training_batches_take_one_grid_sample_each(folder, monkeypatch):
 def test_shards_for_distributed_training(folder):
     dls = ImageDataLoaders.from_folder(folder, valid="val", size=16, bs=2, num_workers=0)
     train = [dls.train.shard(r, 3) for r in range(3)]
-    assert [len(t.items.paths) for t in train] == [4, 4, 4]  # 11 images, padded to the same count
-    assert set().union(*(t.items.paths for t in train)) == set(dls.train_items.paths)
+    assert [len(t) for t in train] == [2, 2, 2]  # 11 images, padded to 4 per rank: 2 batches of 2
+    # an epoch: every rank draws the same permutation from the same seed and takes its every 3rd image
+    orders = []
+    for t in train:
+        torch.manual_seed(5)
+        orders.append(list(t._torch_loader().sampler))
+    assert [len(o) for o in orders] == [4, 4, 4] and set().union(*orders) == set(range(11))
+    torch.manual_seed(5)
+    one_process = list(dls.train._torch_loader().sampler)  # what one process draws after the same seed
+    assert [orders[r][i] for i in range(3) for r in range(3)] == one_process[:9]
     valid = [dls.valid.shard(r, 4) for r in range(4)]
     assert sum((v.items.paths for v in valid), []) == dls.valid_items.paths  # in order, no repeats
     assert valid[0].augment is False and train[0].augment is True and train[0].shuffle
