@@ -101,7 +101,13 @@ class _MeanOut(nn.Module):
 
 
 def gan_critic(
-    n_channels: int = 3, nf: int = 64, n_blocks: int = 3, p: float = 0.15, sn: bool = True, in_size: int | None = None
+    n_channels: int = 3,
+    nf: int = 64,
+    n_blocks: int = 3,
+    p: float = 0.15,
+    sn: bool = True,
+    in_size: int | None = None,
+    n_extra: int = 0,
 ) -> nn.Sequential:
     """The course's critic: stride-2 4x4 convolutions with LeakyReLU and dropout, spectral norm on every
     layer (`sn`), then one score per image: by default a last 3x3 convolution to one channel averaged over
@@ -110,13 +116,19 @@ def gan_critic(
     face at once, which small images want).
 
     Each block halves the size and doubles the channels: 28x28 digits want `n_blocks=1` or 2, 128px photos
-    3-4. `p=0` leaves out the dropout."""
+    3-4. `n_extra` 3x3 stride-1 convolutions follow each stride-2 one (a deeper critic at the same
+    sizes). `p=0` leaves out the dropout."""
     if n_blocks < 1:
         raise ValueError(f"gan_critic: n_blocks must be at least 1, got {n_blocks}")
     drop = (lambda q: [nn.Dropout2d(q)]) if p > 0 else (lambda q: [])
+
+    def extra(c: int) -> list[nn.Module]:
+        return [m for _ in range(n_extra) for m in (_conv(c, c, 3, 1, sn), nn.LeakyReLU(0.2, inplace=True))]
+
     layers: list[nn.Module] = [*drop(p / 2), _conv(n_channels, nf, 4, 2, sn), nn.LeakyReLU(0.2, inplace=True)]
+    layers += extra(nf)
     for _ in range(n_blocks):
-        layers += [*drop(p), _conv(nf, nf * 2, 4, 2, sn), nn.LeakyReLU(0.2, inplace=True)]
+        layers += [*drop(p), _conv(nf, nf * 2, 4, 2, sn), nn.LeakyReLU(0.2, inplace=True), *extra(nf * 2)]
         nf *= 2
     if in_size is None:
         return nn.Sequential(*layers, _conv(nf, 1, 3, 1, sn), _MeanOut())
@@ -145,12 +157,14 @@ def basic_generator(
     nf: int = 64,
     n_up: int | None = None,
     upsample: Literal["nearest", "transposed"] = "nearest",
+    n_extra: int = 0,
 ) -> nn.Sequential:
     """A DCGAN-style generator: noise [B, z_dim] -> Linear -> [nf * 2**(n_up-1), s, s] -> `n_up` times
     (2x upsampling halving the channels, BatchNorm, ReLU) -> [n_channels, out_size, out_size] through tanh
     (images in [-1, 1]). `upsample`: "nearest" (nearest-neighbour 2x then a 3x3 convolution: no
     checkerboard artefacts, Odena et al., 2016) or "transposed" (DCGAN's 4x4 stride-2 transposed
-    convolution). `n_up` defaults to the most doublings that keep s >= 4."""
+    convolution). `n_extra` 3x3 convolutions (BatchNorm, ReLU) follow each upsampling but the last (a
+    deeper generator at the same sizes). `n_up` defaults to the most doublings that keep s >= 4."""
     if upsample not in ("nearest", "transposed"):
         raise ValueError(f"basic_generator: upsample must be 'nearest' or 'transposed', got {upsample!r}")
     if n_up is None:
@@ -169,6 +183,9 @@ def basic_generator(
         else:
             layers += [nn.ConvTranspose2d(c, c_out, 4, stride=2, padding=1, bias=last)]
         layers += [nn.Tanh()] if last else [nn.BatchNorm2d(c_out), nn.ReLU()]
+        if not last:
+            for _ in range(n_extra):
+                layers += [nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
         c = c_out
     return nn.Sequential(*layers)
 

@@ -127,6 +127,13 @@ def test_critic_and_generator_shapes_and_spectral_norm():
     assert glob(torch.randn(5, 1, 28, 28)).shape == (5,)
     assert isinstance(glob[-2], nn.Linear) and glob[-2].in_features == 16 * 7 * 7
     assert hasattr(glob[-2], "parametrizations") and not any(isinstance(m, nn.Dropout2d) for m in glob)
+    deep_g = basic_generator(28, n_channels=1, z_dim=8, nf=8, n_extra=2)  # two 3x3 convs at 14x14, none at 28x28
+    assert deep_g(torch.randn(2, 8)).shape == (2, 1, 28, 28)
+    assert sum(isinstance(m, nn.Conv2d) for m in deep_g) == 2 + 2
+    deep_c = gan_critic(n_channels=1, nf=8, n_blocks=1, p=0.0, in_size=28, n_extra=1)
+    assert deep_c(torch.randn(2, 1, 28, 28)).shape == (2,)
+    assert [m.kernel_size for m in deep_c if isinstance(m, nn.Conv2d)] == [(4, 4), (3, 3), (4, 4), (3, 3)]
+    assert sum(hasattr(m, "parametrizations") for m in deep_c) == 5  # spectral norm on every layer
     with pytest.raises(ValueError, match="in_size 4 is too small for 3 halvings"):
         gan_critic(n_channels=1, n_blocks=2, in_size=4)
     with pytest.raises(ValueError, match="mode must be"):
