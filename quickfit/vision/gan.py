@@ -434,7 +434,8 @@ class GeneratorEMA(Callback):
     The first steps use `min(decay, (1 + n) / (10 + n))` (n: the steps averaged so far), so the untrained
     start is soon forgotten. `ema.generator` is the averaged copy (in eval mode); with `replace_at_end`
     the learner's generator takes its weights after each fit, so `show_results`, `save` and any later
-    sampling use them. Skipped critic steps, cancelled steps and `lr_find` leave the average alone.
+    sampling use them. Critic steps, cancelled steps and `lr_find` leave the average alone. Checkpoints
+    keep the average (`state_dict`), so a resumed fit ends with the same one as an uninterrupted fit.
 
         ema = GeneratorEMA(0.999)
         learn.fit(20, 2e-4, cbs=[ema])      # learn.generator now holds the average
@@ -455,6 +456,15 @@ class GeneratorEMA(Callback):
     def before_fit(self, learn) -> None:
         if self.generator is None and self._active(learn):
             self.generator = copy.deepcopy(learn.generator).eval().requires_grad_(False)
+
+    def state_dict(self) -> dict:
+        avg = {} if self.generator is None else {k: v.detach().cpu() for k, v in self.generator.state_dict().items()}
+        return {"n_averaged": self.n_averaged, "generator": avg}
+
+    def load_state_dict(self, state: dict) -> None:  # called by a resume, after before_fit made the copy
+        self.n_averaged = int(state.get("n_averaged", 0))
+        if state.get("generator") and self.generator is not None:
+            self.generator.load_state_dict(state["generator"])
 
     def before_step(self, learn) -> None:
         self._stepped = True

@@ -354,3 +354,18 @@ def test_generator_ema_keeps_the_last_weights_without_replace_and_ignores_lr_fin
     assert not torch.equal(ema.generator[0].weight, learn.generator[0].weight)
     with pytest.raises(ValueError, match="decay must be in \\[0, 1\\), got 1.0"):
         GeneratorEMA(decay=1.0)
+
+
+def test_generator_ema_resumes_from_a_checkpoint_with_the_same_average(tmp_path):
+    ref, ref_ema = tiny_learner(tmp_path / "ref"), GeneratorEMA(0.9, replace_at_end=False)
+    qf.set_seed(3)
+    ref.fit(2, 1e-3, cbs=[ref_ema])
+    crashed = tiny_learner(tmp_path / "run")
+    qf.set_seed(3)
+    with pytest.raises(KeyboardInterrupt):
+        crashed.fit(2, 1e-3, cbs=[GeneratorEMA(0.9, replace_at_end=False), _Crash()], checkpoint="gan")
+    resumed, ema = tiny_learner(tmp_path / "run"), GeneratorEMA(0.9, replace_at_end=False)
+    resumed.fit(2, 1e-3, cbs=[ema], checkpoint="gan", resume=True)
+    assert ema.n_averaged == ref_ema.n_averaged == 7  # 14 batches, every other one the generator's
+    for (k, a), b in zip(ref_ema.generator.state_dict().items(), ema.generator.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=k)
