@@ -31,8 +31,8 @@ __all__ = ["SegmentationLoss", "class_weights", "soft_dice_loss"]
 
 class SegmentationLoss(nn.CrossEntropyLoss):
     """Pixel cross-entropy ([B, C, H, W] scores, [B, H, W] classes) ignoring `void_code`, with optional
-    per-class `weight` and a soft Dice term of weight `dice` (an `nn.CrossEntropyLoss` with `dice=0`). Its activation (used by `get_preds`) is
-    the softmax over classes (dim 1)."""
+    per-class `weight` and a soft Dice term of weight `dice` (an `nn.CrossEntropyLoss` with `dice=0`).
+    Its activation (used by `get_preds`) is the softmax over classes (dim 1)."""
 
     def __init__(
         self,
