@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--frozen", type=int, default=10, help="epochs with the encoder frozen")
     ap.add_argument("--unfrozen", type=int, default=20, help="epochs with everything training")
     ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--lr-find", action="store_true", help="use lr_find's valley instead of --lr")
     ap.add_argument("--bs", type=int, default=8)
     ap.add_argument("--arch", default="efficientnet_lite0")
     ap.add_argument("--workers", type=int, default=None)
@@ -83,6 +84,9 @@ def main(argv: list[str] | None = None) -> dict:
     learn = unet_learner(dls, args.arch, pretrained=True, loss_func=loss, path=os.environ.get("TMPDIR", "/tmp"))
     if args.bf16:
         learn.to_bf16()
+    if args.lr_find:
+        args.lr = float(learn.lr_find().valley)
+        print(f"lr_find: valley {args.lr:.2e}", flush=True)
     learn.fit_one_cycle(args.frozen, args.lr, pct_start=0.9)
     learn.to_fp32()
     if args.unfrozen:
