@@ -55,7 +55,9 @@ class SegmentationLoss(nn.CrossEntropyLoss):
         if w is not None:
             if w.numel() != pred.shape[1]:
                 raise ValueError(f"weight has {w.numel()} values for {pred.shape[1]} classes")
-            w = w.to(pred.device, pred.dtype)
+            if w.device != pred.device:  # moved once (the Learner does not move losses), not every batch
+                self.weight = w = w.to(pred.device)
+            w = w.to(pred.dtype)  # a no-op in float32 and under autocast
         loss = F.cross_entropy(pred, targ, weight=w, ignore_index=self.ignore_index)
         if self.dice:
             loss = loss + self.dice * soft_dice_loss(pred, targ, self.void_code, self.smooth)

@@ -25,14 +25,20 @@ def _spy(learn):
     return calls
 
 
-def test_classifier_fine_tune_unfreezes_gradually_after_load_encoder(tmp_path):
+def _classifier_on_an_encoder(tmp_path):
+    """A classifier after `load_encoder` of a (tiny, untrained) language model's encoder: frozen."""
     dls, _ = _sentiment_task()
     torch.manual_seed(0)
     lm = language_model_learner(StubDataLoaders(dls.train, None, dls.vocab), pretrained=False, config=SMALL,
                                 path=tmp_path)  # fmt: skip
     lm.save_encoder("enc")
     clf = text_classifier_learner(dls, pretrained=False, config=SMALL, path=tmp_path)
-    clf.load_encoder("enc")  # frozen: the head only
+    clf.load_encoder("enc")
+    return clf
+
+
+def test_classifier_fine_tune_unfreezes_gradually_after_load_encoder(tmp_path):
+    clf = _classifier_on_an_encoder(tmp_path)  # frozen: the head only
     calls = _spy(clf)
     clf.fine_tune(1, base_lr=1e-2, freeze_epochs=1)
     # groups: embedding, LSTM 1, LSTM 2, head
@@ -50,13 +56,7 @@ def test_classifier_fine_tune_unfreezes_gradually_after_load_encoder(tmp_path):
 
 
 def test_classifier_fine_tune_default_trains_every_layer_at_discriminative_rates(tmp_path):
-    dls, _ = _sentiment_task()
-    torch.manual_seed(0)
-    lm = language_model_learner(StubDataLoaders(dls.train, None, dls.vocab), pretrained=False, config=SMALL,
-                                path=tmp_path)  # fmt: skip
-    lm.save_encoder("enc")
-    clf = text_classifier_learner(dls, pretrained=False, config=SMALL, path=tmp_path)
-    clf.load_encoder("enc")  # frozen, but the default recipe has no frozen stages
+    clf = _classifier_on_an_encoder(tmp_path)  # frozen, but the default recipe has no frozen stages
     calls = _spy(clf)
     clf.fine_tune(2)
     assert len(calls) == 1 and calls[0][0] == 2 and calls[0][2] == [True] * 4
