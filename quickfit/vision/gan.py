@@ -197,7 +197,10 @@ class GANLoss:
     log D(fake), whose gradient does not vanish when the critic wins).
 
     `content_loss(fake, target)` (an image-to-image GAN, e.g. `FeatureLoss`) is added to the generator's
-    adversarial loss: `content_weight * content + adv_weight * adversarial`."""
+    adversarial loss: `content_weight * content + adv_weight * adversarial`.
+
+    `r1` > 0 adds Mescheder et al.'s R1 penalty to the critic's loss: `r1 / 2 * E[|grad_x D(x)|^2]` over
+    the real images (the critic kept smooth where the data is; one more backward per critic batch)."""
 
     def __init__(
         self,
@@ -205,11 +208,20 @@ class GANLoss:
         content_loss: Callable | None = None,
         content_weight: float = 1.0,
         adv_weight: float = 1.0,
+        r1: float = 0.0,
     ) -> None:
         if kind not in ("wgan", "nonsaturating"):
             raise ValueError(f"GANLoss kind must be 'wgan' or 'nonsaturating', got {kind!r}")
+        if not r1 >= 0:
+            raise ValueError(f"GANLoss r1 must be >= 0 (the penalty's weight), got {r1!r}")
         self.kind, self.content_loss = kind, content_loss
-        self.content_weight, self.adv_weight = float(content_weight), float(adv_weight)
+        self.content_weight, self.adv_weight, self.r1 = float(content_weight), float(adv_weight), float(r1)
+
+    def r1_penalty(self, real_pred: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        """`r1 / 2 * mean |d real_pred / d real|^2` (per image, summed over its pixels); `real` must
+        require grad and `real_pred` be computed from it."""
+        (grad,) = torch.autograd.grad(real_pred.float().sum(), real, create_graph=True)
+        return 0.5 * self.r1 * grad.float().pow(2).flatten(1).sum(1).mean()
 
     def critic(self, real_pred: torch.Tensor, fake_pred: torch.Tensor) -> torch.Tensor:
         if self.kind == "wgan":
@@ -353,12 +365,17 @@ class GANStep(TrainStep):
     def _critic_batch(self, learn, x: torch.Tensor, real: torch.Tensor) -> None:
         with torch.no_grad(), learn.autocast:
             fake = learn.model(x, mode="generate")
+        r1 = getattr(self.loss, "r1", 0.0) > 0
+        if r1:
+            real = real.detach().requires_grad_(True)
         with learn.autocast:
             # real and fake in one forward: one DDP forward per backward, one pass over the critic
             preds = learn.model(torch.cat([real, fake.to(real.dtype)]), mode="critic")
             learn.pred = fake
             learn("after_pred")
             learn.loss = learn.loss_grad = self.loss.critic(preds[: len(real)], preds[len(real) :])
+            if r1:
+                learn.loss_grad = learn.loss_grad + self.loss.r1_penalty(preds[: len(real)], real)
         learn("after_loss")
         learn.backward()
         learn.opt_step(self.crit_opt)

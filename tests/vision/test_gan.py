@@ -150,6 +150,24 @@ class _StopAfter(Callback):
             raise qf.CancelFitException()
 
 
+def test_r1_penalty_against_its_formula_and_in_the_critic_step(tmp_path):
+    lin = nn.Linear(16, 1)
+    real = torch.randn(5, 1, 4, 4, requires_grad=True)
+    pred = lin(real.flatten(1)).squeeze(1)  # a linear critic: d pred / d x = its weight, for every image
+    got = GANLoss("nonsaturating", r1=3.0).r1_penalty(pred, real)
+    assert got.item() == pytest.approx(0.5 * 3.0 * lin.weight.pow(2).sum().item(), rel=1e-5)
+    with pytest.raises(ValueError, match="r1 must be >= 0"):
+        GANLoss("wgan", r1=-1.0)
+    norms, losses = {}, {}
+    for r1 in (0.0, 100.0):  # one critic batch from the same start: the penalty shrinks the critic's slope
+        learn = tiny_learner(tmp_path, loss=GANLoss("nonsaturating", r1=r1))
+        learn.fit(1, 1e-2, cbs=[_StopAfter(1)])
+        norms[r1] = sum(p.pow(2).sum().item() for p in learn.critic.parameters() if p.dim() > 1)
+        losses[r1] = learn.step.losses["critic"][0].item()
+    assert norms[100.0] < norms[0.0]
+    assert losses[100.0] == pytest.approx(losses[0.0], rel=1e-6)  # the reported loss is the critic's own
+
+
 def test_each_phase_updates_only_its_network(tmp_path):
     learn = tiny_learner(tmp_path)
     g0 = [p.detach().clone() for p in learn.generator.parameters()]

@@ -75,6 +75,24 @@ def test_crappify_is_deterministic_skips_done_files_and_draws_text(photos, tmp_p
     assert (np.asarray(plain, dtype=int) - np.asarray(text, dtype=int)).any()
 
 
+def test_crappify_lossless_bicubic_inputs_line_up_with_their_targets(photos, tmp_path):
+    out = crappify(photos, tmp_path / "lr", quality=None, resample="bicubic", draw_text=False, progress=False)
+    assert sorted(p.relative_to(tmp_path / "lr").as_posix() for p in out) == ["a.png", "c.png", "d.png", "sub/b.png"]
+    src = Image.open(photos / "sub" / "b.png").convert("RGB")
+    expected = src.resize((40, 32), Image.Resampling.BICUBIC)  # lossless: exactly PIL's bicubic downscale
+    with Image.open(tmp_path / "lr" / "sub" / "b.png") as img:
+        assert img.format == "PNG" and (np.asarray(img) == np.asarray(expected)).all()
+    # an odd size: the input covers exactly the top-left 2 x its size of the source (pixels line up)
+    odd = smooth_image(65, 49, 4)
+    small, q = crappify_image(odd, 2, None, resample="bicubic")
+    assert q is None and small.size == (32, 24)
+    covered = odd.crop((0, 0, 64, 48)).resize((32, 24), Image.Resampling.BICUBIC)
+    inner = (slice(0, 22), slice(0, 30))  # away from the right and bottom edges (the filter reaches past them)
+    assert (np.asarray(small)[inner] == np.asarray(covered)[inner]).all()
+    squeezed = odd.resize((32, 24), Image.Resampling.BICUBIC)  # the whole odd image: off by up to half a pixel
+    assert (np.asarray(small, dtype=int)[inner] != np.asarray(squeezed, dtype=int)[inner]).any()
+
+
 def test_crappify_bad_arguments(photos, tmp_path):
     with pytest.raises(FileNotFoundError, match="source folder .*nowhere does not exist"):
         crappify(tmp_path / "nowhere", tmp_path / "x")
@@ -82,6 +100,8 @@ def test_crappify_bad_arguments(photos, tmp_path):
         crappify(photos, tmp_path / "x", quality=(70, 10))
     with pytest.raises(ValueError, match="must not be .* or inside it"):
         crappify(photos, photos / "lr")
+    with pytest.raises(ValueError, match=r"resample must be one of \['bicubic', 'bilinear'\], got 'nearest'"):
+        crappify(photos, tmp_path / "x", resample="nearest")
 
 
 # ---- pairs ------------------------------------------------------------------------------------------------------

@@ -3,8 +3,10 @@ loads and predicts the 2x image of an input of any size."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import quickfit as qf
 from quickfit.vision.crappify import crappify
@@ -102,3 +104,53 @@ def test_the_low_resolution_generator_runs_at_the_input_size_and_exports(tmp_pat
     out = loaded.predict(odd)
     assert out.shape == (3, 42, 74)
     torch.testing.assert_close(out, learn.predict(odd), atol=1e-5, rtol=1e-4)
+
+
+def blocks_image(w: int, h: int, seed: int) -> Image.Image:
+    """Random rectangles of flat colour: sharp edges, which bicubic upsampling blurs and a model can restore."""
+    rng = np.random.default_rng(seed)
+    img = np.full((h, w, 3), rng.integers(0, 256, 3), dtype=np.uint8)
+    for _ in range(12):
+        x0, y0 = rng.integers(0, w - 4), rng.integers(0, h - 4)
+        img[y0 : y0 + rng.integers(4, h // 2), x0 : x0 + rng.integers(4, w // 2)] = rng.integers(0, 256, 3)
+    return Image.fromarray(img)
+
+
+def test_sr_resnet_starts_at_bicubic_improves_on_it_and_exports(tmp_path):
+    (tmp_path / "hr").mkdir()
+    for i in range(16):
+        blocks_image(64, 48, i).save(tmp_path / "hr" / f"{i}.png")
+    crappify(tmp_path / "hr", tmp_path / "lr", quality=None, resample="bicubic", draw_text=False, progress=False)
+    dls = ImageToImageDataLoaders.from_folders(tmp_path / "lr", tmp_path / "hr", valid_pct=0.25, size=32, bs=2,
+                                               upsample=False, num_workers=0, seed=0)  # fmt: skip
+    torch.manual_seed(0)
+    learn = image2image_learner(dls, "sr_resnet", config=dict(nf=16, n_blocks=2), loss_func=torch.nn.L1Loss(),
+                                path=tmp_path, progress=False)  # fmt: skip
+    assert len(learn.layer_groups) == 2 and learn.export_info["model"]["config"] == {"nf": 16, "n_blocks": 2}
+    x, y = next(iter(dls.valid))
+    learn.model.eval()
+    with torch.no_grad():  # untrained: bicubic upsampling of the small input, exactly
+        bicubic = torch.nn.functional.interpolate(dls.normalize.decode(x), scale_factor=2, mode="bicubic")
+        torch.testing.assert_close(learn.model(x), bicubic.clamp(0, 1))
+        start = torch.nn.functional.l1_loss(learn.model(x), y).item()
+    learn.fit_one_cycle(50, 2e-3)
+    learn.model.eval()
+    with torch.no_grad():
+        end = torch.nn.functional.l1_loss(learn.model(x), y).item()
+    assert end < 0.9 * start  # better than bicubic on held-out pairs
+    learn.export("edsr.qf")
+    loaded = qf.load_learner(tmp_path / "edsr.qf")
+    odd = tmp_path / "odd.png"
+    smooth_image(37, 21, 9).save(odd)
+    out = loaded.predict(odd)
+    assert out.shape == (3, 42, 74) and 0 <= out.min() and out.max() <= 1
+    torch.testing.assert_close(out, learn.predict(odd), atol=1e-5, rtol=1e-4)
+
+
+def test_sr_resnet_arguments_are_checked(pairs, tmp_path):
+    with pytest.raises(ValueError, match="config= is for arch='sr_resnet'"):
+        image2image_learner(pairs, "efficientnet_lite0", config=dict(nf=8), pretrained=False, path=tmp_path)
+    with pytest.raises(ValueError, match="'sr_resnet' always adds a correction"):
+        image2image_learner(pairs, "sr_resnet", residual=False, path=tmp_path)
+    with pytest.raises(TypeError):
+        image2image_learner(pairs, "sr_resnet", config=dict(width=8), path=tmp_path)
