@@ -87,11 +87,11 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("superres_work"))
     parser.add_argument("--size", type=int, default=96, help="training crop of the 2x target")
     parser.add_argument("--bs", type=int, default=16)
-    parser.add_argument("--epochs", type=int, default=100, help="of the 243 train photos (16 batches each)")
+    parser.add_argument("--epochs", type=int, default=100, help="passes over the train photos")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--arch", default="sr_resnet", help="sr_resnet, or a U-Net over ARCH's encoder (--cut)")
-    parser.add_argument("--nf", type=int, default=32, help="sr_resnet: channels")
-    parser.add_argument("--blocks", type=int, default=6, help="sr_resnet: residual blocks")
+    parser.add_argument("--nf", type=int, default=48, help="sr_resnet: channels")
+    parser.add_argument("--blocks", type=int, default=8, help="sr_resnet: residual blocks")
     parser.add_argument(
         "--jpeg",
         type=int,
@@ -112,11 +112,10 @@ def main() -> None:
     t0 = time.perf_counter()
 
     kind = f"jpeg{args.jpeg[0]}-{args.jpeg[1]}" if args.jpeg else "lossless"
-    for split in ("train", "val"):
-        crappify(args.path / split, args.work / f"{split}_lr_{args.resample}_{kind}", scale=2, quality=args.jpeg,
-                 draw_text=False, seed=0, resample=args.resample)  # fmt: skip
-    sr = args.arch == "sr_resnet"
     lr_dir = {split: args.work / f"{split}_lr_{args.resample}_{kind}" for split in ("train", "val")}
+    for split, dst in lr_dir.items():
+        crappify(args.path / split, dst, scale=2, quality=args.jpeg, draw_text=False, seed=0, resample=args.resample)
+    sr = args.arch == "sr_resnet"
     flips = [AffineWarp(max_rotate=0.0, max_zoom=1.0, max_warp=0.0)]  # exact: no resampling blur on targets
     dls = ImageToImageDataLoaders.from_folders(
         lr_dir["train"], args.path / "train", valid=(lr_dir["val"], args.path / "val"),

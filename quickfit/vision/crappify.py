@@ -80,9 +80,10 @@ def _one(args: tuple[Path, Path, Path, float, tuple[int, int] | None, bool, int,
         return "skipped"
     rng = _rng(seed, rel)
     q = rng.randint(*(quality or (95, 95)))  # drawn either way: the text's draws stay the same
+    q = None if quality is None else q
     text = str(rng.randint(0, 99)) if draw_text else None
     pos = (rng.random(), rng.random())
-    small, q = crappify_image(load_image(src_file), scale, None if quality is None else q, text, pos, resample)
+    small, q = crappify_image(load_image(src_file), scale, q, text, pos, resample)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     if q is None:
@@ -115,7 +116,7 @@ def crappify(
         raise FileNotFoundError(f"crappify: source folder {src} does not exist")
     if dst.resolve() == src.resolve() or src.resolve() in dst.resolve().parents:
         raise ValueError(f"crappify: dst {dst} must not be {src} or inside it (the outputs would be read as sources)")
-    lo, hi = (95, 95) if quality is None else quality
+    lo, hi = quality or (95, 95)
     if resample not in _RESAMPLE:
         raise ValueError(f"crappify: resample must be one of {sorted(_RESAMPLE)}, got {resample!r}")
     if not 1 <= lo <= hi <= 95:
@@ -129,7 +130,7 @@ def crappify(
     for f in files:
         rel = f.relative_to(src)
         out = dst / crappified_name(rel, lossless=quality is None)
-        jobs.append((f, rel, out, float(scale), None if quality is None else (lo, hi), draw_text, seed, resample))
+        jobs.append((f, rel, out, float(scale), quality and (lo, hi), draw_text, seed, resample))
     workers = num_workers or min(len(os.sched_getaffinity(0)), 8)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         results = list(tqdm(pool.map(_one, jobs), total=len(jobs), disable=not progress, desc="crappify"))
