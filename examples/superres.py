@@ -11,7 +11,8 @@
    added to the bicubic upsampling, and starts as bicubic.
 3. Evaluate on the val photos (the centre `--eval-size` crop of each): PSNR of the model and of bicubic
    upsampling of the same inputs (2-pixel border left out), and a sharpness measure (mean absolute
-   Laplacian) of each.
+   Laplacian) of each; and the pixel model's PSNR with test-time augmentation (`learn.tta`: the mean
+   of its outputs over the 8 rotations / flips of each input, EDSR's self-ensemble).
 4. Fine-tune a copy with the feature loss (pixel L1 + Lite0 activations, each term weighted to start
    level with the pixel term), evaluate it the same way, save bicubic | pixel | feature | original crops
    side by side (`--png`).
@@ -33,7 +34,7 @@ from quickfit.vision.augment import AffineWarp
 from quickfit.vision.crappify import crappify
 from quickfit.vision.feature_loss import FeatureLoss
 from quickfit.vision.image2image import ImageToImageDataLoaders
-from quickfit.vision.image2image_learner import image2image_learner
+from quickfit.vision.image2image_learner import DihedralEnsemble, image2image_learner
 from quickfit.vision.image_grid import image_to_tensor, save_image_grid
 
 LAPLACE = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).view(1, 1, 3, 3).repeat(3, 1, 1, 1)
@@ -48,13 +49,15 @@ def sharpness(x: torch.Tensor) -> float:
     return F.conv2d(x[None], LAPLACE, groups=3).abs().mean().item()
 
 
-def evaluate(learn, eval_dl) -> dict[str, float]:
-    """Mean PSNR / sharpness over the val crops, of the model and of its bicubic input."""
-    learn.model.eval()
+def evaluate(learn, eval_dl, tta: bool = False) -> dict[str, float]:
+    """Mean PSNR / sharpness over the val crops, of the model (`tta`: its mean over the 8 rotations /
+    flips of each input, `learn.tta`'s) and of its bicubic input."""
+    model = DihedralEnsemble(learn.model) if tta else learn.model
+    model.eval()
     norm, totals, n = learn.dls.normalize, {"model": 0.0, "bicubic": 0.0, "sharp_model": 0.0, "sharp_bicubic": 0.0}, 0
     with torch.no_grad():
         for x, y in eval_dl:
-            pred = learn.model(x.to(learn.device)).float().clamp(0, 1).cpu()
+            pred = model(x.to(learn.device)).float().clamp(0, 1).cpu()
             bicubic = upsampled(norm.decode(x), y.shape[-2:]).cpu()
             for p, b, t in zip(pred, bicubic, y.cpu()):
                 totals["model"] += psnr(p, t)
@@ -117,15 +120,16 @@ def main() -> None:
         crappify(args.path / split, dst, scale=2, quality=args.jpeg, draw_text=False, seed=0, resample=args.resample)
     sr = args.arch == "sr_resnet"
     flips = [AffineWarp(max_rotate=0.0, max_zoom=1.0, max_warp=0.0)]  # exact: no resampling blur on targets
+    # cache: every photo decoded once and kept in memory (~280 MB), so each epoch only crops them
     dls = ImageToImageDataLoaders.from_folders(
         lr_dir["train"], args.path / "train", valid=(lr_dir["val"], args.path / "val"),
-        size=args.size, bs=args.bs, batch_tfms=flips, num_workers=2, upsample=not sr,
+        size=args.size, bs=args.bs, batch_tfms=flips, upsample=not sr, cache=True,
     )  # fmt: skip
     print(dls)
     val_pairs = dls.valid.dataset.pairs
     # evaluation: the centre --eval-size crop of every val photo (whole photos cost 5x more on 2 busy cores)
     eval_dl = ImageToImageDataLoaders.from_pairs(val_pairs, valid_pairs=val_pairs, size=args.eval_size, bs=8,
-                                                 num_workers=2, upsample=not sr).valid  # fmt: skip
+                                                 upsample=not sr, cache=True).valid  # fmt: skip
 
     # the pixel-loss model
     pixel_loss = torch.nn.MSELoss() if args.loss == "mse" else torch.nn.L1Loss()
@@ -136,6 +140,7 @@ def main() -> None:
     pixel_time = time.perf_counter() - t
     eval_dl.normalize = dls.normalize
     pixel = evaluate(learn, eval_dl)
+    pixel_tta = evaluate(learn, eval_dl, tta=True)
     print(f"pixel loss: {args.epochs} epochs in {pixel_time:.0f}s")
 
     # the feature-loss model: the pixel model fine-tuned, each feature term starting level with the pixel term
@@ -183,7 +188,9 @@ def main() -> None:
 
     print(f"val photos ({len(val_pairs)}, {args.eval_size}px centre crops): PSNR bicubic {pixel['bicubic']:.2f} dB, "
           f"pixel-loss model {pixel['model']:.2f} dB ({pixel['model'] - pixel['bicubic']:+.2f}), "
-          f"feature-loss model {feature['model']:.2f} dB ({feature['model'] - feature['bicubic']:+.2f})")  # fmt: skip
+          f"feature-loss model {feature['model']:.2f} dB ({feature['model'] - feature['bicubic']:+.2f}); "
+          f"pixel-loss model with TTA (mean of 8 rotations / flips) {pixel_tta['model']:.2f} dB "
+          f"({pixel_tta['model'] - pixel['bicubic']:+.2f})")  # fmt: skip
     print(f"sharpness (mean |Laplacian|): bicubic {pixel['sharp_bicubic']:.4f}, pixel {pixel['sharp_model']:.4f}, "
           f"feature {feature['sharp_model']:.4f}")  # fmt: skip
     print(f"side by side: {args.png}; exported {args.out}: predict({lr_path.name}) -> {tuple(out.shape)} from {w}x{h}")

@@ -53,31 +53,45 @@ def _to_uint8(img: Image.Image) -> torch.Tensor:
 
 
 class _PairDataset(Dataset):
-    """uint8 (input crop [3, size/scale, size/scale], target crop [3, size, size])."""
+    """uint8 (input crop [3, size/scale, size/scale], target crop [3, size, size]). `cache`: keep each
+    pair decoded in memory after its first read (keyed by its paths, so DDP shards may share it)."""
 
-    def __init__(self, pairs: list[tuple[Path, Path]], size: int, scale: int, train: bool) -> None:
+    def __init__(self, pairs: list[tuple[Path, Path]], size: int, scale: int, train: bool, cache: bool = False):
         self.pairs, self.size, self.scale, self.train = pairs, size, scale, train
+        self.cache: dict[tuple[Path, Path], tuple[np.ndarray, np.ndarray]] | None = {} if cache else None
 
     def __len__(self) -> int:
         return len(self.pairs)
 
+    def _arrays(self, pair: tuple[Path, Path]) -> tuple[np.ndarray, np.ndarray]:
+        got = None if self.cache is None else self.cache.get(pair)
+        if got is None:
+            got = tuple(np.asarray(load_image(f), dtype=np.uint8) for f in pair)  # [H, W, 3] each
+            if self.cache is not None:
+                self.cache[pair] = got
+        return got
+
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        src, targ = self.pairs[i]
-        x_img, y_img = load_image(src), load_image(targ)
+        x_arr, y_arr = self._arrays(self.pairs[i])
         s, k = self.size, self.scale
+        h, w = x_arr.shape[:2]
         # the crop in input pixels (so it is exact in both images), at most the image
-        cw, ch = min(s // k, x_img.width), min(s // k, x_img.height)
+        cw, ch = min(s // k, w), min(s // k, h)
         if self.train:
-            x0 = int(torch.randint(0, x_img.width - cw + 1, ()))  # torch's RNG: seeded per DataLoader worker
-            y0 = int(torch.randint(0, x_img.height - ch + 1, ()))
+            x0 = int(torch.randint(0, w - cw + 1, ()))  # torch's RNG: seeded per DataLoader worker
+            y0 = int(torch.randint(0, h - ch + 1, ()))
         else:
-            x0, y0 = (x_img.width - cw) // 2, (x_img.height - ch) // 2
-        x = x_img.crop((x0, y0, x0 + cw, y0 + ch))
-        y = y_img.crop((x0 * k, y0 * k, (x0 + cw) * k, (y0 + ch) * k))
+            x0, y0 = (w - cw) // 2, (h - ch) // 2
+        x = x_arr[y0 : y0 + ch, x0 : x0 + cw]
+        y = y_arr[y0 * k : (y0 + ch) * k, x0 * k : (x0 + cw) * k]
         if (cw, ch) != (s // k, s // k):  # an image smaller than the crop: stretched up to it
-            x = x.resize((s // k, s // k), Image.Resampling.BICUBIC)
-            y = y.resize((s, s), Image.Resampling.BICUBIC)
-        return _to_uint8(x), _to_uint8(y)
+            x = np.asarray(Image.fromarray(x).resize((s // k, s // k), Image.Resampling.BICUBIC))
+            y = np.asarray(Image.fromarray(y).resize((s, s), Image.Resampling.BICUBIC))
+        return _hwc_to_tensor(x), _hwc_to_tensor(y)
+
+
+def _hwc_to_tensor(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))
 
 
 class _TestDataset(Dataset):
@@ -111,6 +125,7 @@ class PairLoader:
         self.dataset, self.bs, self.scale, self.upsample = dataset, bs, scale, upsample
         self.batch_tfms, self.normalize, self.shuffle, self.augment = list(batch_tfms), normalize, shuffle, augment
         self.num_workers, self.device = num_workers, device
+        self._loader: DataLoader | None = None
         for t in self.batch_tfms:
             if not isinstance(t, (AffineWarp, Lighting)):
                 raise TypeError(
@@ -128,10 +143,14 @@ class PairLoader:
 
     def _torch_loader(self) -> DataLoader:
         drop = self.shuffle and len(self.dataset) >= self.bs  # BatchNorm dislikes a last batch of 1
-        return DataLoader(
-            self.dataset, self.bs, shuffle=self.shuffle, drop_last=drop, num_workers=self.num_workers,
-            persistent_workers=False,
-        )  # fmt: skip
+        if self._loader is None or not self._loader.persistent_workers:
+            # a cached data set keeps its workers (and so each worker's cache) from epoch to epoch
+            keep = self.num_workers > 0 and getattr(self.dataset, "cache", None) is not None
+            self._loader = DataLoader(
+                self.dataset, self.bs, shuffle=self.shuffle, drop_last=drop, num_workers=self.num_workers,
+                persistent_workers=keep,
+            )  # fmt: skip
+        return self._loader
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         for batch in self._torch_loader():
@@ -215,7 +234,13 @@ def _check_scale(pairs: list[tuple[Path, Path]], scale: int | None) -> int:
 
 
 class ImageToImageDataLoaders(DataLoaders):
-    """Training and validation `PairLoader`s; see the module docstring and the `from_*` constructors."""
+    """Training and validation `PairLoader`s; see the module docstring and the `from_*` constructors.
+
+    `cache=True` keeps every pair decoded in memory after its first read (3 bytes a pixel: the 398
+    hymenoptera photos and their half-size inputs take about 280 MB), so each later epoch only crops:
+    for a small set of photos trained for many epochs, decoding would otherwise cost as much as the
+    model. With it the loaders use no worker processes unless `num_workers` says so (then each worker
+    keeps its own cache, and its process, for the whole fit)."""
 
     def __init__(
         self,
@@ -228,6 +253,7 @@ class ImageToImageDataLoaders(DataLoaders):
         upsample: bool = True,
         num_workers: int | None = None,
         device: torch.device | str | None = None,
+        cache: bool = False,
     ) -> None:
         if not train_pairs:
             raise ValueError("ImageToImageDataLoaders: no training pairs")
@@ -237,10 +263,12 @@ class ImageToImageDataLoaders(DataLoaders):
         self.size, self.bs, self.upsample = size, bs, upsample
         self.batch_tfms = [t for t in (batch_tfms or []) if not isinstance(t, Normalize)]
         norm = next((t for t in (batch_tfms or []) if isinstance(t, Normalize)), None)
-        workers = min(4, len(os.sched_getaffinity(0))) if num_workers is None else num_workers
+        if num_workers is None:  # decoded images in memory: cropping them costs less than starting workers
+            num_workers = 0 if cache else min(4, len(os.sched_getaffinity(0)))
+        workers = num_workers
 
         def loader(pairs, train):
-            ds = _PairDataset(list(pairs), size, self.scale, train)
+            ds = _PairDataset(list(pairs), size, self.scale, train, cache=cache)
             return PairLoader(ds, bs, self.scale, upsample, self.batch_tfms, norm, shuffle=train, augment=train,
                               num_workers=workers)  # fmt: skip
 
@@ -320,6 +348,7 @@ class ImageToImageDataLoaders(DataLoaders):
         upsample: bool = True,
         num_workers: int | None = None,
         device: torch.device | str | None = None,
+        cache: bool = False,
     ) -> ImageToImageDataLoaders:
         """(input file, target file) pairs; a random `valid_pct` held out (with `seed`) unless `valid_pairs`
         are given. The other arguments are the constructor's."""
@@ -328,7 +357,7 @@ class ImageToImageDataLoaders(DataLoaders):
         if missing:
             raise FileNotFoundError(f"{len(missing)} image files of the pairs do not exist: {_first(missing)}")
         kw = dict(size=size, bs=bs, scale=scale, batch_tfms=batch_tfms, upsample=upsample, num_workers=num_workers,
-                  device=device)  # fmt: skip
+                  device=device, cache=cache)  # fmt: skip
         if valid_pairs is not None:
             return cls(pairs, [(Path(a), Path(b)) for a, b in valid_pairs], **kw)
         if not 0 <= valid_pct < 1:
@@ -354,6 +383,7 @@ class ImageToImageDataLoaders(DataLoaders):
         upsample: bool = True,
         num_workers: int | None = None,
         device: torch.device | str | None = None,
+        cache: bool = False,
     ) -> ImageToImageDataLoaders:
         """Pairs from two folders with the same relative paths (suffixes may differ). `valid`: the
         (inputs, targets) folders of the validation set; otherwise a random `valid_pct` (with `seed`)."""
@@ -362,7 +392,7 @@ class ImageToImageDataLoaders(DataLoaders):
             if not p.is_dir():
                 raise FileNotFoundError(f"{name} folder {p} does not exist")
         kw = dict(size=size, bs=bs, scale=scale, batch_tfms=batch_tfms, upsample=upsample, num_workers=num_workers,
-                  device=device)  # fmt: skip
+                  device=device, cache=cache)  # fmt: skip
         pairs = _match(inputs, targets)
         vpairs = _match(Path(valid[0]), Path(valid[1])) if valid is not None else None
         return cls.from_pairs(pairs, valid_pct, seed, vpairs, **kw)
@@ -381,6 +411,7 @@ class ImageToImageDataLoaders(DataLoaders):
         upsample: bool = True,
         num_workers: int | None = None,
         device: torch.device | str | None = None,
+        cache: bool = False,
     ) -> ImageToImageDataLoaders:
         """Inputs (a folder or a list of files) and `target_func(input path) -> target path`."""
         files = get_image_files(inputs) if isinstance(inputs, (str, Path)) else [Path(f) for f in inputs]
@@ -389,7 +420,7 @@ class ImageToImageDataLoaders(DataLoaders):
         if missing:
             raise PairMismatchError(f"target_func names {len(missing)} targets that do not exist: {_first(missing)}")
         return cls.from_pairs(pairs, valid_pct, seed, None, size=size, bs=bs, batch_tfms=batch_tfms, scale=scale,
-                              upsample=upsample, num_workers=num_workers, device=device)  # fmt: skip
+                              upsample=upsample, num_workers=num_workers, device=device, cache=cache)  # fmt: skip
 
 
 class _ExportedData(DataLoaders):

@@ -227,3 +227,22 @@ def test_from_pairs_checks_files_and_valid_pct(tmp_path):
         ImageToImageDataLoaders.from_pairs(pairs)
     with pytest.raises(ValueError, match=r"valid_pct must be in \[0, 1\), got 1.5"):
         ImageToImageDataLoaders.from_pairs(pairs[:1], valid_pct=1.5)
+
+
+def test_cache_reads_each_file_once_and_gives_the_same_crops(photos, tmp_path):
+    crappify(photos, tmp_path / "lr", quality=None, resample="bicubic", draw_text=False, progress=False)
+    kw = dict(valid_pct=0.25, size=16, bs=1, upsample=False, seed=0)
+    torch.manual_seed(3)
+    plain = [b for _ in range(2) for b in ImageToImageDataLoaders.from_folders(tmp_path / "lr", photos, **kw,
+                                                                               num_workers=0).train]  # fmt: skip
+    cached = ImageToImageDataLoaders.from_folders(tmp_path / "lr", photos, **kw, cache=True)
+    assert cached.train.num_workers == 0  # cropping from memory: no worker processes by default
+    torch.manual_seed(3)
+    first = list(cached.train)
+    for f in [*photos.rglob("*.*"), *(tmp_path / "lr").rglob("*.*")]:
+        f.unlink()  # the files are gone: a second epoch must come from memory
+    second = list(cached.train)
+    for (px, py), (cx, cy) in zip(plain, first + second, strict=True):
+        torch.testing.assert_close(px, cx)  # the same random crops, pixel for pixel
+        torch.testing.assert_close(py, cy)
+    assert len(cached.train.dataset.cache) == len(cached.train.dataset.pairs)

@@ -154,3 +154,48 @@ def test_sr_resnet_arguments_are_checked(pairs, tmp_path):
         image2image_learner(pairs, "sr_resnet", residual=False, path=tmp_path)
     with pytest.raises(TypeError):
         image2image_learner(pairs, "sr_resnet", config=dict(width=8), path=tmp_path)
+
+
+def test_dihedral_ensemble_is_the_mean_over_the_eight_turns_of_the_input():
+    from quickfit.vision.image2image_learner import DihedralEnsemble
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 3, 3, padding=1)  # a random kernel: not symmetric, so each turn differs
+    x = torch.rand(2, 3, 6, 9)
+    with torch.no_grad():
+        outs = []
+        for flip in (False, True):
+            for k in range(4):
+                turned = torch.rot90(x, k, dims=(-2, -1))
+                turned = turned.flip(-1) if flip else turned
+                y = conv(turned)
+                y = y.flip(-1) if flip else y
+                outs.append(torch.rot90(y, -k, dims=(-2, -1)))
+        torch.testing.assert_close(DihedralEnsemble(conv)(x), torch.stack(outs).mean(0))
+        assert not torch.allclose(DihedralEnsemble(conv)(x), conv(x), atol=1e-3)
+        torch.testing.assert_close(DihedralEnsemble(conv, n=1)(x), conv(x))
+    with pytest.raises(ValueError, match="n must be in 1..8"):
+        DihedralEnsemble(conv, n=9)
+
+
+def test_tta_predicts_any_size_and_lowers_the_error_of_a_trained_model(tmp_path):
+    (tmp_path / "hr").mkdir()
+    for i in range(16):
+        blocks_image(64, 48, i).save(tmp_path / "hr" / f"{i}.png")
+    crappify(tmp_path / "hr", tmp_path / "lr", quality=None, resample="bicubic", draw_text=False, progress=False)
+    dls = ImageToImageDataLoaders.from_folders(tmp_path / "lr", tmp_path / "hr", valid_pct=0.25, size=32, bs=2,
+                                               upsample=False, seed=0, cache=True)  # fmt: skip
+    torch.manual_seed(0)
+    learn = image2image_learner(dls, "sr_resnet", config=dict(nf=16, n_blocks=2), path=tmp_path, progress=False)
+    learn.fit_one_cycle(30, 2e-3)
+    preds, targs = learn.get_preds()
+    tta_preds, tta_targs = learn.tta()
+    assert tta_preds.shape == preds.shape and torch.equal(tta_targs, targs)
+    plain_err, tta_err = (preds - targs).abs().mean().item(), (tta_preds - targs).abs().mean().item()
+    assert tta_err < plain_err  # the mean of eight views of a model trained on one orientation
+    odd = tmp_path / "odd.png"
+    blocks_image(37, 21, 99).save(odd)
+    out = learn.predict(odd, tta=True)
+    assert out.shape == (3, 42, 74) and 0 <= out.min() and out.max() <= 1
+    assert not torch.allclose(out, learn.predict(odd), atol=1e-4)
+    assert isinstance(learn.model, torch.nn.Module) and not hasattr(learn.model, "n")  # the model is put back
