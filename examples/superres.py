@@ -90,7 +90,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("superres_work"))
     parser.add_argument("--size", type=int, default=96, help="training crop of the 2x target")
     parser.add_argument("--bs", type=int, default=16)
-    parser.add_argument("--epochs", type=int, default=100, help="passes over the train photos")
+    parser.add_argument("--epochs", type=int, default=400, help="passes over the train photos")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--arch", default="sr_resnet", help="sr_resnet, or a U-Net over ARCH's encoder (--cut)")
     parser.add_argument("--nf", type=int, default=48, help="sr_resnet: channels")

@@ -134,7 +134,8 @@ def _unet(
         if not residual:
             raise ValueError(f"image2image_learner: {SR_ARCH!r} always adds a correction to its input (residual)")
         spec = SimpleNamespace(name=SR_ARCH, stats=IMAGENET_STATS)
-        return spec, SRResNet(scale=scale, stats=IMAGENET_STATS, **(config or {}))
+        model = SRResNet(scale=scale, stats=IMAGENET_STATS, **(config or {}))
+        return spec, model.to(memory_format=torch.channels_last)  # its 3x3 convolutions: ~15% faster on CPU
     if config:
         raise ValueError(f"image2image_learner: config= is for arch={SR_ARCH!r}; a U-Net takes encoder_cut=")
     spec = get_arch(arch)
