@@ -116,13 +116,18 @@ def blocks_image(w: int, h: int, seed: int) -> Image.Image:
     return Image.fromarray(img)
 
 
-def test_sr_resnet_starts_at_bicubic_improves_on_it_and_exports(tmp_path):
+def blocks_pairs(tmp_path, **kw) -> ImageToImageDataLoaders:
+    """16 block images and their lossless bicubic half-size inputs, as low-resolution pairs."""
     (tmp_path / "hr").mkdir()
     for i in range(16):
         blocks_image(64, 48, i).save(tmp_path / "hr" / f"{i}.png")
     crappify(tmp_path / "hr", tmp_path / "lr", quality=None, resample="bicubic", draw_text=False, progress=False)
-    dls = ImageToImageDataLoaders.from_folders(tmp_path / "lr", tmp_path / "hr", valid_pct=0.25, size=32, bs=2,
-                                               upsample=False, num_workers=0, seed=0)  # fmt: skip
+    return ImageToImageDataLoaders.from_folders(tmp_path / "lr", tmp_path / "hr", valid_pct=0.25, size=32, bs=2,
+                                                upsample=False, seed=0, **kw)  # fmt: skip
+
+
+def test_sr_resnet_starts_at_bicubic_improves_on_it_and_exports(tmp_path):
+    dls = blocks_pairs(tmp_path, num_workers=0)
     torch.manual_seed(0)
     learn = image2image_learner(dls, "sr_resnet", config=dict(nf=16, n_blocks=2), loss_func=torch.nn.L1Loss(),
                                 path=tmp_path, progress=False)  # fmt: skip
@@ -179,12 +184,7 @@ def test_dihedral_ensemble_is_the_mean_over_the_eight_turns_of_the_input():
 
 
 def test_tta_predicts_any_size_and_lowers_the_error_of_a_trained_model(tmp_path):
-    (tmp_path / "hr").mkdir()
-    for i in range(16):
-        blocks_image(64, 48, i).save(tmp_path / "hr" / f"{i}.png")
-    crappify(tmp_path / "hr", tmp_path / "lr", quality=None, resample="bicubic", draw_text=False, progress=False)
-    dls = ImageToImageDataLoaders.from_folders(tmp_path / "lr", tmp_path / "hr", valid_pct=0.25, size=32, bs=2,
-                                               upsample=False, seed=0, cache=True)  # fmt: skip
+    dls = blocks_pairs(tmp_path, cache=True)
     torch.manual_seed(0)
     learn = image2image_learner(dls, "sr_resnet", config=dict(nf=16, n_blocks=2), path=tmp_path, progress=False)
     learn.fit_one_cycle(30, 2e-3)
