@@ -104,6 +104,12 @@ def main() -> None:
         help="save the half-size inputs at a random JPEG quality in [LOW, HIGH] (default: lossless)",
     )
     parser.add_argument("--resample", choices=["bicubic", "bilinear"], default="bicubic", help="the downscale")
+    parser.add_argument(
+        "--flips",
+        choices=["dihedral", "horizontal"],
+        default="dihedral",
+        help="training augmentation: the 8 rotations / flips of each crop, or the mirror only",
+    )
     parser.add_argument("--feature-epochs", type=int, default=10)
     parser.add_argument("--loss", choices=["mse", "l1"], default="l1", help="the pixel loss")
     parser.add_argument("--cut", type=int, default=5, help="encoder: the first CUT layers of Lite0's body")
@@ -119,7 +125,9 @@ def main() -> None:
     for split, dst in lr_dir.items():
         crappify(args.path / split, dst, scale=2, quality=args.jpeg, draw_text=False, seed=0, resample=args.resample)
     sr = args.arch == "sr_resnet"
-    flips = [AffineWarp(max_rotate=0.0, max_zoom=1.0, max_warp=0.0)]  # exact: no resampling blur on targets
+    # the 8 rotations / flips of each crop (or only the mirror): quarter turns of a square crop resample
+    # exactly, so the targets are not blurred
+    flips = [AffineWarp(flip_vert=args.flips == "dihedral", max_rotate=0.0, max_zoom=1.0, max_warp=0.0)]
     # cache: every photo decoded once and kept in memory (~280 MB), so each epoch only crops them
     dls = ImageToImageDataLoaders.from_folders(
         lr_dir["train"], args.path / "train", valid=(lr_dir["val"], args.path / "val"),

@@ -129,6 +129,30 @@ def test_input_and_target_get_the_identical_spatial_augmentation(tmp_path):
     torch.testing.assert_close(x, y)  # ... of both, the same way
 
 
+def test_dihedral_turns_a_half_size_input_and_its_target_alike(tmp_path):
+    """upsample=False (the model sees the half-size input): the 8 flips / quarter turns move the input and
+    its 2x target the same way, exactly (super-resolution's augmentation: no resampling blur)."""
+    (tmp_path / "lr").mkdir()
+    (tmp_path / "hr").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        hr = rng.integers(0, 256, (64, 64, 3)).astype(np.float64)
+        lr = hr.reshape(32, 2, 32, 2, 3).mean(axis=(1, 3))  # the 2x2 box mean: the input lines up exactly
+        Image.fromarray(hr.astype(np.uint8)).save(tmp_path / "hr" / f"{i}.png")
+        Image.fromarray(np.round(lr).astype(np.uint8)).save(tmp_path / "lr" / f"{i}.png")
+    flips = AffineWarp(flip_vert=True, max_rotate=0, max_zoom=1, max_warp=0)
+    kw = dict(valid_pct=0, size=32, bs=8, upsample=False, num_workers=0)
+    dls = ImageToImageDataLoaders.from_folders(tmp_path / "lr", tmp_path / "hr", batch_tfms=[flips], **kw)
+    plain = ImageToImageDataLoaders.from_folders(tmp_path / "lr", tmp_path / "hr", **kw)
+    torch.manual_seed(0)
+    x, y = next(iter(dls.train))
+    torch.manual_seed(0)
+    px, _ = next(iter(plain.train))
+    assert x.shape == (8, 3, 16, 16) and y.shape == (8, 3, 32, 32)
+    assert (x - px).abs().flatten(1).amax(1).gt(0.1).sum() >= 4  # most crops were turned or mirrored
+    torch.testing.assert_close(F.avg_pool2d(y, 2), x, atol=0.6 / 255, rtol=0)  # ... each with its target
+
+
 def test_lighting_changes_the_input_only_and_normalization_too(tmp_path):
     inp, out = _same_pairs(tmp_path)
     dls = ImageToImageDataLoaders.from_folders(
