@@ -2,7 +2,7 @@
 
     python examples/gan_digits.py ../shared/data/mnist_t10k --out gan_digits
 
-1. A small CNN digit classifier is trained with quickfit on 8,000 of the 10,000 images (checked on the
+1. A CNN digit classifier is trained with quickfit on 8,000 of the 10,000 images (checked on the
    other 2,000; the share of those real digits it classifies with p > 0.9 is the ceiling for the GAN's).
 2. An unconditional DCGAN-style GAN (`quickfit.vision.gan`) is trained on 95% of the 10,000: a
    transposed-conv generator (`basic_generator(upsample="transposed", n_extra=1)`), a spectral-norm
@@ -52,11 +52,16 @@ def read_idx(path: Path) -> np.ndarray:
 
 
 def classifier() -> nn.Module:
-    def block(c_in, c_out):
-        return [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
+    """The judge: a VGG-like CNN (3x3 conv-BN-ReLU pairs at 28, 14 and 7 pixels), ~99% accurate here.
 
-    return nn.Sequential(*block(1, 32), *block(32, 64), *block(64, 128), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                         nn.Linear(128, 10))  # fmt: skip
+    (A 3-layer CNN of stride-2 convolutions was the judge before: 97.2% accurate, and only 93.1% of real
+    held-out digits got p > 0.9 from it, a ceiling that said as much about the judge as about the GAN.)"""
+
+    def cbr(c_in, c_out, stride=1):
+        return [nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
+
+    return nn.Sequential(*cbr(1, 32), *cbr(32, 32, 2), *cbr(32, 64), *cbr(64, 64, 2), *cbr(64, 128),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2), nn.Linear(128, 10))  # fmt: skip
 
 
 def confident(judge, images: torch.Tensor) -> tuple[float, list[int]]:
