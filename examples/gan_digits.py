@@ -9,8 +9,10 @@
    critic without dropout that scores the whole image with a linear layer (`gan_critic(in_size=28,
    n_extra=1)`), the non-saturating loss with an R1 penalty (`--r1`: the critic kept smooth at the real
    digits), Adam with beta1 = 0.5, one critic batch per generator batch of 16, one-cycle at 5e-4 over
-   `--epochs` 30, and a moving average of the generator's weights (`GeneratorEMA(0.999)`), which draws
-   the samples; every `--eval-every` epochs the share of confident samples is printed.
+   `--epochs` 120 (~35,600 generator steps; about 85 minutes on one CPU core: `--epochs 30` for a
+   quick look, which scores lower), and a moving average of the generator's weights
+   (`GeneratorEMA(0.999)`), which draws the samples; every `--eval-every` epochs the share of
+   confident samples is printed.
 3. 1,000 samples are classified: the share classified with probability > 0.9 and the digits that appear.
    A grid of 64 samples is saved as `<out>/samples.png` (and one grid per few epochs under `<out>/epochs/`).
 """
@@ -99,7 +101,7 @@ class Judge(qf.Callback):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("path", type=Path, help="folder with t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz")
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=120, help="GAN epochs (the measured run: 120)")
     parser.add_argument("--bs", type=int, default=16)
     parser.add_argument("--lr", type=float, default=5e-4, help="the one-cycle peak rate (both networks)")
     parser.add_argument("--z-dim", type=int, default=64)
