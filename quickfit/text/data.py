@@ -32,6 +32,7 @@ from quickfit.data.split import check_columns, split_rows
 from quickfit.text.corpus import TokenizedCorpus, check_texts, gather_texts, tokenize_corpus
 from quickfit.text.loaders import LMDataLoader, SortishDataLoader
 from quickfit.text.tokenize import Tokenizer
+from quickfit.text.tokens import reverse_texts
 from quickfit.text.vocab import Vocab
 
 __all__ = ["TextDataLoaders", "text_dls_from_export", "default_token_cache"]
@@ -100,6 +101,8 @@ class TextDataLoaders(DataLoaders):
     `is_lm=True`: `LMDataLoader`s (batches `(x, y)`, `y` = `x` shifted by one token), `c` = vocab size.
     Otherwise `SortishDataLoader`s (batches `(x, y)` of padded texts and class indices), `c` = number of
     classes. Padding uses `pad_idx` (`xxpad`, 1) on the right unless `pad_first`.
+    `backwards=True`: every text's tokens in reverse order (training, validation, `test_dl`), for the
+    backward half of ULMFiT's forward + backward ensemble.
     """
 
     def __init__(
@@ -114,11 +117,12 @@ class TextDataLoaders(DataLoaders):
         seq_len: int = 72,
         pad_first: bool = False,
         device: torch.device | str | None = None,
+        backwards: bool = False,
     ) -> None:
         super().__init__(train, valid, n_inp=1, device=device)
         self.vocab, self.tokenizer, self.is_lm = vocab, tokenizer, is_lm
         self.classes = classes
-        self.bs, self.seq_len, self.pad_first = bs, seq_len, pad_first
+        self.bs, self.seq_len, self.pad_first, self.backwards = bs, seq_len, pad_first, backwards
 
     @property
     def c(self) -> int:
@@ -149,6 +153,7 @@ class TextDataLoaders(DataLoaders):
         pad_first: bool = False,
         n_workers: int | None = None,
         cache_dir: str | Path | bool | None = None,
+        backwards: bool = False,
     ) -> TextDataLoaders:
         """Loaders from a DataFrame: `text_col` holds the texts, `label_col` the labels (classifier).
 
@@ -158,6 +163,8 @@ class TextDataLoaders(DataLoaders):
           otherwise one is built on the training texts with `min_freq` (3 for words, 1 for subword
           tokens) and `max_vocab`. Pass the language model's `tokenizer` too if it was not the default.
         - `cache_dir`: where tokenized texts are cached (`None`: `default_token_cache()`, `False`: off).
+        - `backwards`: each text read from its last token to its first (a backward language model, and
+          the classifier on its encoder: same vocab, same labels).
         """
         if not isinstance(df, pd.DataFrame):
             raise TypeError(f"TextDataLoaders.from_df: df must be a pandas DataFrame, got {type(df).__name__}")
@@ -187,6 +194,8 @@ class TextDataLoaders(DataLoaders):
         ids, offsets = vocab.numericalize_corpus(corpus)
         if shared_vocab:
             _warn_if_foreign_vocab(ids, vocab)
+        if backwards:
+            ids = reverse_texts(ids, offsets)
         train = _subset(ids, offsets, train_idx)
         valid = _subset(ids, offsets, valid_idx) if len(valid_idx) else None
         if is_lm:
@@ -203,7 +212,7 @@ class TextDataLoaders(DataLoaders):
             valid_dl = None
             if valid is not None:
                 valid_dl = SortishDataLoader(*valid, labels=labels[valid_idx], bs=bs, pad_idx=pad, pad_first=pad_first)
-        return cls(train_dl, valid_dl, vocab, tokenizer, is_lm, classes, bs, seq_len, pad_first)
+        return cls(train_dl, valid_dl, vocab, tokenizer, is_lm, classes, bs, seq_len, pad_first, backwards=backwards)
 
     @classmethod
     def from_csv(
@@ -226,6 +235,7 @@ class TextDataLoaders(DataLoaders):
         pad_first: bool = False,
         n_workers: int | None = None,
         cache_dir: str | Path | bool | None = None,
+        backwards: bool = False,
     ) -> TextDataLoaders:
         """`from_df` on a CSV file (`sep="\\t", quoting=csv.QUOTE_NONE` reads GLUE-style TSVs)."""
         csv_path = Path(csv_path)
@@ -235,7 +245,7 @@ class TextDataLoaders(DataLoaders):
         try:
             return cls.from_df(
                 df, text_col, label_col, is_lm, valid_pct, valid_col, seed, bs, seq_len, vocab, tokenizer,
-                min_freq, max_vocab, pad_first, n_workers, cache_dir,
+                min_freq, max_vocab, pad_first, n_workers, cache_dir, backwards,
             )  # fmt: skip
         except (KeyError, TypeError, ValueError) as e:
             raise type(e)(f"{csv_path}: {e.args[0] if e.args else e}") from e
@@ -258,6 +268,7 @@ class TextDataLoaders(DataLoaders):
         n_workers: int | None = None,
         cache_dir: str | Path | bool | None = None,
         suffix: str = ".txt",
+        backwards: bool = False,
     ) -> TextDataLoaders:
         """Texts from `path/train/<label>/*.txt` and `path/valid/<label>/*.txt` (a file per text).
 
@@ -290,15 +301,17 @@ class TextDataLoaders(DataLoaders):
         df = pd.DataFrame(rows, columns=["text", "label", "is_valid"])
         return cls.from_df(
             df, "text", None if is_lm else "label", is_lm, 0.2, "is_valid", seed, bs, seq_len, vocab, tokenizer,
-            min_freq, max_vocab, pad_first, n_workers, cache_dir,
+            min_freq, max_vocab, pad_first, n_workers, cache_dir, backwards,
         )  # fmt: skip
 
     # --- predicting ----------------------------------------------------------------------------
     def numericalize(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """`(ids, offsets)` of new texts with this tokenizer and vocab (unseen tokens give `xxunk`)."""
+        """`(ids, offsets)` of new texts with this tokenizer and vocab (unseen tokens give `xxunk`;
+        reversed if the loaders are `backwards`)."""
         texts = list(texts)
         check_texts(texts, "test texts")
-        return self.vocab.numericalize_corpus(tokenize_corpus(texts, self.tokenizer))
+        ids, offsets = self.vocab.numericalize_corpus(tokenize_corpus(texts, self.tokenizer))
+        return (reverse_texts(ids, offsets) if self.backwards else ids), offsets
 
     def test_dl(self, texts: Sequence[str], labels: Sequence | None = None, bs: int | None = None) -> SortishDataLoader:
         """Batches `(x,)` of `texts` in the order given (`(x, y)` with `labels`), for `get_preds` / `predict`."""
@@ -338,6 +351,7 @@ class TextDataLoaders(DataLoaders):
             "pad_first": self.pad_first,
             "bs": self.bs,
             "seq_len": self.seq_len,
+            "backwards": self.backwards,
         }
 
 
@@ -348,8 +362,9 @@ def text_dls_from_export(info: dict[str, Any]) -> TextDataLoaders:
     vocab = Vocab.from_list(info["vocab"])
     tokenizer = Tokenizer.from_dict(info["tokenizer"])
     return TextDataLoaders(
-        [], [], vocab, tokenizer, info["is_lm"], info["classes"], info["bs"], info["seq_len"], info["pad_first"]
-    )
+        [], [], vocab, tokenizer, info["is_lm"], info["classes"], info["bs"], info["seq_len"], info["pad_first"],
+        backwards=info.get("backwards", False),  # exports from before the option read forwards
+    )  # fmt: skip
 
 
 def _read_text(f: Path) -> str:

@@ -243,6 +243,7 @@ class LMLearner(TextLearner):
         """Continue ``text`` with ``n_words`` tokens sampled from the model (``temperature`` 0: greedy).
 
         Returns the decoded text (the tokenizer's rules undone), or the tokens with ``decode=False``.
+        A backward model (data ``backwards=True``) writes the ``n_words`` that come *before* ``text``.
         """
         tokenizer = getattr(self.dls, "tokenizer", None)
         if tokenizer is None:
@@ -255,7 +256,10 @@ class LMLearner(TextLearner):
         tokens = list(tokenizer(text))
         if tokens and tokens[-1] == _EOS:  # the prompt goes on
             tokens = tokens[:-1]
-        ids = [stoi.get(t, unk) for t in tokens] or [stoi.get(_BOS, unk)]
+        backwards = getattr(self.dls, "backwards", False)
+        if backwards and tokens and tokens[0] == _BOS:  # text comes before the prompt
+            tokens = tokens[1:]
+        ids = [stoi.get(t, unk) for t in (tokens[::-1] if backwards else tokens)] or [stoi.get(_BOS, unk)]
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
         model = self.model
         was_training = model.training
@@ -279,7 +283,8 @@ class LMLearner(TextLearner):
         finally:
             _reset(model)
             model.train(was_training)
-        out = tokens + [itos[i] for i in new_ids]
+        new = [itos[i] for i in new_ids]
+        out = new[::-1] + tokens if backwards else tokens + new
         return tokenizer.decode(out) if decode else out
 
 

@@ -81,3 +81,11 @@ def gather_texts(ids: np.ndarray, offsets: np.ndarray, order: np.ndarray) -> tup
     # Position p of text k in the output reads ids[offsets[order[k]] + p - new_offsets[k]].
     idx = np.repeat(offsets[:-1][order] - new_offsets[:-1], lengths) + np.arange(new_offsets[-1])
     return ids[idx], new_offsets
+
+
+def reverse_texts(ids: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Each text of a flat corpus with its tokens in reverse order, in place in the flat array (one gather)."""
+    lengths = np.diff(offsets)
+    # Position i of text k reads ids[offsets[k] + offsets[k + 1] - 1 - i].
+    idx = np.repeat(offsets[:-1] + offsets[1:] - 1, lengths) - np.arange(offsets[-1])
+    return ids[idx]

@@ -14,6 +14,7 @@ import torch
 from quickfit.text.corpus import gather_texts
 from quickfit.text.data import TextDataLoaders, text_dls_from_export
 from quickfit.text.loaders import LMDataLoader, SortishDataLoader
+from quickfit.text.tokens import reverse_texts
 
 
 def shared_data() -> Path:
@@ -320,6 +321,38 @@ def test_sst2_dev_set():
     dls = TextDataLoaders.from_csv(path, "content", "label", sep="\t", quoting=3, seed=0, bs=32, cache_dir=False)
     assert dls.classes == [0, 1] and len(dls.train.lengths) + len(dls.valid.lengths) == 872
     assert padding_fraction(dls.train) < 0.1
+
+
+def test_reverse_texts():
+    ids, offsets = numbered_texts([2, 3, 1, 0, 2])
+    assert reverse_texts(ids, offsets).tolist() == [1, 0, 1002, 1001, 1000, 2000, 4001, 4000]
+    assert reverse_texts(ids[:0], np.zeros(1, dtype=np.int64)).tolist() == []
+
+
+def test_backwards_loaders_read_every_text_from_its_end(tmp_path):
+    df = reviews()
+    fwd = TextDataLoaders.from_df(df, "text", "label", seed=0, bs=8, cache_dir=False)
+    bwd = TextDataLoaders.from_df(df, "text", "label", seed=0, bs=8, cache_dir=False, backwards=True)
+    assert bwd.backwards and not fwd.backwards and bwd.vocab.itos == fwd.vocab.itos
+    pad, bos = fwd.pad_idx, fwd.vocab.stoi["xxbos"]
+    for (xf, yf), (xb, yb) in zip(fwd.valid, bwd.valid):  # same lengths, so the same order and padding
+        assert torch.equal(yf, yb) and xf.shape == xb.shape
+        for rf, rb in zip(xf, xb):
+            n = int((rf != pad).sum())
+            assert torch.equal(rb[:n], rf[:n].flip(0)) and (rb[n:] == pad).all() and rb[n - 1] == bos
+    texts = ["A great story.", "It was long and dull"]
+    (xt,) = next(iter(bwd.test_dl(texts[:1])))
+    (xf,) = next(iter(fwd.test_dl(texts[:1])))
+    assert torch.equal(xt, xf.flip(1))
+    restored = text_dls_from_export(json.loads(json.dumps(bwd.export_info())))
+    assert restored.backwards and torch.equal(next(iter(restored.test_dl(texts[:1])))[0], xt)
+    old = {k: v for k, v in fwd.export_info().items() if k != "backwards"}  # an export from before the option
+    assert text_dls_from_export(old).backwards is False
+    lm = TextDataLoaders.from_df(df, "text", is_lm=True, seed=0, bs=4, seq_len=10, cache_dir=False, backwards=True)
+    rows = check_stream_layout(epoch(lm.valid), 4)
+    # reversed texts end with xxbos: in the stream it is followed by the last token of the next text, "."
+    after_bos = rows[:, 1:][rows[:, :-1] == lm.vocab.stoi["xxbos"]]
+    assert len(after_bos) and (after_bos == lm.vocab.stoi["."]).all()
 
 
 def test_gather_texts():

@@ -68,6 +68,22 @@ def test_tiny_language_model_learns_a_repeating_sequence_and_continues_it():
     assert out[:3] == ["never", "seen", "words"] and len(out) == 6 and "xxunk" not in out  # no_unk
 
 
+def test_backward_language_model_learns_to_read_right_to_left_and_writes_what_comes_before(tmp_path):
+    import pandas as pd
+
+    from quickfit.text.data import TextDataLoaders
+
+    torch.manual_seed(0)
+    df = pd.DataFrame({"text": ["one two three four five six seven"] * 300})
+    dls = TextDataLoaders.from_df(df, "text", is_lm=True, seed=0, bs=8, seq_len=12, cache_dir=False, backwards=True)
+    learn = language_model_learner(dls, pretrained=False, config=SMALL, drop_mult=0.1, path=tmp_path)
+    learn.fit_one_cycle(4, 3e-2)
+    assert learn.validate()[1] > 0.9  # every word follows from the one after it
+    assert learn.predict("four five", n_words=3, temperature=0, decode=False) == ["one", "two", "three", "four", "five"]
+    loaded = qf.load_learner(learn.export("bwd.qf"))
+    assert loaded.predict("six seven", n_words=2, temperature=0) == "four five six seven"
+
+
 def test_rnn_callback_resets_hidden_state_before_each_validation():
     torch.manual_seed(0)
     learn = language_model_learner(repeating_lm_dls(), pretrained=False, config=SMALL)
