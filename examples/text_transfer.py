@@ -23,10 +23,14 @@ what can be installed and what is on disk: Stanford's GloVe 6B 50-d vectors (``p
    at ``slice(base_lr / lr_mult, base_lr)`` (the default; ``freeze_epochs=1`` adds ULMFiT's gradual
    unfreezing, which cost accuracy with these small language models: docs/text.md).
 
+4. With ``--bidir`` (the default on SST-2), stages 1-3 again with every text read backwards
+   (``TextDataLoaders(..., backwards=True)``, in a second process), and the mean of the two
+   classifiers' probabilities: ULMFiT's forward + backward ensemble.
+
 Against: the same classifier (same sizes and dropouts) from random weights, on its own vocabulary of
 the training texts, all layers trained from the start with ``fit_one_cycle`` (the schedule the
-issue found best for it); and the classifier with only the GloVe vectors (``vectors=``, no language
-model), to show what each stage adds. No validation / dev text reaches the vocabularies or the
+issue found best for it; with ``--bidir`` also backwards, and the same mean of the two); and the
+classifier with only the GloVe vectors (``vectors=``, no language model), to show what each stage adds. No validation / dev text reaches the vocabularies or the
 language models, and nothing is chosen on them during the run: each accuracy is after the last epoch.
 """
 
@@ -52,8 +56,8 @@ VECTORS = "glove.6B.50d"
 CONFIG = dict(n_hid=400, n_layers=2)  # emb_sz follows the vectors (50)
 # Per data set: classifier epochs of fine_tune's last stage, and the scratch baseline's schedule.
 PLAN = {
-    "rt_polarity": dict(clf_epochs=7, scratch=(6, 5e-3), lm_epochs=(3, 2)),
-    "sst2": dict(clf_epochs=5, scratch=(5, 1e-2), lm_epochs=(3, 2)),
+    "rt_polarity": dict(clf_epochs=7, scratch=(6, 5e-3), lm_epochs=(3, 2), bidir=False),
+    "sst2": dict(clf_epochs=5, scratch=(5, 1e-2), lm_epochs=(3, 2), bidir=True),
 }
 
 
@@ -108,15 +112,18 @@ class Stages:
     def run(self, name: str, fn) -> float | None:
         print(f"\n=== {name}", flush=True)
         start = time.perf_counter()
-        acc = fn()
+        value = fn()  # an accuracy, or (accuracy, extra)
+        acc = value[0] if isinstance(value, tuple) else value
         seconds = time.perf_counter() - start
         self.rows.append((name, acc, seconds))
         shown = f"accuracy {acc:.2%}, " if acc is not None else ""
         print(f"--- {name}: {shown}{seconds / 60:.1f} min", flush=True)
-        return acc
+        return value
 
     def spawn(self, key: str, name: str, fn) -> None:
-        """Run ``fn`` in a child process (its output goes to a log, printed by ``join``): one per core."""
+        """Run ``fn`` in a child process (its output goes to a log, printed by ``join``): one per core.
+
+        ``fn`` returns an accuracy, or ``(accuracy, extra)``: ``join`` puts the extra in ``results[key + "_extra"]``."""
         ctx = mp.get_context("fork")  # the child gets the data as it is here, nothing is pickled
         queue = ctx.Queue()
         log = self.work / f"{key}.log"
@@ -133,12 +140,13 @@ class Stages:
 
     def join(self, results: dict) -> None:
         for key, name, proc, queue, log in self.children:
-            acc, seconds = queue.get()
+            value, seconds = queue.get()
             proc.join()
-            print(f"\n=== {name} (in a second process)\n{log.read_text()}", end="")
+            acc, extra = value if isinstance(value, tuple) else (value, None)
+            print(f"\n=== {name} (in another process)\n{log.read_text()}", end="")
             print(f"--- {name}: accuracy {acc:.2%}, {seconds / 60:.1f} min", flush=True)
             self.rows.append((name, acc, seconds))
-            results[key] = acc
+            results[key], results[key + "_extra"] = acc, extra
 
 
 def main() -> None:
@@ -154,9 +162,18 @@ def main() -> None:
     parser.add_argument("--sentences-only", action="store_true", help="SST-2: label only the 6,886 full sentences")
     parser.add_argument("--serial", action="store_true", help="run the baselines after, not beside, stage 1-3")
     parser.add_argument("--no-vectors-only", action="store_true", help="skip the vectors-only classifier")
+    parser.add_argument(
+        "--bidir",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also stages 1-3 reading every text backwards, and the mean of the two classifiers (default: "
+        + ", ".join(f"{k} {'on' if v['bidir'] else 'off'}" for k, v in PLAN.items())
+        + ")",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     plan = PLAN[args.dataset]
+    args.bidir = plan["bidir"] if args.bidir is None else args.bidir
     for sub in (args.dataset, "wikitext2"):
         if not (DATA / sub).is_dir():
             raise SystemExit(f"no {DATA / sub}: set QUICKFIT_SHARED_DATA to the folder holding it")
@@ -197,24 +214,42 @@ def main() -> None:
         flush=True,
     )
     stages = Stages(work)
-    results: dict[str, float | None] = {}
+    results: dict = {}
+    directions = (False, True) if args.bidir else (False,)
 
-    # The vocabulary of stage 1 (WikiText-2 + the training texts) serves all three stages.
+    # The vocabulary of stage 1 (WikiText-2 + the training texts) serves all three stages, both directions.
     lm_corpus = pd.DataFrame({"text": wiki + lm_texts})
-    lm1_dls = TextDataLoaders.from_df(
-        lm_corpus, "text", is_lm=True, valid_pct=0.05, seed=args.seed, bs=64, seq_len=70, min_freq=2,
-        max_vocab=args.max_vocab,
-    )  # fmt: skip
+    lm1_kw = dict(is_lm=True, valid_pct=0.05, seed=args.seed, bs=64, seq_len=70)
+    lm1_dls = TextDataLoaders.from_df(lm_corpus, "text", min_freq=2, max_vocab=args.max_vocab, **lm1_kw)
     vocab = lm1_dls.vocab
-    dls = TextDataLoaders.from_df(df, "text", "label", valid_col="is_valid", seed=args.seed, bs=64, vocab=vocab)
 
-    # The baseline: the same classifier from random weights, its own vocabulary of the training texts.
-    def scratch() -> float:
-        qf.set_seed(args.seed)
-        own = TextDataLoaders.from_df(df, "text", "label", valid_col="is_valid", seed=args.seed, bs=64)
-        clf = text_classifier_learner(own, config={**config, "emb_sz": 50}, path=work)
-        clf.fit_one_cycle(scratch_epochs, scratch_lr)
-        return clf.validate()[1]
+    def clf_dls(backwards: bool, vocab=vocab) -> TextDataLoaders:
+        return TextDataLoaders.from_df(
+            df, "text", "label", valid_col="is_valid", seed=args.seed, bs=64, vocab=vocab, backwards=backwards
+        )
+
+    def accuracy(probs: torch.Tensor, targets: torch.Tensor) -> float:
+        return (probs.argmax(-1) == targets).float().mean().item()
+
+    def ensemble(preds: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
+        """The accuracy of the mean of the classifiers' probabilities (same validation texts, same order)."""
+        assert all(torch.equal(t, preds[0][1]) for _, t in preds), "the directions' validation orders differ"
+        return accuracy(torch.stack([p for p, _ in preds]).mean(0), preds[0][1])
+
+    # The baseline: the same classifier from random weights, its own vocabulary of the training texts
+    # (with --bidir also read backwards, and the mean of the two: the ensemble to compare ULMFiT's with).
+    def scratch():
+        preds = []
+        for backwards in directions:
+            qf.set_seed(args.seed)
+            print(f"--- {'backward' if backwards else 'forward'}", flush=True)
+            own = clf_dls(backwards, vocab=None)
+            clf = text_classifier_learner(own, config={**config, "emb_sz": 50}, path=work)
+            clf.fit_one_cycle(scratch_epochs, scratch_lr)
+            preds.append(clf.get_preds())
+        if not args.bidir:
+            return accuracy(*preds[0])
+        return accuracy(*preds[0]), dict(backward=accuracy(*preds[1]), ensemble=ensemble(preds))
 
     def vectors_only() -> float:
         qf.set_seed(args.seed)
@@ -222,62 +257,101 @@ def main() -> None:
         clf.fine_tune(clf_epochs)  # not frozen: everything at once, as many epochs as stage 3
         return clf.validate()[1]
 
-    baselines = [("scratch", f"classifier from scratch: fit_one_cycle({scratch_epochs}, {scratch_lr})", scratch)]
+    def ulmfit(backwards: bool, run) -> tuple[float, tuple[torch.Tensor, torch.Tensor]]:
+        """Stages 1-3 reading every text forwards (or backwards); ``run(name, fn)`` times each stage."""
+        tag, said = ("_bwd", " (backward)") if backwards else ("", "")
+
+        def pretrain() -> float:
+            lm_dls = (
+                TextDataLoaders.from_df(lm_corpus, "text", vocab=vocab, backwards=True, **lm1_kw)
+                if backwards
+                else lm1_dls
+            )
+            print(f"vocab {len(vocab)}, {len(lm_dls.train)} batches per epoch")
+            lm = language_model_learner(lm_dls, pretrained=False, vectors=VECTORS, config=config, path=work)
+            lm.fine_tune(epochs1)
+            save_pretrained_lm(lm.model, vocab.itos, work / f"general_lm{tag}.safetensors")
+            return lm.validate()[1]
+
+        def finetune_lm() -> float:
+            lm_dls = TextDataLoaders.from_df(
+                pd.DataFrame({"text": lm_texts}), "text", is_lm=True, valid_pct=0.1, seed=args.seed, bs=32,
+                seq_len=70, vocab=vocab, backwards=backwards,
+            )  # fmt: skip
+            lm = language_model_learner(lm_dls, pretrained=work / f"general_lm{tag}.safetensors", path=work)  # frozen
+            lm.fine_tune(epochs2, freeze_epochs=args.lm2_freeze_epochs)
+            for _ in range(2):  # a backward model writes what comes before the prompt
+                print("  sample:", lm.predict("this movie is", n_words=15, temperature=0.75))
+            lm.save_encoder(f"target_enc{tag}")
+            return lm.validate()[1]
+
+        preds = []
+
+        def classifier() -> float:
+            qf.set_seed(args.seed)
+            clf = text_classifier_learner(
+                clf_dls(backwards), pretrained=False, vectors=VECTORS, config=config, path=work
+            )
+            clf.load_encoder(f"target_enc{tag}")
+            clf.fine_tune(clf_epochs)  # every layer at slice(base_lr / lr_mult, base_lr); freeze_epochs=1: gradually
+            print("  prediction:", clf.predict("a gripping , funny and moving film"))
+            print("  prediction:", clf.predict("a dull , lifeless and overlong mess"))
+            preds.append(clf.get_preds())
+            return clf.validate()[1]
+
+        run(f"1. language model on WikiText-2 + the unlabelled texts{said}", pretrain)
+        run(f"2. language model fine-tuned on the task's training texts{said}", finetune_lm)
+        acc = run(f"3. classifier: load_encoder + fine_tune (discriminative rates){said}", classifier)
+        return acc, preds[0]
+
+    def backward_ulmfit():
+        own = Stages(work)
+        acc, preds = ulmfit(True, own.run)
+        return acc, dict(rows=own.rows, preds=[t.numpy() for t in preds])  # arrays: tensors would need this process
+
+    dls = clf_dls(False)
+    scratch_name = f"classifier from scratch: fit_one_cycle({scratch_epochs}, {scratch_lr})"
+    jobs = [("scratch", scratch_name + (", forward and backward" if args.bidir else ""), scratch)]
+    if args.bidir:
+        jobs.append(("backward", "stages 1-3 reading backwards", backward_ulmfit))
     if not args.no_vectors_only:
-        baselines.append(("vectors", f"classifier on {VECTORS} only (no language model)", vectors_only))
+        jobs.append(("vectors", f"classifier on {VECTORS} only (no language model)", vectors_only))
     if not args.serial:
-        for key, name, fn in baselines:
+        for key, name, fn in jobs:
             stages.spawn(key, name, fn)
-
-    def pretrain() -> float:
-        print(f"vocab {len(vocab)}, {len(lm1_dls.train)} batches per epoch")
-        lm = language_model_learner(lm1_dls, pretrained=False, vectors=VECTORS, config=config, path=work)
-        lm.fine_tune(epochs1)
-        save_pretrained_lm(lm.model, vocab.itos, work / "general_lm.safetensors")
-        return lm.validate()[1]
-
-    results["lm1_next_word"] = stages.run("1. language model on WikiText-2 + the unlabelled texts", pretrain)
-
-    def finetune_lm() -> float:
-        lm_dls = TextDataLoaders.from_df(
-            pd.DataFrame({"text": lm_texts}), "text", is_lm=True, valid_pct=0.1, seed=args.seed, bs=32, seq_len=70,
-            vocab=vocab,
-        )  # fmt: skip
-        lm = language_model_learner(lm_dls, pretrained=work / "general_lm.safetensors", path=work)  # frozen
-        lm.fine_tune(epochs2, freeze_epochs=args.lm2_freeze_epochs)
-        for _ in range(2):
-            print("  sample:", lm.predict("this movie is", n_words=15, temperature=0.75))
-        lm.save_encoder("target_enc")
-        return lm.validate()[1]
-
-    results["lm2_next_word"] = stages.run("2. language model fine-tuned on the task's training texts", finetune_lm)
-
-    def classifier() -> float:
-        qf.set_seed(args.seed)
-        clf = text_classifier_learner(dls, pretrained=False, vectors=VECTORS, config=config, path=work)
-        clf.load_encoder("target_enc")
-        clf.fine_tune(clf_epochs)  # every layer at slice(base_lr / lr_mult, base_lr); freeze_epochs=1: gradually
-        print("  prediction:", clf.predict("a gripping , funny and moving film"))
-        print("  prediction:", clf.predict("a dull , lifeless and overlong mess"))
-        return clf.validate()[1]
-
-    results["ulmfit"] = stages.run("3. classifier: load_encoder + fine_tune (discriminative rates)", classifier)
+    results["ulmfit"], forward_preds = ulmfit(False, stages.run)
     if args.serial:
-        for key, name, fn in baselines:
-            results[key] = stages.run(name, fn)
+        for key, name, fn in jobs:
+            value = stages.run(name, fn)
+            results[key], results[key + "_extra"] = value if isinstance(value, tuple) else (value, None)
     stages.join(results)
+    if args.bidir:  # the backward stages' own rows, then the ensembles
+        stages.rows = [r for r in stages.rows if r[0] != "stages 1-3 reading backwards"]
+        stages.rows[3:3] = results["backward_extra"]["rows"]
+        backward_preds = tuple(torch.from_numpy(a) for a in results["backward_extra"]["preds"])
+        both = ensemble([forward_preds, backward_preds])
+        stages.rows.append(("ULMFiT forward + backward: the mean of the two classifiers' probabilities", both, 0.0))
+        scratch_extra = results["scratch_extra"]
+        stages.rows.append(("from scratch, backward", scratch_extra["backward"], 0.0))
+        stages.rows.append(("from scratch forward + backward (the same mean)", scratch_extra["ensemble"], 0.0))
 
     print(f"\n=== results ({what}; {n_valid} validation texts)")
     for name, acc, seconds in stages.rows:
         shown = f"{acc:7.2%}" if acc is not None else "      -"
-        print(f"  {shown}  {seconds / 60:5.1f} min  {name}")
+        took = f"{seconds / 60:5.1f} min" if seconds else "         "
+        print(f"  {shown}  {took}  {name}")
     wall = sum(s for _, _, s in stages.rows[:3])
     print(f"  stages 1-3: {wall / 60:.1f} min wall, torch threads {torch.get_num_threads()} per process")
-    gain = 100 * (results["ulmfit"] - results["scratch"])
-    print(f"ULMFiT {results['ulmfit']:.2%} vs scratch {results['scratch']:.2%}: {gain:+.1f} points")
+    final = both if args.bidir else results["ulmfit"]
+    said = "ULMFiT forward + backward" if args.bidir else "ULMFiT"
+    gain = 100 * (final - results["scratch"])
+    print(f"{said} {final:.2%} vs scratch {results['scratch']:.2%}: {gain:+.1f} points")
+    if args.bidir:
+        gain_ens = 100 * (final - results["scratch_extra"]["ensemble"])
+        print(f"  against the scratch ensemble ({results['scratch_extra']['ensemble']:.2%}): {gain_ens:+.1f} points")
     if not args.quick:
         goal = (0.79, 3.0) if args.dataset == "rt_polarity" else (0.86, 1.0)
-        ok = results["ulmfit"] >= goal[0] and gain >= goal[1]
+        ok = final >= goal[0] and gain >= goal[1]
         print(f"goal (>= {goal[0]:.0%} and >= {goal[1]:.0f} points over scratch): {'met' if ok else 'MISSED'}")
 
 
