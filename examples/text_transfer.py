@@ -30,8 +30,9 @@ what can be installed and what is on disk: Stanford's GloVe 6B 50-d vectors (``p
 Against: the same classifier (same sizes and dropouts) from random weights, on its own vocabulary of
 the training texts, all layers trained from the start with ``fit_one_cycle`` (the schedule the
 issue found best for it; with ``--bidir`` also backwards, and the same mean of the two); and the
-classifier with only the GloVe vectors (``vectors=``, no language model), to show what each stage adds. No validation / dev text reaches the vocabularies or the
-language models, and nothing is chosen on them during the run: each accuracy is after the last epoch.
+classifier with only the GloVe vectors (``vectors=``, no language model), to show what each stage adds.
+No validation / dev text reaches the vocabularies or the language models, and nothing is chosen on
+them during the run: each accuracy is after the last epoch.
 """
 
 from __future__ import annotations
