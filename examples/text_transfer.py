@@ -84,7 +84,7 @@ def full_sentences(phrases: list[str]) -> list[str]:
     """The phrases that are not a contiguous part of a longer one: SST-2's training sentences."""
     seen: set[str] = set()
     kept = []
-    for p in sorted(set(phrases), key=len, reverse=True):
+    for p in sorted(set(phrases), key=lambda p: (-len(p), p)):  # not the set's order: it follows the hash seed
         if p in seen:
             continue
         kept.append(p)
