@@ -152,11 +152,11 @@ def main() -> None:
     fit_without_validation(learn, args.epochs, args.lr)
     if args.mse_epochs:  # PSNR is the MSE's: a short, low-rate fine-tune on it after L1 (+0.01 dB measured)
         learn.loss_func = torch.nn.MSELoss()
-        if (args.mse_size or args.size, args.mse_bs or args.bs) != (args.size, args.bs):  # 192 / 8: no better
+        mse_size, mse_bs = args.mse_size or args.size, args.mse_bs or args.bs  # 192 / 8 measured no better
+        if (mse_size, mse_bs) != (args.size, args.bs):
             learn.dls = ImageToImageDataLoaders.from_folders(
                 lr_dir["train"], args.path / "train", valid=(lr_dir["val"], args.path / "val"),
-                size=args.mse_size or args.size, bs=args.mse_bs or args.bs, batch_tfms=flips, upsample=not sr,
-                cache=True,
+                size=mse_size, bs=mse_bs, batch_tfms=flips, upsample=not sr, cache=True,
             )  # fmt: skip
         fit_without_validation(learn, args.mse_epochs, args.mse_lr)
         learn.dls = dls

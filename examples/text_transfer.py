@@ -103,6 +103,14 @@ def read_wikitext(root: Path) -> list[str]:
     return texts
 
 
+def accuracy_and_extra(value) -> tuple[float | None, object]:
+    """A stage returns an accuracy, or ``(accuracy, extra)``: both, extra None when there is none."""
+    return value if isinstance(value, tuple) else (value, None)
+
+
+BACKWARD = "stages 1-3 reading backwards"
+
+
 class Stages:
     """Times each stage and keeps its accuracy; ``spawn`` runs a stage in a forked process beside this one."""
 
@@ -113,8 +121,8 @@ class Stages:
     def run(self, name: str, fn) -> float | None:
         print(f"\n=== {name}", flush=True)
         start = time.perf_counter()
-        value = fn()  # an accuracy, or (accuracy, extra)
-        acc = value[0] if isinstance(value, tuple) else value
+        value = fn()
+        acc, _ = accuracy_and_extra(value)
         seconds = time.perf_counter() - start
         self.rows.append((name, acc, seconds))
         shown = f"accuracy {acc:.2%}, " if acc is not None else ""
@@ -143,7 +151,7 @@ class Stages:
         for key, name, proc, queue, log in self.children:
             value, seconds = queue.get()
             proc.join()
-            acc, extra = value if isinstance(value, tuple) else (value, None)
+            acc, extra = accuracy_and_extra(value)
             print(f"\n=== {name} (in another process)\n{log.read_text()}", end="")
             print(f"--- {name}: accuracy {acc:.2%}, {seconds / 60:.1f} min", flush=True)
             self.rows.append((name, acc, seconds))
@@ -314,7 +322,7 @@ def main() -> None:
     scratch_name = f"classifier from scratch: fit_one_cycle({scratch_epochs}, {scratch_lr})"
     jobs = [("scratch", scratch_name + (", forward and backward" if args.bidir else ""), scratch)]
     if args.bidir:
-        jobs.append(("backward", "stages 1-3 reading backwards", backward_ulmfit))
+        jobs.append(("backward", BACKWARD, backward_ulmfit))
     if not args.no_vectors_only:
         jobs.append(("vectors", f"classifier on {VECTORS} only (no language model)", vectors_only))
     if not args.serial:
@@ -324,10 +332,10 @@ def main() -> None:
     if args.serial:
         for key, name, fn in jobs:
             value = stages.run(name, fn)
-            results[key], results[key + "_extra"] = value if isinstance(value, tuple) else (value, None)
+            results[key], results[key + "_extra"] = accuracy_and_extra(value)
     stages.join(results)
     if args.bidir:  # the backward stages' own rows, then the ensembles
-        stages.rows = [r for r in stages.rows if r[0] != "stages 1-3 reading backwards"]
+        stages.rows = [r for r in stages.rows if r[0] != BACKWARD]  # replaced by its own three rows
         stages.rows[3:3] = results["backward_extra"]["rows"]
         backward_preds = tuple(torch.from_numpy(a) for a in results["backward_extra"]["preds"])
         both = ensemble([forward_preds, backward_preds])

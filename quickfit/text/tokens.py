@@ -84,7 +84,7 @@ def gather_texts(ids: np.ndarray, offsets: np.ndarray, order: np.ndarray) -> tup
 
 
 def reverse_texts(ids: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """Each text of a flat corpus with its tokens in reverse order, in place in the flat array (one gather)."""
+    """The flat ids with each text's tokens in reverse order, the texts where they were (one gather)."""
     lengths = np.diff(offsets)
     # Position i of text k reads ids[offsets[k] + offsets[k + 1] - 1 - i].
     idx = np.repeat(offsets[:-1] + offsets[1:] - 1, lengths) - np.arange(offsets[-1])
