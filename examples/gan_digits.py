@@ -14,7 +14,8 @@
    (`GeneratorEMA(0.999)`), which draws the samples; every `--eval-every` epochs the share of
    confident samples is printed.
 3. 1,000 samples are classified: the share classified with probability > 0.9 and the digits that appear.
-   A grid of 64 samples is saved as `<out>/samples.png` (and one grid per few epochs under `<out>/epochs/`).
+   A grid of 64 samples is saved as `<out>/samples.png` (and one grid per few epochs under `<out>/epochs/`),
+   the GAN exported as `<out>/gan_digits.qf` (`qf.load_learner(f).generate(n)` draws from it).
 """
 
 from __future__ import annotations
@@ -166,7 +167,9 @@ def main() -> None:
     learn.fit_one_cycle(args.epochs, args.lr, cbs=[ema] if ema else [])  # the averaged generator at the end
     gan_time = time.perf_counter() - t_gan
 
-    learn.save("generator_gan")  # the GAN module (averaged generator + critic), to sample from later
+    learn.save("generator_gan")  # a checkpoint: both networks and optimizers, to train on later
+    export = learn.export("gan_digits.qf")  # to draw from later: qf.load_learner(export).generate(n)
+    assert torch.equal(qf.load_learner(export).generate(8, seed=0), learn.generate(8, seed=0))
 
     # 3. the judgement
     share, counts, samples = judge_samples(learn.generator, judge, args.z_dim)
@@ -175,7 +178,8 @@ def main() -> None:
     print(f"GAN: {args.epochs} epochs ({n_gen:,} generator steps) in {gan_time:.0f}s; "
           f"{share:.1%} of 1,000 samples classified with p > 0.9")  # fmt: skip
     print(f"confident samples per digit 0-9: {counts} ({sum(c > 0 for c in counts)} of 10 digits present)")
-    print(f"grid of 64 samples: {args.out / 'samples.png'}; total wall time {time.perf_counter() - t0:.0f}s "
+    print(f"grid of 64 samples: {args.out / 'samples.png'}; exported {export}")
+    print(f"total wall time {time.perf_counter() - t0:.0f}s "
           f"(CPU time {time.process_time() - cpu0:.0f}s, {torch.get_num_threads()} thread(s))")  # fmt: skip
 
 

@@ -10,10 +10,12 @@
    measured here it gains dB several times faster per step than a U-Net), or with `--arch
    efficientnet_lite0` a U-Net over Lite0's first `--cut` pretrained layers. Either outputs a correction
    added to the bicubic upsampling, and starts as bicubic.
-3. Evaluate on the val photos (the centre `--eval-size` crop of each): PSNR of the model and of bicubic
-   upsampling of the same inputs (2-pixel border left out), and a sharpness measure (mean absolute
-   Laplacian) of each; and the pixel model's PSNR with test-time augmentation (`learn.tta`: the mean
-   of its outputs over the 8 rotations / flips of each input, EDSR's self-ensemble).
+3. Evaluate on the val photos (each whole, or its centre `--eval-size` crop): PSNR of the model and of
+   bicubic upsampling of the same inputs (2-pixel border left out), on RGB and on the luma Y (the
+   super-resolution literature's protocol: Y of ITU-R BT.601 YCbCr, `scale` pixels of border shaved),
+   and a sharpness measure (mean absolute Laplacian) of each; and the pixel model's PSNR with test-time
+   augmentation (`learn.tta`: the mean of its outputs over the 8 rotations / flips of each input, EDSR's
+   self-ensemble).
 4. Fine-tune a copy with the feature loss (pixel L1 + Lite0 activations, each term weighted to start
    level with the pixel term), evaluate it the same way, save bicubic | pixel | feature | original crops
    side by side (`--png`).
@@ -41,8 +43,16 @@ from quickfit.vision.image_grid import image_to_tensor, save_image_grid
 LAPLACE = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).view(1, 1, 3, 3).repeat(3, 1, 1, 1)
 
 
-def psnr(a: torch.Tensor, b: torch.Tensor, border: int = 2) -> float:
+# ITU-R BT.601 luma of RGB in [0, 1], on the [16, 235] / 255 scale (MATLAB's rgb2ycbcr, as SR papers use)
+LUMA = torch.tensor([65.481, 128.553, 24.966]).view(3, 1, 1) / 255
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor, border: int = 2, luma: bool = False) -> float:
+    """PSNR in dB of two [3, H, W] images in [0, 1], `border` pixels left out on each side; `luma`: of
+    their Y channels only."""
     a, b = a[..., border:-border, border:-border], b[..., border:-border, border:-border]
+    if luma:
+        a, b = (a * LUMA).sum(0), (b * LUMA).sum(0)  # the +16/255 offset cancels in the difference
     return 10 * math.log10(1 / F.mse_loss(a, b).item())
 
 
@@ -50,23 +60,42 @@ def sharpness(x: torch.Tensor) -> float:
     return F.conv2d(x[None], LAPLACE, groups=3).abs().mean().item()
 
 
-def evaluate(learn, eval_dl, tta: bool = False) -> dict[str, float]:
-    """Mean PSNR / sharpness over the val crops, of the model (`tta`: its mean over the 8 rotations /
-    flips of each input, `learn.tta`'s) and of its bicubic input."""
+def eval_pairs(dls, val_pairs, size: int | None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(model input [1, 3, h, w], target [3, 2h, 2w]) of every val photo: whole (`size` None: the target
+    is the photo's top-left 2h x 2w, the part its half-size input covers), or the centre `size` crop."""
+    out = []
+    for lr_path, hr_path in val_pairs:
+        (x,) = next(iter(dls.test_dl([lr_path])))
+        lo = dls.normalize.decode(x) if dls.normalize is not None else x
+        y = image_to_tensor(hr_path)
+        h, w = lo.shape[-2] * (1 if dls.upsample else dls.scale), lo.shape[-1] * (1 if dls.upsample else dls.scale)
+        y = y[:, :h, :w]
+        if size:
+            top, left = (h - size) // 2 // dls.scale * dls.scale, (w - size) // 2 // dls.scale * dls.scale
+            y = y[:, top : top + size, left : left + size]
+            k = 1 if dls.upsample else dls.scale
+            x = x[..., top // k : (top + size) // k, left // k : (left + size) // k]
+        out.append((x, y))
+    return out
+
+
+def evaluate(learn, pairs, tta: bool = False) -> dict[str, float]:
+    """Mean PSNR (RGB and Y) / sharpness over the val `pairs`, of the model (`tta`: its mean over the 8
+    rotations / flips of each input, `learn.tta`'s) and of bicubic upsampling of its input."""
     model = DihedralEnsemble(learn.model) if tta else learn.model
     model.eval()
-    norm, totals, n = learn.dls.normalize, {"model": 0.0, "bicubic": 0.0, "sharp_model": 0.0, "sharp_bicubic": 0.0}, 0
+    norm, scale = learn.dls.normalize, learn.dls.scale
+    keys = ("model", "bicubic", "model_y", "bicubic_y", "sharp_model", "sharp_bicubic")
+    totals = dict.fromkeys(keys, 0.0)
     with torch.no_grad():
-        for x, y in eval_dl:
-            pred = model(x.to(learn.device)).float().clamp(0, 1).cpu()
-            bicubic = upsampled(norm.decode(x), y.shape[-2:]).cpu()
-            for p, b, t in zip(pred, bicubic, y.cpu()):
-                totals["model"] += psnr(p, t)
-                totals["bicubic"] += psnr(b, t)
-                totals["sharp_model"] += sharpness(p)
-                totals["sharp_bicubic"] += sharpness(b)
-                n += 1
-    return {k: v / n for k, v in totals.items()}
+        for x, y in pairs:
+            pred = model(x.to(learn.device)).float().clamp(0, 1)[0].cpu()
+            bicubic = upsampled(norm.decode(x) if norm is not None else x, y.shape[-2:])[0].cpu()
+            for name, im in (("model", pred), ("bicubic", bicubic)):
+                totals[name] += psnr(im, y)
+                totals[f"{name}_y"] += psnr(im, y, border=scale, luma=True)
+                totals[f"sharp_{name}"] += sharpness(im)
+    return {k: v / len(pairs) for k, v in totals.items()}
 
 
 def upsampled(x: torch.Tensor, size) -> torch.Tensor:
@@ -118,7 +147,8 @@ def main() -> None:
     parser.add_argument("--mse-size", type=int, default=None, help="the MSE stage's training crop (default: --size)")
     parser.add_argument("--mse-bs", type=int, default=None, help="the MSE stage's batch size (default: --bs)")
     parser.add_argument("--cut", type=int, default=5, help="encoder: the first CUT layers of Lite0's body")
-    parser.add_argument("--eval-size", type=int, default=192, help="centre crop of each val photo's 2x target")
+    parser.add_argument("--eval-size", type=int, default=None, help="evaluate the centre crop of each val photo's "
+                        "2x target (default: the whole photos)")  # fmt: skip
     parser.add_argument("--png", default="superres.png")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -140,9 +170,8 @@ def main() -> None:
     )  # fmt: skip
     print(dls)
     val_pairs = dls.valid.dataset.pairs
-    # evaluation: the centre --eval-size crop of every val photo (whole photos cost 5x more on 2 busy cores)
-    eval_dl = ImageToImageDataLoaders.from_pairs(val_pairs, valid_pairs=val_pairs, size=args.eval_size, bs=8,
-                                                 upsample=not sr, cache=True).valid  # fmt: skip
+    # evaluation: every val photo whole (or its centre --eval-size crop), one at a time (sizes differ)
+    val_eval = eval_pairs(dls, val_pairs, args.eval_size)
 
     # the pixel-loss model
     pixel_loss = torch.nn.MSELoss() if args.loss == "mse" else torch.nn.L1Loss()
@@ -161,9 +190,8 @@ def main() -> None:
         fit_without_validation(learn, args.mse_epochs, args.mse_lr)
         learn.dls = dls
     pixel_time = time.perf_counter() - t
-    eval_dl.normalize = dls.normalize
-    pixel = evaluate(learn, eval_dl)
-    pixel_tta = evaluate(learn, eval_dl, tta=True)
+    pixel = evaluate(learn, val_eval)
+    pixel_tta = evaluate(learn, val_eval, tta=True)
     print(f"pixel loss: {args.epochs} epochs{f' + {args.mse_epochs} of MSE' if args.mse_epochs else ''} "
           f"in {pixel_time:.0f}s")  # fmt: skip
 
@@ -181,7 +209,7 @@ def main() -> None:
     t = time.perf_counter()
     fit_without_validation(sharp, args.feature_epochs, args.lr / 5)
     feature_time = time.perf_counter() - t
-    feature = evaluate(sharp, eval_dl)
+    feature = evaluate(sharp, val_eval)
     print(f"feature loss (layer weights {', '.join(f'{w:.3g}' for w in weights)}): "
           f"{args.feature_epochs} epochs in {feature_time:.0f}s")  # fmt: skip
 
@@ -210,11 +238,19 @@ def main() -> None:
     assert out.shape == (3, 2 * h, 2 * w) and 0 <= out.min() and out.max() <= 1, out.shape
     assert torch.allclose(out, outs_of(learn, dls, lr_path), atol=1e-4)
 
-    print(f"val photos ({len(val_pairs)}, {args.eval_size}px centre crops): PSNR bicubic {pixel['bicubic']:.2f} dB, "
-          f"pixel-loss model {pixel['model']:.2f} dB ({pixel['model'] - pixel['bicubic']:+.2f}), "
-          f"feature-loss model {feature['model']:.2f} dB ({feature['model'] - feature['bicubic']:+.2f}); "
-          f"pixel-loss model with TTA (mean of 8 rotations / flips) {pixel_tta['model']:.2f} dB "
-          f"({pixel_tta['model'] - pixel['bicubic']:+.2f})")  # fmt: skip
+    where = f"{args.eval_size}px centre crops" if args.eval_size else "whole photos"
+    for ch, k in (("RGB", ""), ("Y (the SR literature's protocol)", "_y")):
+        b = pixel[f"bicubic{k}"]
+        print(f"val photos ({len(val_pairs)}, {where}), PSNR on {ch}: bicubic {b:.2f} dB, "
+              f"pixel-loss model {pixel[f'model{k}']:.2f} dB ({pixel[f'model{k}'] - b:+.2f}), "
+              f"feature-loss model {feature[f'model{k}']:.2f} dB ({feature[f'model{k}'] - b:+.2f}); "
+              f"pixel-loss model with TTA (mean of 8 rotations / flips) {pixel_tta[f'model{k}']:.2f} dB "
+              f"({pixel_tta[f'model{k}'] - b:+.2f})")  # fmt: skip
+    gain = pixel["model"] - pixel["bicubic"]
+    print(f"goal (pixel-loss model >= bicubic + 1.5 dB, RGB, no TTA): {'met' if gain >= 1.5 else 'MISSED'} "
+          f"({gain:+.3f} dB); feature-loss model >= bicubic: "
+          f"{'met' if feature['model'] >= feature['bicubic'] else 'MISSED'}, sharper than the pixel model: "
+          f"{'yes' if feature['sharp_model'] > pixel['sharp_model'] else 'no'}")  # fmt: skip
     print(f"sharpness (mean |Laplacian|): bicubic {pixel['sharp_bicubic']:.4f}, pixel {pixel['sharp_model']:.4f}, "
           f"feature {feature['sharp_model']:.4f}")  # fmt: skip
     print(f"side by side: {args.png}; exported {args.out}: predict({lr_path.name}) -> {tuple(out.shape)} from {w}x{h}")

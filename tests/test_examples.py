@@ -47,11 +47,12 @@ def test_superres_example_runs_every_stage_exports_and_predicts(tmp_path):
     out = run_example(
         "superres.py",
         ["hymenoptera_data", "--out", "sr.qf", "--epochs", "1", "--mse-epochs", "1", "--feature-epochs", "1",
-         "--size", "32", "--bs", "4", "--mse-size", "48", "--mse-bs", "2", "--eval-size", "32", "--nf", "8",
+         "--size", "32", "--bs", "4", "--mse-size", "48", "--mse-bs", "2", "--nf", "8",
          "--blocks", "1", "--png", "side.png"],
         cwd=tmp_path,
     )  # fmt: skip
-    assert "PSNR bicubic" in out and "pixel-loss model" in out and "feature-loss model" in out, out
+    assert "(3, whole photos), PSNR on RGB: bicubic" in out and "PSNR on Y" in out, out
+    assert "pixel-loss model" in out and "feature-loss model" in out and "goal (pixel-loss model" in out, out
     assert (tmp_path / "sr.qf").is_file() and (tmp_path / "side.png").is_file()
     assert len(list((tmp_path / "superres_work").glob("train_lr_*/ants/*"))) == 6  # the crappified inputs
     import quickfit as qf
@@ -87,3 +88,7 @@ def test_gan_digits_example_runs_judges_and_saves_the_grid(tmp_path):
     assert "held-out digits" in out and "of 1,000 samples classified with p > 0.9" in out, out
     assert "confident samples per digit 0-9" in out
     assert (tmp_path / "gan" / "samples.png").is_file()
+    import quickfit as qf
+
+    drawn = qf.load_learner(tmp_path / "gan" / "gan_digits.qf").generate(4, seed=0)
+    assert drawn.shape == (4, 1, 28, 28) and 0 <= drawn.min() and drawn.max() <= 1

@@ -61,6 +61,7 @@ __all__ = [
     "gan_critic",
     "basic_generator",
     "noise_dls",
+    "gan_from_export",
     "AdamNoMomentum",
 ]
 
@@ -88,6 +89,13 @@ class GANModule(nn.Module):
             fake = self.generator(x)
             return fake, self.critic(fake)
         raise ValueError(f"GANModule mode must be 'generate', 'critic' or 'generate_critic', got {mode!r}")
+
+
+def _recorded(model: nn.Sequential, name: str, **kwargs) -> nn.Sequential:
+    """`model` with the builder's name and arguments on it (`arch_config`): what an export records to
+    rebuild it (`GANLearner.export`)."""
+    model.arch_config = {"name": name, "kwargs": kwargs}
+    return model
 
 
 def _conv(c_in: int, c_out: int, k: int, stride: int, sn: bool) -> nn.Conv2d:
@@ -120,6 +128,7 @@ def gan_critic(
     sizes). `p=0` leaves out the dropout."""
     if n_blocks < 1:
         raise ValueError(f"gan_critic: n_blocks must be at least 1, got {n_blocks}")
+    config = dict(n_channels=n_channels, nf=nf, n_blocks=n_blocks, p=p, sn=sn, in_size=in_size, n_extra=n_extra)
     drop = (lambda q: [nn.Dropout2d(q)]) if p > 0 else (lambda q: [])
 
     def extra(c: int) -> list[nn.Module]:
@@ -131,14 +140,15 @@ def gan_critic(
         layers += [*drop(p), _conv(nf, nf * 2, 4, 2, sn), nn.LeakyReLU(0.2, inplace=True), *extra(nf * 2)]
         nf *= 2
     if in_size is None:
-        return nn.Sequential(*layers, _conv(nf, 1, 3, 1, sn), _MeanOut())
+        return _recorded(nn.Sequential(*layers, _conv(nf, 1, 3, 1, sn), _MeanOut()), "gan_critic", **config)
     size = in_size
     for _ in range(n_blocks + 1):
         size //= 2  # a 4x4 stride-2 convolution with padding 1
     if size < 1:
         raise ValueError(f"gan_critic: in_size {in_size} is too small for {n_blocks + 1} halvings")
     linear = nn.Linear(nf * size * size, 1)
-    return nn.Sequential(*layers, nn.Flatten(), spectral_norm(linear) if sn else linear, nn.Flatten(0))
+    critic = nn.Sequential(*layers, nn.Flatten(), spectral_norm(linear) if sn else linear, nn.Flatten(0))
+    return _recorded(critic, "gan_critic", **config)
 
 
 class _Reshape(nn.Module):
@@ -173,6 +183,8 @@ def basic_generator(
             n_up += 1
     if n_up < 1 or out_size % 2**n_up:
         raise ValueError(f"basic_generator: out_size {out_size} is not a multiple of 2**n_up (n_up={n_up})")
+    config = dict(out_size=out_size, n_channels=n_channels, z_dim=z_dim, nf=nf, n_up=n_up, upsample=upsample,
+                  n_extra=n_extra)  # fmt: skip
     s, c = out_size // 2**n_up, nf * 2 ** (n_up - 1)
     layers: list[nn.Module] = [nn.Linear(z_dim, c * s * s, bias=False), _Reshape(c, s, s), nn.BatchNorm2d(c), nn.ReLU()]
     for i in range(n_up):
@@ -187,7 +199,7 @@ def basic_generator(
             for _ in range(n_extra):
                 layers += [nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
         c = c_out
-    return nn.Sequential(*layers)
+    return _recorded(nn.Sequential(*layers), "basic_generator", **config)
 
 
 # ---- losses ------------------------------------------------------------------------------------------
@@ -591,6 +603,64 @@ class GANLearner(Learner):
             step=step,
         )
         self.gan_loss = gan_loss
+        configs = [getattr(m, "arch_config", None) for m in (generator, critic)]
+        if all(c is not None for c in configs):
+            self.export_info = {"app": "vision", "kind": "gan", "generator": configs[0], "critic": configs[1]}
+
+    def export(self, fname: str | Path = "export.qf") -> Path:
+        """Generator and critic (safetensors) with the arguments that built them (JSON), no pickle:
+        `load_learner(file).generate(n)` draws images. Needs networks made by `basic_generator` and
+        `gan_critic`; the generator of an image-to-image GAN is exported by the learner that built it
+        (e.g. `image2image_learner(...).export()`: it holds the same module)."""
+        if self.export_info.get("kind") != "gan":
+            raise ValueError(
+                "GANLearner.export: only networks made by basic_generator() and gan_critic() can be exported "
+                "(their arguments are what the file records); export an image-to-image generator with the learner "
+                "that built it (image2image_learner(...).export()), or save a checkpoint with learn.save(name)"
+            )
+        return super().export(fname)
+
+    @property
+    def z_dim(self) -> int:
+        """The size of the generator's noise input (a `basic_generator`'s `z_dim`, else its first Linear's)."""
+        kwargs = (getattr(self.generator, "arch_config", None) or {}).get("kwargs", {})
+        if "z_dim" in kwargs:
+            return int(kwargs["z_dim"])
+        first = next((m for m in self.generator.modules() if isinstance(m, nn.Linear)), None)
+        if first is None:
+            raise ValueError("GANLearner: this generator's noise size is unknown (no z_dim, no Linear layer)")
+        return first.in_features
+
+    def generate(self, n: int = 16, seed: int | None = None, z: torch.Tensor | None = None) -> torch.Tensor:
+        """`n` images from a noise GAN's generator, `[n, C, H, W]` floats in [0, 1] (a tanh generator's
+        [-1, 1] mapped), from noise drawn with `seed` (repeatable) or the given `z` `[n, z_dim]`."""
+        if z is None:
+            gen = torch.Generator().manual_seed(seed) if seed is not None else None
+            z = torch.randn(n, self.z_dim, generator=gen)
+        was = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                fake = self.generator(z.to(self.device)).float()
+        finally:
+            self.model.train(was)
+        return ((fake + 1) / 2 if self._tanh_output() else fake).clamp(0, 1).cpu()
+
+    def predict(self, item):
+        """For a noise vector `item` `[z_dim]`: the image `[C, H, W]` in [0, 1] the generator draws from it;
+        any other item (an image-to-image GAN's input) goes through `Learner.predict`."""
+        if isinstance(item, torch.Tensor) and item.ndim == 1:
+            return self.generate(z=item.float()[None])[0]
+        return super().predict(item)
+
+    def _tanh_output(self) -> bool:
+        """Whether the generator ends in tanh (images in [-1, 1]), looking past parameter-free reshapes."""
+        for m in reversed([m for m in self.generator.modules() if not list(m.children())]):
+            if isinstance(m, nn.Tanh):
+                return True
+            if any(True for _ in m.parameters()) or type(m).__module__.startswith("torch.nn.modules.activation"):
+                return False
+        return False
 
     @property
     def generator(self) -> nn.Module:
@@ -649,3 +719,21 @@ class GANLearner(Learner):
             images = torch.stack([to01(x), to01(fake), to01(real.float())], 1).flatten(0, 1)
             return save_image_grid(images, path, nrow=3)
         return save_image_grid(to01(fake), path, nrow=nrow)
+
+
+_BUILDERS: dict[str, Callable[..., nn.Module]] = {"basic_generator": basic_generator, "gan_critic": gan_critic}
+
+
+def gan_from_export(info: dict) -> GANLearner:
+    """The GANLearner `load_learner` needs for a GAN export (weights loaded by the caller): its networks
+    rebuilt by the builders named in the file (only these two names are accepted), no data."""
+    nets = []
+    for part in ("generator", "critic"):
+        conf = info.get(part) or {}
+        build = _BUILDERS.get(conf.get("name"))
+        if build is None:
+            raise ValueError(f"not a GAN export: its {part} names no known builder ({conf.get('name')!r})")
+        nets.append(build(**conf.get("kwargs", {})))
+    learn = GANLearner(DataLoaders([], None), *nets, progress=False, device="cpu")
+    learn.export_info = dict(info)
+    return learn

@@ -361,6 +361,10 @@ def learner_from_export(info: dict) -> VisionLearner:
         from quickfit.vision.image2image_learner import image2image_learner_from_export
 
         return image2image_learner_from_export(info)
+    if info.get("kind") == "gan":  # generator + critic: quickfit/vision/gan.py
+        from quickfit.vision.gan import gan_from_export
+
+        return gan_from_export(info)
     m = info.get("model") or {}
     if m.get("kind") == "unet":  # other vision models name their kind; classifiers (no kind) are built here
         from quickfit.vision.unet import unet_from_export

@@ -28,6 +28,7 @@ from quickfit.vision.gan import (
     GeneratorEMA,
     basic_generator,
     gan_critic,
+    gan_from_export,
     noise_dls,
 )
 
@@ -387,3 +388,42 @@ def test_generator_ema_resumes_from_a_checkpoint_with_the_same_average(tmp_path)
     assert ema.n_averaged == ref_ema.n_averaged == 7  # 14 batches, every other one the generator's
     for (k, a), b in zip(ref_ema.generator.state_dict().items(), ema.generator.state_dict().values()):
         torch.testing.assert_close(a, b, msg=k)
+
+
+# ---- export ----------------------------------------------------------------------------------------------
+def test_export_and_load_learner_draw_the_same_images(tmp_path):
+    torch.manual_seed(0)
+    real = real_images(64).repeat(1, 1, 2, 2)  # 1 x 8 x 8
+    gen = basic_generator(8, n_channels=1, z_dim=Z, nf=4)
+    learn = GANLearner(noise_dls(real, z_dim=Z, bs=16), gen, gan_critic(1, nf=4, n_blocks=1, in_size=8),
+                       loss="nonsaturating", path=tmp_path, progress=False)  # fmt: skip
+    learn.fit(1, 1e-3)
+    f = learn.export("gan.qf")
+    loaded = qf.load_learner(f)
+    assert isinstance(loaded, GANLearner) and loaded.z_dim == Z
+    images = learn.generate(6, seed=1)
+    assert images.shape == (6, 1, 8, 8) and images.min() >= 0 and images.max() <= 1
+    assert images.std() > 0  # not a constant image
+    assert torch.allclose(loaded.generate(6, seed=1), images, atol=1e-6)  # the same weights, the same noise
+    assert not torch.allclose(loaded.generate(6, seed=2), images)
+    z = torch.randn(Z)
+    assert torch.allclose(loaded.predict(z), loaded.generate(z=z[None])[0])
+    for a, b in zip(loaded.critic.state_dict().values(), learn.critic.state_dict().values()):
+        assert torch.equal(a, b)  # the critic too: training can go on
+
+
+def test_export_of_a_hand_built_generator_says_what_to_do(tmp_path):
+    learn = tiny_learner(tmp_path)
+    with pytest.raises(ValueError, match="basic_generator\\(\\) and gan_critic\\(\\)"):
+        learn.export("gan.qf")
+    assert not (tmp_path / "gan.qf").exists()
+    images = learn.generate(3, seed=0)  # generate still works: z_dim from the first Linear
+    with torch.no_grad():
+        raw = learn.generator(torch.randn(3, Z, generator=torch.Generator().manual_seed(0)))
+    assert images.shape == (3, 1, 4, 4) and torch.allclose(images, (raw + 1) / 2)  # tanh before the reshape
+
+
+def test_a_gan_export_naming_another_builder_is_refused():
+    info = {"kind": "gan", "generator": {"name": "os.system", "kwargs": {}}, "critic": {"name": "gan_critic"}}
+    with pytest.raises(ValueError, match="generator names no known builder"):
+        gan_from_export(info)
