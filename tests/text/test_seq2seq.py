@@ -392,3 +392,40 @@ def test_lr_find_runs_on_the_seq2seq_step():
     learn = seq2seq_learner(toy_dls(300), config=SMALL_GRU)
     sugg = learn.lr_find(num_it=10, show_plot=False)
     assert sugg.valley > 0
+
+
+def test_transformer_step_with_its_cache_gives_the_log_probs_of_rerunning_the_prefix():
+    torch.manual_seed(0)
+    model = Seq2SeqTransformer(30, 20, d_model=16, n_heads=2, dec_layers=2).eval()
+    src = torch.randint(2, 30, (4, 6))
+    src[1, 4:], src[2, 2:] = 1, 1  # padded sources: their pads must stay unattended
+    memory = model.encode(src)
+    state = model.init_state(memory)
+    tokens = torch.randint(2, 20, (4, 9))
+    with torch.no_grad():
+        for t in range(tokens.size(1)):
+            logp, state = model.step(tokens[:, t], state, memory)
+            full = torch.log_softmax(model.decode(tokens[:, : t + 1], memory)[:, -1], -1)
+            assert torch.allclose(logp, full, atol=1e-5), t
+    assert state[1].shape == (4, 2, 6, 8) and state[3].shape == (4, 2, 9, 8)  # cross K of the source; self K
+
+
+def test_transformer_beam_search_reorders_the_cache_with_the_hypotheses():
+    torch.manual_seed(1)
+    model = Seq2SeqTransformer(30, 20, d_model=16, n_heads=2).eval()
+    src = torch.randint(2, 30, (3, 7))
+    src[0, 5:] = 1
+    wide = model.expand(model.encode(src), 4)
+
+    def rerun(tokens, state):  # the reference: the whole prefix through the decoder at every step
+        prefix = torch.cat([state[0], tokens.unsqueeze(1)], 1)
+        return torch.log_softmax(model.decode(prefix, wide)[:, -1], -1), (prefix,)
+
+    cached, cached_score = beam_search(lambda t, s: model.step(t, s, wide), model.init_state(model.encode(src)),
+                                       bos=2, eos=3, max_len=10, beam_size=4)  # fmt: skip
+    ref, ref_score = beam_search(rerun, (torch.zeros(3, 0, dtype=torch.long),), bos=2, eos=3, max_len=10, beam_size=4)
+    assert torch.equal(cached, ref) and torch.allclose(cached_score, ref_score, atol=1e-5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # mixed precision: the caches keep one dtype
+        low, _ = greedy_search(lambda t, s: model.step(t, s, model.encode(src)), model.init_state(model.encode(src)),
+                               bos=2, eos=3, max_len=10)  # fmt: skip
+    assert low.shape[0] == 3

@@ -257,7 +257,37 @@ class Seq2SeqTransformer(nn.Module):
         return tuple(t.repeat_interleave(k, dim=0) for t in memory)
 
     def init_state(self, memory: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
-        return (memory[0].new_zeros(memory[0].size(0), 0, dtype=torch.long),)  # the tokens so far
+        """`(tokens so far (N, 0), then for each decoder layer: the cross-attention keys and values of the
+        memory (N, heads, S, d / heads), computed once, and the self-attention key / value cache (N, heads,
+        0, d / heads), which each step extends)`: every tensor batch-first, so beams reorder them all."""
+        enc = memory[0]
+        n = enc.size(0)
+        state = [enc.new_zeros(n, 0, dtype=torch.long)]
+        for layer in self.decoder.layers:
+            k, v = self._keys_values(layer.multihead_attn, enc)
+            empty = k.new_zeros(n, k.size(1), 0, k.size(3))
+            state += [k, v, empty, empty]
+        return tuple(state)
+
+    def _heads(self, x: Tensor) -> Tensor:
+        """(N, T, d) -> (N, heads, T, d / heads)."""
+        n_heads = self.decoder.layers[0].self_attn.num_heads
+        return x.view(x.size(0), x.size(1), n_heads, -1).transpose(1, 2)
+
+    def _keys_values(self, attn: nn.MultiheadAttention, x: Tensor) -> tuple[Tensor, Tensor]:
+        """`attn`'s key and value projections of `x` (N, T, d), split into heads."""
+        d, w, b = x.size(-1), attn.in_proj_weight, attn.in_proj_bias
+        k = F.linear(x, w[d : 2 * d], None if b is None else b[d : 2 * d])
+        v = F.linear(x, w[2 * d :], None if b is None else b[2 * d :])
+        return self._heads(k), self._heads(v)
+
+    def _attend(self, attn: nn.MultiheadAttention, x: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None):
+        """`attn` from the queries of `x` (N, 1, d) to cached keys / values (`mask` (N, 1, 1, S): True where
+        a key may be attended to): the same sums as `nn.MultiheadAttention` (scaled dot products)."""
+        d, w, b = x.size(-1), attn.in_proj_weight, attn.in_proj_bias
+        q = self._heads(F.linear(x, w[:d], None if b is None else b[:d]))
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return attn.out_proj(out.transpose(1, 2).reshape(x.size(0), x.size(1), d))
 
     def decode(self, tgt_in: Tensor, memory: tuple[Tensor, Tensor]) -> Tensor:
         enc, mask = memory
@@ -271,10 +301,25 @@ class Seq2SeqTransformer(nn.Module):
         return self.out(out)
 
     def step(self, tokens: Tensor, state: tuple[Tensor, ...], memory: tuple[Tensor, Tensor]):
-        # The whole prefix again at every step: O(T^2), cheap for sentences, and no cache to keep in order.
-        prefix = torch.cat([state[0], tokens.unsqueeze(1)], 1)
-        logits = self.decode(prefix, memory)[:, -1]
-        return F.log_softmax(logits.float(), -1), (prefix,)
+        """The next token's log-probabilities, running only the new token through the decoder: each layer's
+        self-attention keys and values of the earlier tokens come from the cache in `state`, the memory's
+        from `init_state` (O(T) a step instead of rerunning the prefix). Search runs it in eval mode: no
+        dropout."""
+        prefix, caches = state[0], state[1:]
+        mask = memory[1][:, None, None, :]  # source padding: never attended to
+        x = self.pos(self.tgt_emb(tokens.unsqueeze(1)) * self.scale, start=prefix.size(1))
+        new: list[Tensor] = []
+        for i, layer in enumerate(self.decoder.layers):  # pre-norm layers, as nn.TransformerDecoderLayer
+            cross_k, cross_v, self_k, self_v = caches[4 * i : 4 * i + 4]
+            h = layer.norm1(x)
+            k, v = self._keys_values(layer.self_attn, h)
+            self_k, self_v = torch.cat([self_k, k], 2), torch.cat([self_v, v], 2)
+            x = x + self._attend(layer.self_attn, h, self_k, self_v)  # all earlier tokens and itself: causal
+            x = x + self._attend(layer.multihead_attn, layer.norm2(x), cross_k, cross_v, mask)
+            x = x + layer.linear2(layer.activation(layer.linear1(layer.norm3(x))))
+            new += [cross_k, cross_v, self_k, self_v]
+        logits = self.out(self.decoder.norm(x))[:, -1]
+        return F.log_softmax(logits.float(), -1), (torch.cat([prefix, tokens.unsqueeze(1)], 1), *new)
 
     def forward(self, src: Tensor, tgt_in: Tensor) -> Tensor:
         return self.decode(tgt_in, self.encode(src))
