@@ -580,6 +580,12 @@ class GANLearner(Learner):
         device: torch.device | str | None = None,
     ) -> None:
         gan_loss = loss if isinstance(loss, GANLoss) else GANLoss(loss)
+        if env.world_size() > 1 and gan_loss.r1 > 0:  # its torch.autograd.grad cannot go through DDP's wrapper
+            raise ValueError(
+                f"GANLoss(r1={gan_loss.r1}) cannot train under DDP ({env.world_size()} processes): the R1 penalty "
+                "differentiates the critic with torch.autograd.grad, which DistributedDataParallel does not "
+                "support; train it in one process, or use r1=0 (spectral norm alone) under torchrun"
+            )
         step = GANStep(gan_loss, switcher, opt_func, critic_lr_mult, wd)
         cbs = list(cbs)
         if env.world_size() > 1:  # each phase leaves the other network without gradients

@@ -427,3 +427,13 @@ def test_a_gan_export_naming_another_builder_is_refused():
     info = {"kind": "gan", "generator": {"name": "os.system", "kwargs": {}}, "critic": {"name": "gan_critic"}}
     with pytest.raises(ValueError, match="generator names no known builder"):
         gan_from_export(info)
+
+
+def test_r1_under_ddp_is_refused_with_the_reason(tmp_path, monkeypatch):
+    from quickfit import env
+
+    monkeypatch.setattr(env, "world_size", lambda: 2)
+    gen, crit = tiny_gan()
+    dls = noise_dls(real_images(64), z_dim=Z, bs=16)
+    with pytest.raises(ValueError, match="R1 penalty .* DistributedDataParallel does not support"):
+        GANLearner(dls, gen, crit, loss=GANLoss("nonsaturating", r1=1.0), path=tmp_path, progress=False)
