@@ -25,7 +25,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from pathlib import Path
 
@@ -39,21 +38,9 @@ from quickfit.vision.feature_loss import FeatureLoss
 from quickfit.vision.image2image import ImageToImageDataLoaders
 from quickfit.vision.image2image_learner import DihedralEnsemble, image2image_learner
 from quickfit.vision.image_grid import image_to_tensor, save_image_grid
+from quickfit.vision.image_metrics import psnr
 
 LAPLACE = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).view(1, 1, 3, 3).repeat(3, 1, 1, 1)
-
-
-# ITU-R BT.601 luma of RGB in [0, 1], on the [16, 235] / 255 scale (MATLAB's rgb2ycbcr, as SR papers use)
-LUMA = torch.tensor([65.481, 128.553, 24.966]).view(3, 1, 1) / 255
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor, border: int = 2, luma: bool = False) -> float:
-    """PSNR in dB of two [3, H, W] images in [0, 1], `border` pixels left out on each side; `luma`: of
-    their Y channels only."""
-    a, b = a[..., border:-border, border:-border], b[..., border:-border, border:-border]
-    if luma:
-        a, b = (a * LUMA).sum(0), (b * LUMA).sum(0)  # the +16/255 offset cancels in the difference
-    return 10 * math.log10(1 / F.mse_loss(a, b).item())
 
 
 def sharpness(x: torch.Tensor) -> float:
@@ -92,8 +79,8 @@ def evaluate(learn, pairs, tta: bool = False) -> dict[str, float]:
             pred = model(x.to(learn.device)).float().clamp(0, 1)[0].cpu()
             bicubic = upsampled(norm.decode(x) if norm is not None else x, y.shape[-2:])[0].cpu()
             for name, im in (("model", pred), ("bicubic", bicubic)):
-                totals[name] += psnr(im, y)
-                totals[f"{name}_y"] += psnr(im, y, border=scale, luma=True)
+                totals[name] += psnr(im, y, border=2).item()
+                totals[f"{name}_y"] += psnr(im, y, border=scale, luma=True).item()
                 totals[f"sharp_{name}"] += sharpness(im)
     return {k: v / len(pairs) for k, v in totals.items()}
 

@@ -36,6 +36,7 @@ from quickfit.vision.gan import (
 )
 from quickfit.vision.image import get_image_files, load_image, verify_images
 from quickfit.vision.image2image import ImageToImageDataLoaders
+from quickfit.vision.image_metrics import PSNR, psnr, rgb_to_luma
 from quickfit.vision.interpret import ClassificationInterpretation, grad_cam, plot_grad_cam
 from quickfit.vision.learner import (
     VisionLearner,
@@ -78,6 +79,9 @@ __all__ = [
     "GANSamples",
     "GeneratorEMA",
     "ImageToImageDataLoaders",
+    "PSNR",
+    "psnr",
+    "rgb_to_luma",
     "StyleLoss",
     "StyleNet",
     "basic_generator",
