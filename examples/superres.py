@@ -48,14 +48,15 @@ def sharpness(x: torch.Tensor) -> float:
 
 
 def eval_pairs(dls, val_pairs, size: int | None) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(model input [1, 3, h, w], target [3, 2h, 2w]) of every val photo: whole (`size` None: the target
-    is the photo's top-left 2h x 2w, the part its half-size input covers), or the centre `size` crop."""
+    """(input [1, 3, h, w] in [0, 1], before any normalization: the learner sets that later; target [3, 2h,
+    2w]) of every val photo: whole (`size` None: the target is the photo's top-left 2h x 2w, the part its
+    half-size input covers), or the centre `size` crop."""
     out = []
     for lr_path, hr_path in val_pairs:
         (x,) = next(iter(dls.test_dl([lr_path])))
-        lo = dls.normalize.decode(x) if dls.normalize is not None else x
+        x = dls.normalize.decode(x) if dls.normalize is not None else x
         y = image_to_tensor(hr_path)
-        h, w = lo.shape[-2] * (1 if dls.upsample else dls.scale), lo.shape[-1] * (1 if dls.upsample else dls.scale)
+        h, w = x.shape[-2] * (1 if dls.upsample else dls.scale), x.shape[-1] * (1 if dls.upsample else dls.scale)
         y = y[:, :h, :w]
         if size:
             top, left = (h - size) // 2 // dls.scale * dls.scale, (w - size) // 2 // dls.scale * dls.scale
@@ -76,8 +77,9 @@ def evaluate(learn, pairs, tta: bool = False) -> dict[str, float]:
     totals = dict.fromkeys(keys, 0.0)
     with torch.no_grad():
         for x, y in pairs:
-            pred = model(x.to(learn.device)).float().clamp(0, 1)[0].cpu()
-            bicubic = upsampled(norm.decode(x) if norm is not None else x, y.shape[-2:])[0].cpu()
+            xn = norm(x) if norm is not None else x  # the learner's input normalization, as in training
+            pred = model(xn.to(learn.device)).float().clamp(0, 1)[0].cpu()
+            bicubic = upsampled(x, y.shape[-2:])[0].cpu()
             for name, im in (("model", pred), ("bicubic", bicubic)):
                 totals[name] += psnr(im, y, border=2).item()
                 totals[f"{name}_y"] += psnr(im, y, border=scale, luma=True).item()
