@@ -56,12 +56,12 @@ def eval_pairs(dls, val_pairs, size: int | None) -> list[tuple[torch.Tensor, tor
         (x,) = next(iter(dls.test_dl([lr_path])))
         x = dls.normalize.decode(x) if dls.normalize is not None else x
         y = image_to_tensor(hr_path)
-        h, w = x.shape[-2] * (1 if dls.upsample else dls.scale), x.shape[-1] * (1 if dls.upsample else dls.scale)
+        k = 1 if dls.upsample else dls.scale  # target pixels per input pixel
+        h, w = x.shape[-2] * k, x.shape[-1] * k
         y = y[:, :h, :w]
         if size:
             top, left = (h - size) // 2 // dls.scale * dls.scale, (w - size) // 2 // dls.scale * dls.scale
             y = y[:, top : top + size, left : left + size]
-            k = 1 if dls.upsample else dls.scale
             x = x[..., top // k : (top + size) // k, left // k : (left + size) // k]
         out.append((x, y))
     return out

@@ -222,7 +222,7 @@ class Seq2SeqTransformer(nn.Module):
             )
         if d_model % n_heads:
             raise ValueError(f"d_model ({d_model}) must be a multiple of n_heads ({n_heads})")
-        self.pad_idx, self.scale = pad_idx, math.sqrt(d_model)
+        self.pad_idx, self.scale, self.n_heads = pad_idx, math.sqrt(d_model), n_heads
         self.tgt_emb = nn.Embedding(tgt_vocab_sz, d_model, padding_idx=pad_idx)
         self.src_emb = self.tgt_emb if share_embeddings else nn.Embedding(src_vocab_sz, d_model, padding_idx=pad_idx)
         self.pos, self.drop = _Positions(d_model, max_len), nn.Dropout(dropout)
@@ -271,14 +271,12 @@ class Seq2SeqTransformer(nn.Module):
 
     def _heads(self, x: Tensor) -> Tensor:
         """(N, T, d) -> (N, heads, T, d / heads)."""
-        n_heads = self.decoder.layers[0].self_attn.num_heads
-        return x.view(x.size(0), x.size(1), n_heads, -1).transpose(1, 2)
+        return x.reshape(x.size(0), x.size(1), self.n_heads, -1).transpose(1, 2)
 
     def _keys_values(self, attn: nn.MultiheadAttention, x: Tensor) -> tuple[Tensor, Tensor]:
         """`attn`'s key and value projections of `x` (N, T, d), split into heads."""
         d, w, b = x.size(-1), attn.in_proj_weight, attn.in_proj_bias
-        k = F.linear(x, w[d : 2 * d], None if b is None else b[d : 2 * d])
-        v = F.linear(x, w[2 * d :], None if b is None else b[2 * d :])
+        k, v = F.linear(x, w[d:], None if b is None else b[d:]).chunk(2, -1)  # one matmul for both
         return self._heads(k), self._heads(v)
 
     def _attend(self, attn: nn.MultiheadAttention, x: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None):
