@@ -174,12 +174,22 @@ def main() -> None:
     parser.add_argument("--max-vocab", type=int, default=60000, help="vocabulary cap (the LM's softmax size)")
     parser.add_argument("--wiki-frac", type=float, default=1.0, help="share of WikiText-2 valid+test to use")
     parser.add_argument("--clf-epochs", type=int, default=None, help="fine_tune's last stage (default per data set)")
+    parser.add_argument(
+        "--lm-epochs",
+        type=int,
+        nargs=2,
+        default=None,
+        metavar=("N1", "N2"),
+        help="stages 1 and 2 (default per data set)",
+    )
     parser.add_argument("--scratch-epochs", type=int, default=None, help="the scratch baseline's epochs")
     parser.add_argument("--lm2-freeze-epochs", type=int, default=0, help="stage 2's frozen epochs (fine_tune)")
     parser.add_argument("--sentences-only", action="store_true", help="SST-2: label only the 6,886 full sentences")
     parser.add_argument("--serial", action="store_true", help="run the baselines after, not beside, stage 1-3")
     parser.add_argument("--no-vectors-only", action="store_true", help="skip the vectors-only classifier")
-    parser.add_argument("--scratch-only", action="store_true", help="only the scratch baseline (e.g. other epochs)")
+    parser.add_argument(
+        "--baselines-only", action="store_true", help="no stages 1-3: the scratch (and vectors-only) classifiers"
+    )
     parser.add_argument(
         "--bidir",
         action=argparse.BooleanOptionalAction,
@@ -224,7 +234,7 @@ def main() -> None:
         what = f"SST-2: training {'sentences' if args.sentences_only else 'phrases'}, dev sentences"
     wiki = read_wikitext(DATA / "wikitext2")
     wiki = wiki[: round(len(wiki) * args.wiki_frac)]
-    epochs1, epochs2 = plan["lm_epochs"]
+    epochs1, epochs2 = args.lm_epochs or plan["lm_epochs"]
     clf_epochs = args.clf_epochs or plan["clf_epochs"]
     scratch_epochs, scratch_lr = plan["scratch"]
     scratch_epochs = args.scratch_epochs or scratch_epochs
@@ -336,16 +346,19 @@ def main() -> None:
         return acc, dict(rows=own.rows, preds=[t.numpy() for t in preds])  # arrays: tensors would need this process
 
     scratch_name = f"classifier from scratch: fit_one_cycle({scratch_epochs}, {scratch_lr})"
-    if args.scratch_only:
+    dls = clf_dls(False)
+    vectors_name = f"classifier on {VECTORS} only (no language model), fine_tune({clf_epochs})"
+    if args.baselines_only:
         acc, extra = accuracy_and_extra(scratch())
         print(f"\n{scratch_name}: {acc:.2%}" + (f", backward and ensemble {extra}" if extra else ""))
+        if not args.no_vectors_only:
+            print(f"{vectors_name}: {vectors_only():.2%}")
         return
-    dls = clf_dls(False)
     jobs = [("scratch", scratch_name + (", forward and backward" if args.bidir else ""), scratch)]
     if args.bidir:
         jobs.append(("backward", BACKWARD, backward_ulmfit))
     if not args.no_vectors_only:
-        jobs.append(("vectors", f"classifier on {VECTORS} only (no language model)", vectors_only))
+        jobs.append(("vectors", vectors_name, vectors_only))
     if not args.serial:
         for key, name, fn in jobs:
             stages.spawn(key, name, fn)

@@ -149,7 +149,8 @@ def test_text_transfer_example_runs_the_three_stages_and_the_baseline(tmp_path):
         assert re.search(rf"^\s+\d+\.\d\d%\s+[\d.]+ min\s+{re.escape(stage)}", out, re.M), (stage, out)
     assert re.search(r"^ULMFiT \d+\.\d\d% vs scratch \d+\.\d\d%", out, re.M), out
     only = run_example(
-        "text_transfer.py", ["sst2", "--quick", "--scratch-only", "--no-unlabelled-test"], cwd=tmp_path, env=env
+        "text_transfer.py", ["sst2", "--quick", "--baselines-only", "--no-unlabelled-test"], cwd=tmp_path, env=env
     )
     assert "+ 60 unlabelled texts" in only and "3. classifier" not in only, only
     assert re.search(r"^classifier from scratch: fit_one_cycle\(1, 0.01\): \d+\.\d\d%", only, re.M), only
+    assert re.search(r"^classifier on glove.6B.50d only \(no language model\), fine_tune\(1\): \d+\.\d\d%", only, re.M)
