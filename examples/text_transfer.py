@@ -81,10 +81,12 @@ def read_sst2(root: Path) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     # quoting=3 (QUOTE_NONE): the texts contain quote characters (see SOURCE.md)
     train = pd.read_csv(root / "train.tsv", sep="\t", quoting=3, keep_default_na=False)
     dev = pd.read_csv(root / "dev.tsv", sep="\t", quoting=3, keep_default_na=False)
-    test = pd.read_csv(root / "test.tsv", sep="\t", quoting=3, keep_default_na=False)
     train = pd.DataFrame({"text": train["sentence"].astype(str).str.strip(), "label": train["label"]})
     dev = pd.DataFrame({"text": dev["content"].astype(str).str.strip(), "label": dev["label"]})
-    unlabelled = [t for t in test["content"].astype(str).str.strip() if t]  # GLUE's test set: no labels
+    unlabelled = []  # GLUE's test set: its labels are never read (and the file is optional)
+    if (root / "test.tsv").is_file():
+        test = pd.read_csv(root / "test.tsv", sep="\t", quoting=3, keep_default_na=False)
+        unlabelled = [t for t in test["content"].astype(str).str.strip() if t]
     return train[train.text != ""], dev, unlabelled
 
 
@@ -225,12 +227,12 @@ def main() -> None:
     else:
         train, dev, test_texts = read_sst2(DATA / "sst2")
         df = pd.concat([train.assign(is_valid=False), dev.assign(is_valid=True)], ignore_index=True)
-        lm_texts = full_sentences(train.text.tolist())  # the training sentences, not every sub-phrase
-        if args.unlabelled_test:  # GLUE publishes its test sentences unlabelled: in-domain text for the LM
-            lm_texts += test_texts
+        sentences = full_sentences(train.text.tolist())  # the training sentences, not every sub-phrase
         if args.sentences_only:  # a tenth of the compute: the classifier sees whole sentences only
-            train = train.drop_duplicates("text").set_index("text").loc[lm_texts].reset_index()
+            train = train.drop_duplicates("text").set_index("text").loc[sentences].reset_index()
             df = pd.concat([train.assign(is_valid=False), dev.assign(is_valid=True)], ignore_index=True)
+        # GLUE publishes its test sentences unlabelled: in-domain text for the language models
+        lm_texts = sentences + (test_texts if args.unlabelled_test else [])
         what = f"SST-2: training {'sentences' if args.sentences_only else 'phrases'}, dev sentences"
     wiki = read_wikitext(DATA / "wikitext2")
     wiki = wiki[: round(len(wiki) * args.wiki_frac)]

@@ -56,7 +56,6 @@ def test_superres_example_runs_every_stage_exports_and_predicts(tmp_path):
     assert "pixel-loss model" in out and "feature-loss model" in out and "goal (pixel-loss model" in out, out
     # the printed bicubic PSNR is that of the files themselves, and the model (which starts as bicubic and
     # trained one epoch) is near it: the evaluation sees the inputs as the training did
-
     import torch.nn.functional as F
 
     from quickfit.vision.image_grid import image_to_tensor
@@ -141,9 +140,13 @@ def test_text_transfer_example_runs_the_three_stages_and_the_baseline(tmp_path):
         paragraphs = [" = Heading = "] + [" ".join(rng.choice(good + bad + things, 30)) for _ in range(40)]
         (data / "wikitext2" / f"{split}.txt").write_text("\n".join(paragraphs) + "\n")
     env = {"QUICKFIT_SHARED_DATA": "data"}  # relative to where the user runs it
-    out = run_example("text_transfer.py", ["sst2", "--quick", "--no-vectors-only"], cwd=tmp_path, env=env)
-    # the language models read WikiText-2's 80 paragraphs (not the headings), the 60 training sentences
-    # (not their phrases) and the 15 test sentences without labels; the dev sentences nowhere
+    out = run_example(
+        "text_transfer.py", ["sst2", "--quick", "--no-vectors-only", "--sentences-only"], cwd=tmp_path, env=env
+    )
+    # the classifier learns from the 60 whole sentences; the language models read WikiText-2's 80
+    # paragraphs (not the headings), those 60 sentences (not their phrases) and the 15 test sentences
+    # without labels; the dev sentences nowhere
+    assert "60 training texts, 20 validation texts" in out, out
     assert "WikiText-2 valid+test 80 paragraphs + 75 unlabelled texts" in out, out
     for stage in ("1. language model on WikiText-2", "2. language model fine-tuned", "3. classifier: load_encoder"):
         assert re.search(rf"^\s+\d+\.\d\d%\s+[\d.]+ min\s+{re.escape(stage)}", out, re.M), (stage, out)
