@@ -1,0 +1,37 @@
+"""Exports: a learner of every factory comes back from its file with the same predictions, to the last bit;
+files written by the code before configurations existed (tests/fixtures/exports_v1) still load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import quickfit as qf
+from tests.fixtures.make_exports import CASES, predictions, register_tiny_arch, trained
+
+FIXTURES = Path(__file__).parent / "fixtures" / "exports_v1"
+
+register_tiny_arch()
+
+
+def assert_same(got: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:
+    assert got.keys() == expected.keys()
+    for k in expected:
+        assert torch.equal(got[k].cpu(), expected[k]), k
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_export_and_load_give_the_same_predictions(case, tmp_path):
+    learn = trained(case, tmp_path)
+    loaded = qf.load_learner(learn.export("model.qf"))
+    assert type(loaded) is type(learn)
+    assert_same(predictions(case, loaded), predictions(case, learn))
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_files_of_export_format_1_still_load(case):
+    loaded = qf.load_learner(FIXTURES / f"{case}.qf")
+    assert_same(predictions(case, loaded), load_file(FIXTURES / f"{case}.preds.safetensors"))
