@@ -34,6 +34,13 @@ def activation_of(loss_func) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 class InferenceMixin:
+    @property
+    def input_dls(self):
+        """The data whose batches are the model's inputs, where `summary` and `export_onnx` take an
+        example batch: `self.dls`, unless a subclass trains on something else (VisionLearner's
+        precomputed activations)."""
+        return self.dls
+
     def get_preds(
         self,
         dl: Iterable | None = None,
@@ -65,11 +72,22 @@ class InferenceMixin:
         return self.recorder.last_valid
 
     def predict(self, item):
-        """Prediction for one item, decoded by the data (e.g. `(label, index, probabilities)`)."""
+        """Prediction for one item, decoded by the data (e.g. `(label, index, probabilities)`).
+
+        The data's `test_dl([item])` makes the batch (quickfit/contracts.py); data without one takes
+        only items that are already tensors (or arrays, numbers), made a batch of one.
+        """
         if hasattr(self.dls, "test_dl"):
             dl = self.dls.test_dl([item])
         else:
-            dl = [(torch.as_tensor(item)[None],)]
+            try:
+                dl = [(torch.as_tensor(item)[None],)]
+            except (TypeError, ValueError, RuntimeError) as e:
+                raise TypeError(
+                    f"predict: {type(self.dls).__name__} has no test_dl(items) to turn a "
+                    f"{type(item).__name__} into a batch, and the item is not a tensor ({e}). Give the data a "
+                    "test_dl method, or pass the model's input as a tensor"
+                ) from e
         preds, _ = self.get_preds(dl=dl, progress=False)
         return self.dls.decode_pred(preds[0]) if hasattr(self.dls, "decode_pred") else preds[0]
 

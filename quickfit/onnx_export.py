@@ -35,16 +35,14 @@ __all__ = ["export_onnx", "onnx_info", "image_onnx_input", "tabular_onnx_inputs"
 
 
 def _input_names(learn, n: int) -> list[str]:
-    app = learn.export_info.get("app")
-    if app == "tabular" and n == 2:
-        return ["x_cat", "x_cont"]
-    if app == "vision" and n == 1:
-        return ["image"]
+    names = list(getattr(learn.input_dls, "onnx_input_names", ()))  # the data names them (contracts.py)
+    if len(names) == n:
+        return names
     return ["input"] if n == 1 else [f"input_{i}" for i in range(n)]
 
 
 def _example_inputs(learn) -> tuple:
-    dls = getattr(learn, "image_dls", learn.dls)  # precompute on: learn.dls serves body activations
+    dls = learn.input_dls
     dl = dls.valid if getattr(dls, "valid", None) is not None else dls.train
     try:
         batch = tuple(next(iter(dl)))
@@ -54,7 +52,7 @@ def _example_inputs(learn) -> tuple:
 
 
 def _data_info(learn) -> dict | None:
-    dls = getattr(learn, "image_dls", learn.dls)
+    dls = learn.input_dls
     if "data" in learn.export_info:
         return learn.export_info["data"]
     return dls.export_info() if hasattr(dls, "export_info") else None

@@ -116,7 +116,7 @@ def _reported(model: nn.Module, depth: int | None) -> list[tuple[str, nn.Module]
 
 
 def _first_batch(learn):
-    dls = getattr(learn, "image_dls", learn.dls)  # precompute on: learn.dls serves body activations, not images
+    dls = learn.input_dls
     dl = dls.valid if getattr(dls, "valid", None) is not None else dls.train
     try:
         return next(iter(dl))
@@ -133,7 +133,7 @@ def summary(learn, xb=None, depth: int | None = None) -> Summary:
     model = learn._unwrapped()
     if xb is None:
         batch = tuple(_first_batch(learn))
-        xb = batch[: getattr(learn.dls, "n_inp", 1)]
+        xb = batch[: getattr(learn.input_dls, "n_inp", 1)]
     elif not isinstance(xb, (tuple, list)):
         xb = (xb,)
     xb = to_device(tuple(xb), learn.device)

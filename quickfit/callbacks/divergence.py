@@ -24,6 +24,8 @@ import warnings
 from pathlib import Path
 
 from quickfit.callbacks.core import Callback, Order
+from quickfit.callbacks.lr_finder import LRFinder
+from quickfit.callbacks.schedule import ParamScheduler
 
 __all__ = ["DivergenceCheck", "DivergenceWarning"]
 
@@ -56,7 +58,7 @@ class DivergenceCheck(Callback):
         self.warned = False
 
     def before_fit(self, learn) -> None:
-        self._active = not any(type(cb).__name__ == "LRFinder" for cb in learn.cbs)
+        self._active = not any(isinstance(cb, LRFinder) for cb in learn.cbs)
 
     def after_epoch(self, learn) -> None:
         row = learn.recorder.values[-1] if learn.recorder.values else None
@@ -79,7 +81,7 @@ class DivergenceCheck(Callback):
         if not learn.is_main_process:
             return
         ratio = f"{loss / ref:.0f}x" if math.isfinite(loss) and ref > 0 else "far above"
-        sched = next((cb for cb in learn.cbs if type(cb).__name__ == "ParamScheduler"), None)
+        sched = next((cb for cb in learn.cbs if isinstance(cb, ParamScheduler)), None)
         lr = max(sched.lr_max) if sched is not None else max(learn.hypers("lr"))  # the peak, not today's rate
         warnings.warn(
             f"validation loss {loss:.4g} at epoch {learn.epoch} is {ratio} its value before unfreeze() ({ref:.4g}): "

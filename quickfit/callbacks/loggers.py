@@ -19,12 +19,14 @@ import math
 from pathlib import Path
 
 from quickfit.callbacks.core import Callback, Order
+from quickfit.callbacks.lr_finder import LRFinder
+from quickfit.callbacks.schedule import ParamScheduler
 
 __all__ = ["CSVLogger", "TensorBoardLogger"]
 
 
 def _in_lr_find(learn) -> bool:
-    return any(type(cb).__name__ == "LRFinder" for cb in learn.cbs)
+    return any(isinstance(cb, LRFinder) for cb in learn.cbs)
 
 
 class CSVLogger(Callback):
@@ -178,7 +180,7 @@ class TensorBoardLogger(Callback):
 
 
 def _hparams(learn) -> dict:
-    sched = next((cb for cb in learn.cbs if type(cb).__name__ == "ParamScheduler"), None)
+    sched = next((cb for cb in learn.cbs if isinstance(cb, ParamScheduler)), None)
     lrs = sched.lr_max if sched is not None else learn.hypers("lr")
     wd = [v for v in learn.hypers("wd") if v is not None]
     loss = learn.loss_func

@@ -3,11 +3,13 @@
 from quickfit.data.batches import TensorBatches
 from quickfit.data.core import DataLoaders, random_split, to_device
 from quickfit.data.download import DownloadError, download
+from quickfit.data.loader import LoaderBase
 from quickfit.data.split import ColumnError, check_columns, split_rows
 
 __all__ = [
     "DataLoaders",
     "TensorBatches",
+    "LoaderBase",
     "random_split",
     "split_rows",
     "check_columns",

@@ -24,12 +24,13 @@ Sharding (what `DistributedCallback` asks of a loader under torchrun):
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Iterator
 
 import torch
 import torch.distributed as dist
+
+from quickfit.data.loader import LoaderBase
 
 __all__ = ["TensorBatches", "broadcast_from_rank0"]
 
@@ -44,7 +45,7 @@ def broadcast_from_rank0(t: torch.Tensor) -> torch.Tensor:
     return out.to(t.device)
 
 
-class TensorBatches:
+class TensorBatches(LoaderBase):
     """Batches `tuple(t[i:j] for t in tensors)` of tensors with the same number of rows.
 
     With `shuffle`, rows are visited in a fresh random order each epoch (torch's global generator, so
@@ -62,7 +63,6 @@ class TensorBatches:
             raise ValueError(f"{type(self).__name__}: the tensors have different numbers of rows {rows}")
         self.tensors = tuple(tensors)
         self.bs, self.shuffle, self.drop_last = bs, shuffle, drop_last
-        self.rank, self.world_size = 0, 1  # a training shard keeps every row and takes its part of each batch
 
     @property
     def n(self) -> int:
@@ -116,19 +116,17 @@ class TensorBatches:
 
     def shard(self, rank: int, world_size: int) -> TensorBatches:
         """This rank's part for distributed training (see the module docstring); the same class."""
-        if not 0 <= rank < world_size:
-            raise ValueError(f"shard: rank must be in [0, {world_size}), got {rank}")
-        out = copy.copy(self)
-        if self.shuffle or self.drop_last:  # a training loader
-            out.rank, out.world_size = rank, world_size
-        else:
+        training = self.shuffle or self.drop_last
+        out = self._shard_copy(rank, world_size, training)
+        if not training:
             lo, hi = rank * self.n // world_size, (rank + 1) * self.n // world_size
             out.tensors = tuple(t[lo:hi] for t in self.tensors)
         return out
 
     def to(self, device: torch.device | str) -> TensorBatches:
         """Move the tensors to `device` once, so batches are sliced there."""
-        self.tensors = tuple(t.to(device) for t in self.tensors)
+        super().to(device)
+        self.tensors = tuple(t.to(self.device) for t in self.tensors)
         return self
 
     def __repr__(self) -> str:

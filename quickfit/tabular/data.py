@@ -103,6 +103,8 @@ class TabularDataLoaders(DataLoaders):
     (None for regression); `c` is the number of model outputs.
     """
 
+    onnx_input_names = ("x_cat", "x_cont")  # what tabular_onnx_inputs feeds an ONNX export
+
     def __init__(
         self,
         train: TabularBatches,

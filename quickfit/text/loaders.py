@@ -35,13 +35,13 @@ texts. Each epoch's random order is rank 0's (the same `seed`, or its draw broad
 
 from __future__ import annotations
 
-import copy
 import math
 
 import numpy as np
 import torch
 
 from quickfit.data.batches import broadcast_from_rank0
+from quickfit.data.loader import LoaderBase
 from quickfit.text.tokens import gather_texts
 
 __all__ = ["LMDataLoader", "SortishDataLoader"]
@@ -65,7 +65,7 @@ def _part(batch: np.ndarray, rank: int, world_size: int) -> np.ndarray:
     return batch[rank * k : (rank + 1) * k]
 
 
-class LMDataLoader:
+class LMDataLoader(LoaderBase):
     """Batches `(x, y)` of `bs` contiguous token streams, `y` being `x` shifted by one token."""
 
     def __init__(
@@ -85,10 +85,8 @@ class LMDataLoader:
         self.ids, self.offsets = np.asarray(ids, dtype=np.int32), np.asarray(offsets, dtype=np.int64)
         self.bs, self.seq_len, self.shuffle = bs, seq_len, shuffle
         self.vary_seq_len = shuffle if vary_seq_len is None else vary_seq_len
-        self.rank, self.world_size = 0, 1  # a shard reads rows of a stream of world_size * bs rows
-        self._cut_rows()
+        self._cut_rows()  # a shard reads rows of a stream of world_size * bs rows
         self.last_len = seq_len  # length of the batch last yielded (a model may scale its lr by it)
-        self.device: torch.device | None = None
         self._rng = None if seed is None else np.random.default_rng(seed)
 
     def _cut_rows(self) -> None:
@@ -110,19 +108,14 @@ class LMDataLoader:
         """Rank `rank`'s rows for distributed training: the epoch's stream is cut into `world_size * bs`
         rows (as one process with that batch size cuts it, the same texts order and batch lengths on
         every rank) and this rank reads rows `rank * bs` to `(rank + 1) * bs`. Training and validation alike."""
-        out = copy.copy(self)
-        out.rank, out.world_size = rank, world_size
+        out = self._shard_copy(rank, world_size)
         out._cut_rows()
         return out
 
     def __len__(self) -> int:
         return self.n_batches
 
-    def to(self, device: torch.device | str) -> LMDataLoader:
-        """Build each epoch's stream on `device`: batches are then slices of it, with no copy per batch."""
-        self.device = torch.device(device)
-        return self
-
+    # to(device) (LoaderBase): each epoch's stream is built on the device, batches are slices of it
     def stream(self, rng: np.random.Generator | None = None) -> torch.Tensor:
         """The epoch's `(bs, row_len)` int32 token rows (texts shuffled when `shuffle`)."""
         ids = self.ids
@@ -165,7 +158,7 @@ class LMDataLoader:
         )
 
 
-class SortishDataLoader:
+class SortishDataLoader(LoaderBase):
     """Batches `(x, y)` (or `(x,)` without labels) of padded texts of similar length."""
 
     def __init__(
@@ -191,10 +184,8 @@ class SortishDataLoader:
                 raise ValueError(f"SortishDataLoader: {len(self.lengths)} texts but {len(labels)} labels")
         self.labels, self.bs, self.shuffle, self.sort = labels, bs, shuffle, sort
         self.pad_idx, self.pad_first, self.chunk_mult = pad_idx, pad_first, chunk_mult
-        self.device: torch.device | None = None
         self._rng = None if seed is None else np.random.default_rng(seed)
         self._src = np.append(self.ids, np.int32(pad_idx))  # the last entry is what padding reads
-        self.rank, self.world_size = 0, 1  # a training shard takes its part of each global batch
         self._slice = slice(None)  # a validation shard: its contiguous part of the fixed order
         self.order = self._fixed_order()
 
@@ -205,19 +196,13 @@ class SortishDataLoader:
     def __len__(self) -> int:
         return math.ceil(len(range(self.n)[self._slice]) / (self.bs * self.world_size))
 
-    def to(self, device: torch.device | str) -> SortishDataLoader:
-        self.device = torch.device(device)
-        return self
-
     def shard(self, rank: int, world_size: int) -> SortishDataLoader:
         """This rank's part for distributed training. Training (`shuffle`): each epoch's batches are
         drawn as one process with batch size `world_size * bs` draws them (rank 0's order) and this rank
         takes part `rank` of each, so every rank takes the same number of steps. Validation: a contiguous
         part of the sorted order, no text twice."""
-        out = copy.copy(self)
-        if self.shuffle:
-            out.rank, out.world_size = rank, world_size
-        else:
+        out = self._shard_copy(rank, world_size, training=self.shuffle)
+        if not self.shuffle:
             out._slice = slice(rank * self.n // world_size, (rank + 1) * self.n // world_size)
         out.order = out._fixed_order()
         return out

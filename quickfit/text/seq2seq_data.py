@@ -33,6 +33,7 @@ import pandas as pd
 import torch
 
 from quickfit.data.core import DataLoaders, random_split
+from quickfit.data.loader import LoaderBase
 from quickfit.text.corpus import tokenize_corpus
 from quickfit.text.data import default_token_cache
 from quickfit.text.loaders import _epoch_rng
@@ -71,7 +72,7 @@ def target_tokenizer() -> Tokenizer:
     return Tokenizer(add_bos=True, add_eos=True)
 
 
-class Seq2SeqDataLoader:
+class Seq2SeqDataLoader(LoaderBase):
     """Batches `(src, tgt_in, tgt_out)` of padded sentence pairs of similar length."""
 
     def __init__(
@@ -96,7 +97,6 @@ class Seq2SeqDataLoader:
             raise ValueError("Seq2SeqDataLoader: every target needs at least 2 tokens (xxbos ... xxeos)")
         self.bs, self.shuffle, self.sort, self.pad_idx, self.chunk_mult = bs, shuffle, sort, pad_idx, chunk_mult
         self.raw_targets = None if raw_targets is None else list(raw_targets)
-        self.device: torch.device | None = None
         self._rng = None if seed is None else np.random.default_rng(seed)
         # Sorted by source length, then target length: both sides of a batch then pad little.
         self._key = self.src_lengths * (int(self.tgt_lengths.max(initial=0)) + 1) + self.tgt_lengths
@@ -108,10 +108,6 @@ class Seq2SeqDataLoader:
 
     def __len__(self) -> int:
         return math.ceil(self.n / self.bs)
-
-    def to(self, device: torch.device | str) -> Seq2SeqDataLoader:
-        self.device = torch.device(device)
-        return self
 
     def batches(self, rng: np.random.Generator | None = None) -> list[np.ndarray]:
         """The pair indices of each batch of an epoch (the longest batch first when shuffling)."""

@@ -29,7 +29,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from quickfit.vision.targets import Target, warp_target
+from quickfit.vision.targets import Target, sampling_grid, warp_target
 
 __all__ = [
     "BatchTransform",
@@ -72,31 +72,6 @@ class BatchTransform:
 
     def to_dict(self) -> dict:
         raise NotImplementedError
-
-
-def _centers(n: int, device: torch.device) -> torch.Tensor:
-    """Normalized coordinates of n pixel centers (align_corners=False)."""
-    return (torch.arange(n, device=device, dtype=torch.float32) * 2 + 1) / n - 1
-
-
-def sampling_grid(mats: torch.Tensor, h: int, w: int, out: torch.Tensor | None = None) -> torch.Tensor:
-    """The grid_sample grid [B, H, W, 2] of the sampling matrices `mats` [B, 3, 3].
-
-    Each row of a matrix is a plane a*x + b*y + c, built as an outer sum of a row and a column
-    vector: a few cheap passes instead of a batched [H*W, 3] x [3, 3] matmul (3-4x slower on CPU).
-    `out` may be a reusable [B, H, W, 2] buffer."""
-    device, b = mats.device, mats.shape[0]
-    xs, ys = _centers(w, device), _centers(h, device)
-    out = torch.empty(b, h, w, 2, device=device) if out is None else out
-
-    def plane(i: int) -> torch.Tensor:
-        return mats[:, i, 0, None, None] * xs + (mats[:, i, 1, None] * ys + mats[:, i, 2, None])[:, :, None]
-
-    # The perspective divide; for affine matrices it divides by 1 (checking would sync a GPU).
-    den = plane(2)
-    torch.div(plane(0), den, out=out[..., 0])
-    torch.div(plane(1), den, out=out[..., 1])
-    return out
 
 
 def apply_matrices(

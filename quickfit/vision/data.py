@@ -52,6 +52,8 @@ class ImageDataLoaders(DataLoaders):
     Build it with a `from_*` class method; the constructor takes prepared items and targets.
     """
 
+    onnx_input_names = ("image",)  # what image_onnx_input feeds an ONNX export
+
     def __init__(
         self,
         train_items: ImageItems,

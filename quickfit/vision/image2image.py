@@ -33,6 +33,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from quickfit.data.core import DataLoaders
+from quickfit.data.loader import LoaderBase
 from quickfit.vision.augment import AffineWarp, Lighting, Normalize, apply_matrices
 from quickfit.vision.image import get_image_files, load_image, oriented_size
 
@@ -105,7 +106,7 @@ class _TestDataset(Dataset):
         return (_to_uint8(load_image(self.items[i])),)
 
 
-class PairLoader:
+class PairLoader(LoaderBase):
     """Batches of (input, target) on the device, transformed as the module docstring says; a test
     loader (no targets) yields (input,) batches of whole images, one image per batch by default."""
 
@@ -136,10 +137,6 @@ class PairLoader:
     def __len__(self) -> int:
         n = len(self.dataset)
         return n // self.bs if self.shuffle and n >= self.bs else math.ceil(n / self.bs)
-
-    def to(self, device: torch.device | str) -> PairLoader:
-        self.device = torch.device(device)
-        return self
 
     def _torch_loader(self) -> DataLoader:
         drop = self.shuffle and len(self.dataset) >= self.bs  # BatchNorm dislikes a last batch of 1
@@ -178,6 +175,7 @@ class PairLoader:
 
     def shard(self, rank: int, world_size: int) -> PairLoader:
         """This DDP rank's share: every `world_size`-th pair from `rank` (each rank shuffles its own)."""
+        self._check_shard(rank, world_size)
         ds = self.dataset
         sub = type(ds).__new__(type(ds))
         sub.__dict__.update(ds.__dict__)
@@ -241,6 +239,8 @@ class ImageToImageDataLoaders(DataLoaders):
     for a small set of photos trained for many epochs, decoding would otherwise cost as much as the
     model. With it the loaders use no worker processes unless `num_workers` says so (then each worker
     keeps its own cache, and its process, for the whole fit)."""
+
+    onnx_input_names = ("image",)
 
     def __init__(
         self,
@@ -444,6 +444,7 @@ class _ExportedData(DataLoaders):
         self.device = torch.device(device)
         return self
 
+    onnx_input_names = ImageToImageDataLoaders.onnx_input_names
     test_dl = ImageToImageDataLoaders.test_dl
     decode_pred = ImageToImageDataLoaders.decode_pred
     export_info = ImageToImageDataLoaders.export_info

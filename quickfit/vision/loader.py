@@ -20,7 +20,6 @@ is reported once by path and replaced by another image of the dataset, so a bad 
 
 from __future__ import annotations
 
-import copy
 import os
 import sys
 import warnings
@@ -34,6 +33,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
+from quickfit.data.loader import LoaderBase
 from quickfit.vision.augment import AffineWarp, Lighting, Normalize, sampling_grid
 from quickfit.vision.image import LOAD_ERRORS
 from quickfit.vision.targets import Target, collate_targets, warp_target
@@ -333,7 +333,7 @@ class _ShardSampler(Sampler):
         yield from perm[self.rank :: self.world_size]
 
 
-class ImageLoader:
+class ImageLoader(LoaderBase):
     """Batches `(x, y)` (or `(x,)` without targets) of float images on `device`.
 
     The uint8 work runs in `num_workers` processes (persistent across epochs when `persistent`);
@@ -381,8 +381,7 @@ class ImageLoader:
         device = torch.device(device)
         if self.device is None or device.type != self.device.type:
             self._loader = None  # pin_memory depends on the device type: rebuild the torch loader
-        self.device = device
-        return self
+        return super().to(device)
 
     def _torch_loader(self) -> DataLoader:
         if self._loader is None:
@@ -504,9 +503,10 @@ class ImageLoader:
         size. A validation loader takes a contiguous slice without repeats, so summed metrics are exact."""
         from quickfit.callbacks.distributed import shard_indices  # only needed under torchrun
 
+        self._check_shard(rank, world_size)
         ds = self.dataset
         if self.shuffle:
-            out = copy.copy(self)
+            out = self._shard_copy(rank, world_size)
             out._loader, out._workspace, out._shard = None, {}, (rank, world_size)
             return out
         idx = shard_indices(len(ds), rank, world_size, pad=False)

@@ -65,6 +65,11 @@ class PointDataLoaders(ImageDataLoaders):
 
     y_range = (-1.0, 1.0)
 
+    @property
+    def learner_cls(self) -> type:
+        """What `vision_learner` builds for these images: a PointsLearner (its module imports vision_learner's)."""
+        return PointsLearner
+
     def __init__(
         self,
         train_items: ImageItems,

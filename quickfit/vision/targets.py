@@ -55,6 +55,7 @@ __all__ = [
     "warp_points",
     "warp_boxes",
     "warp_target",
+    "sampling_grid",
     "collate_targets",
 ]
 
@@ -305,12 +306,35 @@ def warp_boxes(boxes: torch.Tensor, mats: torch.Tensor) -> torch.Tensor:
     return _clip_boxes(torch.cat([moved.amin(dim=2), moved.amax(dim=2)], dim=-1))
 
 
+def _centers(n: int, device: torch.device) -> torch.Tensor:
+    """Normalized coordinates of n pixel centers (align_corners=False)."""
+    return (torch.arange(n, device=device, dtype=torch.float32) * 2 + 1) / n - 1
+
+
+def sampling_grid(mats: torch.Tensor, h: int, w: int, out: torch.Tensor | None = None) -> torch.Tensor:
+    """The grid_sample grid [B, H, W, 2] of the sampling matrices `mats` [B, 3, 3].
+
+    Each row of a matrix is a plane a*x + b*y + c, built as an outer sum of a row and a column
+    vector: a few cheap passes instead of a batched [H*W, 3] x [3, 3] matmul (3-4x slower on CPU).
+    `out` may be a reusable [B, H, W, 2] buffer."""
+    device, b = mats.device, mats.shape[0]
+    xs, ys = _centers(w, device), _centers(h, device)
+    out = torch.empty(b, h, w, 2, device=device) if out is None else out
+
+    def plane(i: int) -> torch.Tensor:
+        return mats[:, i, 0, None, None] * xs + (mats[:, i, 1, None] * ys + mats[:, i, 2, None])[:, :, None]
+
+    # The perspective divide; for affine matrices it divides by 1 (checking would sync a GPU).
+    den = plane(2)
+    torch.div(plane(0), den, out=out[..., 0])
+    torch.div(plane(1), den, out=out[..., 1])
+    return out
+
+
 def warp_target(
     y: torch.Tensor, target: Target, mats: torch.Tensor, grid: torch.Tensor | None, pad_mode: str
 ) -> torch.Tensor:
     """`y` moved like its images, which were resampled by `mats` on `grid` (None: compute it here)."""
-    from quickfit.vision.augment import sampling_grid
-
     if target.kind in ("mask", "image"):
         h, w = y.shape[-2:]
         if grid is None or tuple(grid.shape[1:3]) != (h, w):

@@ -1,0 +1,59 @@
+"""LoaderBase: the bookkeeping quickfit's own loaders share (the device, a shard's rank and world size).
+
+    from quickfit.data.loader import LoaderBase
+
+    class Squares(LoaderBase):                      # batches (x, x**2) of 0..n-1, made on the device
+        def __init__(self, n, bs):
+            self.n, self.bs = n, bs
+        def __len__(self):
+            return -(-self.n // self.bs)
+        def __iter__(self):
+            x = torch.arange(self.n, device=self.device, dtype=torch.float32)[:, None]
+            for i in range(0, self.n, self.bs):
+                yield x[i : i + self.bs], x[i : i + self.bs] ** 2
+
+    dl = Squares(10, bs=4).to("cpu")                # what the Learner calls: dls.to(learn.device)
+
+A loader that can be split over torchrun's ranks adds `shard(rank, world_size)`, starting from
+`self._shard_copy(rank, world_size, training)` (see `quickfit.data.TensorBatches`). The loader
+contract itself (what the engine calls, what is optional) is `quickfit.contracts.Loader`.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+__all__ = ["LoaderBase"]
+
+
+class LoaderBase:
+    """`to(device)` remembers the device the batches are made on; `_shard_copy` starts a `shard`.
+
+    Subclasses implement `__iter__` and `__len__` (and `shard` when they can be split over ranks).
+    A training shard keeps all the data and takes part `rank` of each global batch of
+    `world_size * bs` items; a validation shard keeps `rank` 0 and `world_size` 1 and holds a
+    contiguous part of the data (the subclass cuts it).
+    """
+
+    device: torch.device | None = None
+    rank: int = 0
+    world_size: int = 1
+
+    def to(self, device: torch.device | str) -> LoaderBase:
+        self.device = torch.device(device)
+        return self
+
+    @staticmethod
+    def _check_shard(rank: int, world_size: int) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"shard: rank must be in [0, {world_size}), got {rank}")
+
+    def _shard_copy(self, rank: int, world_size: int, training: bool = True) -> LoaderBase:
+        """A shallow copy for `shard`, with `rank` / `world_size` set when `training`; checks `rank`."""
+        self._check_shard(rank, world_size)
+        out = copy.copy(self)
+        if training:
+            out.rank, out.world_size = rank, world_size
+        return out
