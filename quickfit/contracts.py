@@ -94,12 +94,12 @@ def _has(obj: Any, member: str) -> bool:
     return hasattr(obj, member)
 
 
-def _check(obj: Any, name: str, members: dict[str, tuple[bool, str]], need: tuple[str, ...], what: str) -> None:
+def _check(obj: Any, name: str, members: dict, need: tuple[str, ...], what: str, hint: str = "") -> None:
     missing = [m for m, (required, _) in members.items() if (required or m in need) and not _has(obj, m)]
     missing += [m for m in need if m not in members and not _has(obj, m)]
     if missing:
         lacks = "; ".join(f"{m} ({members[m][1]})" if m in members else m for m in missing)
-        raise TypeError(f"{name} ({type(obj).__name__}) is not {what}: it lacks {lacks}")
+        raise TypeError(f"{name} ({type(obj).__name__}) is not {what}: it lacks {lacks}{hint}")
 
 
 def check_loader(obj: Any, name: str = "dls.train", need: tuple[str, ...] = ()) -> None:
@@ -110,7 +110,8 @@ def check_loader(obj: Any, name: str = "dls.train", need: tuple[str, ...] = ()) 
 def check_task_data(dls: Any, name: str = "dls", need: tuple[str, ...] = ()) -> None:
     """A TypeError naming what `dls` lacks of `TaskData` (`train`, and the optional `need`); its
     `train` and `valid` (unless None) must be loaders."""
-    _check(dls, name, TASK_DATA_MEMBERS, tuple(need), "the Learner's data, e.g. quickfit.DataLoaders(train, valid)")
+    hint = " (wrap the loaders: quickfit.DataLoaders(train, valid))" if not _has(dls, "train") else ""
+    _check(dls, name, TASK_DATA_MEMBERS, tuple(need), "the Learner's data", hint)
     check_loader(dls.train, f"{name}.train")
     valid = getattr(dls, "valid", None)
     if valid is not None:
