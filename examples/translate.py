@@ -45,7 +45,7 @@ class TimeBudget(qf.Callback):
     run, and a schedule counted in batches would either stop before annealing or end early.
     """
 
-    order = Order.SCHEDULER + 1  # after the ParamScheduler has set its constant rate
+    order = Order.PHASES + 1  # after the ParamScheduler has set its constant rate
 
     def __init__(self, seconds: float, one_cycle: tuple[float, float] | None = None) -> None:
         self.seconds, self.one_cycle, self.epoch_times = seconds, one_cycle, []

@@ -50,13 +50,13 @@ EVENTS = (
 class Order:
     """Where each built-in callback runs in an event, lowest first (a custom callback's default is 0)."""
 
+    PHASES = -40  # enters a phase (its data, its optimizer) before DDP shards the data and the bars wrap it
     DISTRIBUTED = -30  # shards the data before the scheduler measures an epoch in batches
     PROGRESS = -20  # wraps learn.dl before anything iterates it
     LR_FINDER = -10  # a diverged batch cancels before the Recorder checks it
     DEFAULT = 0
     GRAD_ACCUMULATION = 5  # decides whether this batch steps
     MIXED_PRECISION = 10  # unscales gradients before clipping looks at them
-    SCHEDULER = 10
     GRAD_CLIP = 20
     RECORDER = 50
     SAVE_BEST = 60  # after the Recorder has written the epoch's row

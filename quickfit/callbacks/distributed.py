@@ -231,29 +231,41 @@ class DistributedCallback(Callback):
         # stream is not advanced, so the ranks' shuffles (and their models' randomness) are those of
         # one process that was never distributed.
         with torch.random.fork_rng(devices=[]):
-            seed = _broadcast_int(int(torch.empty((), dtype=torch.int64).random_().item()) % 2**31)
-        original = (learn.dls.train, learn.dls.valid)
-        learn.dls.train = shard_loader(learn.dls.train, rank, world_size, train=True, seed=seed)
-        if learn.dls.valid is not None:
-            learn.dls.valid = shard_loader(learn.dls.valid, rank, world_size, train=False)
-        n_batches = _all_gather_ints(len(learn.dls.train))
-        if len(set(n_batches)) > 1:
-            learn.dls.train, learn.dls.valid = original
-            raise ValueError(f"the training shards have different numbers of batches per rank: {n_batches}")
+            self.seed = _broadcast_int(int(torch.empty((), dtype=torch.int64).random_().item()) % 2**31)
+        self.originals = []  # (dls, train, valid) of every DataLoaders sharded: a phase may bring its own
+        self._shard(learn, rank, world_size)
         device_ids = [learn.device.index] if learn.device.type == "cuda" else None
         self.ddp = DistributedDataParallel(
             learn.model, device_ids=device_ids, find_unused_parameters=self.find_unused_parameters
         )
-        learn.model, self.original, self.active = self.ddp, original, True
+        learn.model, self.active = self.ddp, True
         # lr_find stops when the loss diverges; every rank must stop at the same batch, so they share it
         from quickfit.callbacks.lr_finder import LRFinder
 
         self.share_loss = any(isinstance(cb, LRFinder) for cb in learn.cbs)
         _sharded_fits += 1
 
+    def _shard(self, learn, rank: int, world_size: int) -> None:
+        dls = learn.dls
+        self.originals.append((dls, dls.train, dls.valid))
+        dls.train = shard_loader(dls.train, rank, world_size, train=True, seed=self.seed)
+        if dls.valid is not None:
+            dls.valid = shard_loader(dls.valid, rank, world_size, train=False)
+        n_batches = _all_gather_ints(len(dls.train))
+        if len(set(n_batches)) > 1:
+            self._restore()
+            raise ValueError(f"the training shards have different numbers of batches per rank: {n_batches}")
+
+    def _restore(self) -> None:
+        for dls, train, valid in reversed(self.originals):
+            dls.train, dls.valid = train, valid
+        self.originals = []
+
     def before_epoch(self, learn) -> None:
         if not self.active:
             return
+        if all(learn.dls is not dls for dls, _, _ in self.originals):  # a phase switched the data
+            self._shard(learn, dist.get_rank(), dist.get_world_size())
         # rank 0 may have just saved a checkpoint in after_epoch: the others wait until it is on disk
         dist.barrier()
         sampler = getattr(learn.dls.train, "sampler", None)
@@ -288,8 +300,8 @@ class DistributedCallback(Callback):
             return
         _sharded_fits -= 1
         learn.model = self.ddp.module
-        learn.dls.train, learn.dls.valid = self.original
-        self.ddp = self.original = None
+        self._restore()
+        self.ddp = None
         self.active = False
 
 

@@ -55,17 +55,31 @@ class ResumeCheckpoint(Callback):
 
     def __init__(self, name: str, resume: bool = False, kind: str = "fit"):
         self.name, self.resume, self.kind = name, resume, kind
+        self.state: dict | None = None
 
-    def before_fit(self, learn) -> None:
+    def start_epoch(self, learn) -> int:
+        """The epoch this fit starts at: 0, or the one after the checkpoint's (the learner asks before
+        the fit's events, so that its phases enter the phase that epoch belongs to: data, optimizer)."""
+        self.state = None
         f = learn._file(self.name)
         if not (self.resume and f.exists()):
-            return
+            return 0
         state = safe_load(f, map_location="cpu")
         if state.get("kind") != self.kind or state.get("n_epoch") != learn.n_epoch:
             raise ValueError(
                 f"checkpoint {f} was written by {state.get('kind')}() of {state.get('n_epoch')} epochs; this call is "
                 f"{self.kind}() of {learn.n_epoch} epochs. Resume with the same call, or use another checkpoint name."
             )
+        self.state = state
+        return state["epoch"] + 1
+
+    def before_fit(self, learn) -> None:
+        if self.state is None:  # added by hand, not by a fit's checkpoint=: read it now
+            learn.start_epoch = self.start_epoch(learn)
+        state, self.state = self.state, None
+        if state is None:
+            return
+        f = learn._file(self.name)
         learn._unwrapped().load_state_dict(state["model"])
         learn.opt.load_state_dict(state["opt"])
         for opt, s in zip(learn.step.extra_opts(learn), state.get("extra_opts", [])):
