@@ -28,7 +28,8 @@ from quickfit.callbacks import (
     TensorBoardLogger,
 )
 from quickfit.data.core import DataLoaders, random_split, to_device
-from quickfit.learner import Learner, default_device, load_learner
+from quickfit.learner import Learner, default_device
+from quickfit.loading import load_learner
 from quickfit.metrics import (
     AvgMetric,
     Metric,
@@ -42,6 +43,16 @@ from quickfit.metrics import (
     top_k_accuracy,
 )
 from quickfit.optim import SGD, Adam, RMSprop
+from quickfit.phases import Phase
+from quickfit.schedules import (
+    SchedCos,
+    SchedExp,
+    SchedLin,
+    SchedNo,
+    SchedPoly,
+    combine_scheds,
+    combined_cos,
+)
 from quickfit.seed import set_seed
 from quickfit.step import BasicStep, TrainStep
 
@@ -70,15 +81,23 @@ __all__ = [
     "Metric",
     "MixedPrecision",
     "NonFiniteLossError",
+    "Phase",
     "RMSprop",
     "Recorder",
     "SGD",
     "SaveBest",
+    "SchedCos",
+    "SchedExp",
+    "SchedLin",
+    "SchedNo",
+    "SchedPoly",
     "SuggestedLRs",
     "TensorBoardLogger",
     "TrainStep",
     "accuracy",
     "accuracy_multi",
+    "combine_scheds",
+    "combined_cos",
     "default_device",
     "error_rate",
     "fbeta",

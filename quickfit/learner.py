@@ -15,6 +15,7 @@ mixed precision, checkpoints, distributed training) is a callback.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import numbers
 import warnings
@@ -44,15 +45,18 @@ from quickfit.callbacks.mixed_precision import MixedPrecision
 from quickfit.callbacks.progress import ProgressCallback
 from quickfit.callbacks.recorder import Recorder
 from quickfit.callbacks.resume import ResumeCheckpoint
+from quickfit.callbacks.distributed import DistributedCallback
 from quickfit.callbacks.schedule import ParamScheduler
+from quickfit.contracts import check_task_data
 from quickfit.data.core import DataLoaders, to_device
 from quickfit.inference import InferenceMixin
 from quickfit.metrics import as_metric
 from quickfit.optim import Adam, get_hyper, lr_per_group, param_groups, set_hyper
-from quickfit.saving import SavingMixin, load_learner
+from quickfit.phases import Phase, check_phases
+from quickfit.saving import SavingMixin
 from quickfit.step import BasicStep, TrainStep
 
-__all__ = ["Learner", "load_learner", "default_device", "trainable_params"]
+__all__ = ["Learner", "default_device", "trainable_params"]
 
 _NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
 
@@ -162,6 +166,7 @@ class Learner(InferenceMixin, SavingMixin):
     ):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        check_task_data(dls)  # names what dls lacks (quickfit/contracts.py), not an AttributeError mid-fit
         if loss_func is None:
             loss_func = getattr(dls, "loss_func", None)
         self.dls, self.loss_func, self.opt_func, self.lr, self.wd = dls, loss_func, opt_func, lr, wd
@@ -181,6 +186,7 @@ class Learner(InferenceMixin, SavingMixin):
         self.scaler: torch.amp.GradScaler | None = None
         self.is_main_process = env.is_main_process()
         self.training, self.epoch, self.n_epoch, self.start_epoch, self.iter = False, 0, 1, 0, 0
+        self.epoch_batches: int | None = None  # training batches of this epoch; None: all (a phase may stop early)
         self.loss = self.loss_grad = self.pred = self.xb = self.yb = None
         self.cbs: list[Callback] = []
         self.recorder, self.progress_cb = Recorder(), ProgressCallback(progress)
@@ -248,9 +254,11 @@ class Learner(InferenceMixin, SavingMixin):
             self._with_events(self._all_batches, stage, cancel)
 
     def _all_batches(self) -> None:
-        self.n_iter = len(self.dl)
+        self.n_iter, dl = len(self.dl), self.dl
+        if self.training and self.epoch_batches is not None and self.epoch_batches < self.n_iter:
+            self.n_iter, dl = self.epoch_batches, itertools.islice(dl, self.epoch_batches)  # a fractional phase
         n_inp = getattr(self.dls, "n_inp", 1)
-        for self.iter, batch in enumerate(self.dl):
+        for self.iter, batch in enumerate(dl):
             batch = to_device(tuple(batch), self.device)
             self.xb, self.yb = batch[:n_inp], (batch[n_inp] if len(batch) > n_inp else None)
             self._with_events(self._one_batch, "batch", CancelBatchException)
@@ -332,6 +340,31 @@ class Learner(InferenceMixin, SavingMixin):
             self.create_opt()
         return [self.opt, *self.step.extra_opts(self)]
 
+    def use_opt_func(self, opt_func: Callable) -> torch.optim.Optimizer:
+        """Train on with the optimizer `opt_func` builds (a phase's `opt_func`). Its state (momentum
+        buffers, Adam's moments, hyper-parameters) carries over when it is of the type in use; a new
+        type starts fresh."""
+        if self.opt is not None and opt_func is self.opt_func:
+            return self.opt
+        old, self.opt_func = self.opt, opt_func
+        opt = self.create_opt()
+        if old is not None and type(old) is type(opt):  # the buffers only: the new one's settings stay
+            state = opt.state_dict()
+            state["state"] = old.state_dict()["state"]
+            opt.load_state_dict(state)
+        return opt
+
+    def set_data(self, dls) -> Learner:
+        """Continue training the same model on other data (progressive resizing: larger images). The
+        new data must have the model's classes; a phase with `dls=` calls this at its start."""
+        problem = _same_targets(self.dls, dls)
+        if problem:
+            raise ValueError(f"set_data: the new data {problem}")
+        self.dls = dls
+        if hasattr(dls, "to"):
+            dls.to(self.device)
+        return self
+
     def hypers(self, name: str) -> list[float]:
         """The current value of `name` ("lr", "mom", "wd") for each layer group, first to last."""
         if self.opt is None:
@@ -343,37 +376,53 @@ class Learner(InferenceMixin, SavingMixin):
             self.create_opt()
         set_hyper(self.opt, name, values)
 
-    def _fit(self, n_epoch, lr, scheds: dict, cbs, wd, checkpoint, resume, kind: str) -> None:
-        _check_count("n_epoch", n_epoch, allow_float=True)
-        if n_epoch != int(n_epoch):  # a fraction would silently train the whole last epoch
-            raise ValueError(f"n_epoch must be a whole number of epochs, got {n_epoch!r}")
+    def _fit(self, n_epoch: int, scheduler: ParamScheduler | None, cbs, checkpoint, resume, kind: str) -> None:
+        """Run the loop for `n_epoch` epochs with the fit's callbacks (its phases' scheduler first)."""
         cbs = _check_cbs(cbs)
         if checkpoint is not None and not isinstance(checkpoint, str):
             raise TypeError(f"checkpoint must be a name (a string) or None, got {checkpoint!r}")
-        _check_lr("lr_max" if kind in ("fit_one_cycle", "fit_sgdr") else "lr", lr)
-        if wd is not None:
-            _check_number("wd", wd, low=0.0, open_low=False)
         if self.opt is None:
             self.create_opt()
-        if wd is not None:
-            set_hyper(self.opt, "wd", wd)
-        lr_max = lr_per_group(self.lr if lr is None else lr, len(self.hypers("lr")), self.slice_div)
-        self.step.start_fit(self, [float(v) for v in lr_max])
-        fit_cbs = [ParamScheduler(lr_max, scheds), *cbs]
+        fit_cbs = [*([scheduler] if scheduler is not None else []), *cbs]
+        self.n_epoch, self.start_epoch = n_epoch, 0
         if checkpoint is not None:
-            fit_cbs.append(ResumeCheckpoint(checkpoint, resume=resume, kind=kind))
+            resumer = ResumeCheckpoint(checkpoint, resume=resume, kind=kind)
+            self.start_epoch = resumer.start_epoch(self)  # before the phases enter the one it resumes in
+            fit_cbs.append(resumer)
         elif resume:
             raise ValueError("resume=True needs checkpoint='name' (the checkpoint to resume from)")
-        if env.world_size() > 1 and not any(_is_ddp(cb) for cb in self.cbs):
-            from quickfit.callbacks.distributed import DistributedCallback
-
+        if env.world_size() > 1 and not any(isinstance(cb, DistributedCallback) for cb in self.cbs):
             fit_cbs.append(DistributedCallback())
-        self.n_epoch, self.start_epoch = int(math.ceil(n_epoch)), 0
         with self.added_cbs(fit_cbs):
             try:
                 self._with_events(self._do_fit, "fit", CancelFitException)
             finally:
                 self("cleanup_fit")
+
+    def fit_phases(
+        self,
+        phases: Sequence[Phase],
+        cbs: Iterable[Callback] = (),
+        checkpoint: str | None = None,
+        resume: bool = False,
+        kind: str = "fit_phases",
+    ) -> None:
+        """Train through `phases` in order (quickfit/phases.py): each its own length, rate, momentum and
+        weight-decay shapes, optimizer and data. `checkpoint="name"` saves every epoch; `resume=True`
+        continues an interrupted run (also mid-phase). `kind` names the fit in checkpoints."""
+        phases = check_phases(phases, self.dls, _check_lr, _same_targets)
+        scheduler = ParamScheduler(phases)
+        self._fit(scheduler.n_epoch, scheduler, cbs, checkpoint, resume, kind)
+
+    def _checked_phase(self, n_epoch, rate, wd, rate_name: str = "lr", **phase) -> Phase:
+        """The one phase of a built-in fit, its arguments checked under the names the user typed."""
+        _check_count("n_epoch", n_epoch, allow_float=True)
+        if n_epoch != int(n_epoch):  # a fraction would silently train the whole last epoch
+            raise ValueError(f"n_epoch must be a whole number of epochs, got {n_epoch!r}")
+        _check_lr(rate_name, rate)
+        if wd is not None:
+            _check_number("wd", wd, low=0.0, open_low=False)
+        return Phase(int(n_epoch), wd=wd, **phase)
 
     def fit(
         self,
@@ -385,7 +434,8 @@ class Learner(InferenceMixin, SavingMixin):
         resume: bool = False,
     ) -> None:
         """Train `n_epoch` epochs at a constant learning rate (a float, slice or one per group)."""
-        self._fit(n_epoch, lr, {"lr": schedules.constant(1.0)}, cbs, wd, checkpoint, resume, "fit")
+        phase = self._checked_phase(n_epoch, lr, wd, lr=lr)
+        self.fit_phases([phase], cbs, checkpoint, resume, kind="fit")
 
     def fit_one_cycle(
         self,
@@ -400,7 +450,10 @@ class Learner(InferenceMixin, SavingMixin):
         checkpoint: str | None = None,
         resume: bool = False,
     ) -> None:
-        """One cycle (Smith): lr from lr_max/div up to lr_max and down to lr_max/div_final, momentum inverse."""
+        """One cycle (Smith): lr from lr_max/div up to lr_max and down to lr_max/div_final, momentum inverse.
+
+        One phase: `lr_max * combined_cos(pct_start, 1/div, 1, 1/div_final)`, `mom=combined_cos(pct_start, *moms)`.
+        """
         _check_number("div", div)
         _check_number("div_final", div_final)
         _check_number("pct_start", pct_start, low=0.0, high=1.0, open_low=False)
@@ -409,10 +462,11 @@ class Learner(InferenceMixin, SavingMixin):
                 raise ValueError(f"moms must be three momentums (start, middle, end) or None, got {moms!r}")
             for i, m in enumerate(moms):
                 _check_number(f"moms[{i}]", m, low=0.0, high=1.0, open_low=False)
-        scheds = {"lr": lambda p: schedules.one_cycle_lr(p, div, div_final, pct_start)}
-        if moms is not None:
-            scheds["mom"] = lambda p: schedules.one_cycle_mom(p, moms, pct_start)
-        self._fit(n_epoch, lr_max, scheds, cbs, wd, checkpoint, resume, "fit_one_cycle")
+        lr_max = self.lr if lr_max is None else lr_max
+        shape = schedules.combined_cos(pct_start, 1 / div, 1.0, 1 / div_final)
+        mom = None if moms is None else schedules.combined_cos(pct_start, *moms)
+        phase = self._checked_phase(n_epoch, lr_max, wd, "lr_max", lr=lr_max * shape, mom=mom)
+        self.fit_phases([phase], cbs, checkpoint, resume, kind="fit_one_cycle")
 
     def fit_flat_cos(
         self,
@@ -426,8 +480,9 @@ class Learner(InferenceMixin, SavingMixin):
     ) -> None:
         """Flat at `lr` for `pct_start` of training, then cosine annealing to 0."""
         _check_number("pct_start", pct_start, low=0.0, high=1.0, open_low=False)
-        scheds = {"lr": lambda p: schedules.flat_cos_lr(p, pct_start)}
-        self._fit(n_epoch, lr, scheds, cbs, wd, checkpoint, resume, "fit_flat_cos")
+        lr = self.lr if lr is None else lr
+        shape = schedules.combine_scheds([pct_start, 1 - pct_start], [schedules.SchedNo(1, 1), schedules.SchedCos(1, 0)])
+        self.fit_phases([self._checked_phase(n_epoch, lr, wd, lr=lr * shape)], cbs, checkpoint, resume, "fit_flat_cos")
 
     def fit_sgdr(
         self,
@@ -458,8 +513,10 @@ class Learner(InferenceMixin, SavingMixin):
 
             ends = [int(s) - 1 for s in schedules.cycle_starts(n_cycles, cycle_len, cycle_mult)[1:]]
             cbs.append(SnapshotCallback(snapshot, [*ends, int(n_epoch) - 1]))
-        scheds = {"lr": lambda p: schedules.sgdr_lr(p, n_cycles, cycle_len, cycle_mult)}
-        self._fit(int(n_epoch), lr_max, scheds, cbs, wd, checkpoint, resume, "fit_sgdr")
+        lr_max = self.lr if lr_max is None else lr_max
+        shape = schedules.SGDRSched(n_cycles, cycle_len, cycle_mult)
+        phase = self._checked_phase(int(n_epoch), lr_max, wd, "lr_max", lr=lr_max * shape)
+        self.fit_phases([phase], cbs, checkpoint, resume, kind="fit_sgdr")
 
     def fine_tune(
         self,
@@ -515,7 +572,7 @@ class Learner(InferenceMixin, SavingMixin):
             raise ValueError(f"num_it must be at least 2 (a sweep needs two rates), got {num_it!r}")
         finder = LRFinder(start_lr, end_lr, num_it, stop_div)
         n_epoch = max(1, math.ceil(num_it / max(1, len(self.dls.train))))
-        self._fit(n_epoch, start_lr, {}, [finder], None, None, False, "lr_find")
+        self._fit(n_epoch, None, [finder], None, False, "lr_find")  # no phases: the finder sets the rates
         if show_plot and self.is_main_process:
             import matplotlib
             import matplotlib.pyplot as plt
@@ -581,5 +638,17 @@ class Learner(InferenceMixin, SavingMixin):
         return f"Learner(model={type(self._unwrapped()).__name__}, dls={self.dls!r}, device={self.device})"
 
 
-def _is_ddp(cb: Callback) -> bool:
-    return type(cb).__name__ == "DistributedCallback"
+def _same_targets(old, new) -> str | None:
+    """Why data `new` cannot replace `old` under the same model (other classes), or None."""
+    old_vocab, new_vocab = getattr(old, "vocab", None), getattr(new, "vocab", None)
+    if old_vocab is not None and new_vocab is not None and list(old_vocab) != list(new_vocab):
+        return f"has other classes than the model's: {_short(new_vocab)} instead of {_short(old_vocab)}"
+    old_c, new_c = getattr(old, "c", None), getattr(new, "c", None)
+    if isinstance(old_c, int) and isinstance(new_c, int) and old_c != new_c:
+        return f"has {new_c} classes or targets, the model predicts {old_c}"
+    return None
+
+
+def _short(values) -> str:
+    values = list(values)
+    return repr(values) if len(values) <= 6 else f"{values[:5]!r}... ({len(values)} in all)"
