@@ -39,13 +39,13 @@ from quickfit.callbacks.core import (
     CancelValidException,
     check_event_names,
 )
+from quickfit.callbacks.distributed import DistributedCallback
 from quickfit.callbacks.divergence import DivergenceCheck
 from quickfit.callbacks.lr_finder import LRFinder, SuggestedLRs
 from quickfit.callbacks.mixed_precision import MixedPrecision
 from quickfit.callbacks.progress import ProgressCallback
 from quickfit.callbacks.recorder import Recorder
 from quickfit.callbacks.resume import ResumeCheckpoint
-from quickfit.callbacks.distributed import DistributedCallback
 from quickfit.callbacks.schedule import ParamScheduler
 from quickfit.contracts import check_task_data
 from quickfit.data.core import DataLoaders, to_device
@@ -481,7 +481,9 @@ class Learner(InferenceMixin, SavingMixin):
         """Flat at `lr` for `pct_start` of training, then cosine annealing to 0."""
         _check_number("pct_start", pct_start, low=0.0, high=1.0, open_low=False)
         lr = self.lr if lr is None else lr
-        shape = schedules.combine_scheds([pct_start, 1 - pct_start], [schedules.SchedNo(1, 1), schedules.SchedCos(1, 0)])
+        shape = schedules.combine_scheds(
+            [pct_start, 1 - pct_start], [schedules.SchedNo(1, 1), schedules.SchedCos(1, 0)]
+        )
         self.fit_phases([self._checked_phase(n_epoch, lr, wd, lr=lr * shape)], cbs, checkpoint, resume, "fit_flat_cos")
 
     def fit_sgdr(

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from quickfit.schedules import Sched, ScaledSched
+from quickfit.schedules import ScaledSched, Sched
 
 __all__ = ["Phase", "check_phases", "phase_epochs", "split_lr"]
 
