@@ -1,21 +1,24 @@
 """Applications register here what the engine needs to know of them; the engine names none of them.
 
     from quickfit.apps import App, register_app
-    register_app(App("points", learner_from_export=my_learner_from_export))
+    register_app(App("points", models=(PointModel,), tasks=(PointTask,)))
 
-An export file records its application's name (`export_info["app"]`); `load_learner` looks that name
-up among the registered applications and calls its `learner_from_export(info)` to rebuild the model
-and data processing. quickfit's own applications (and any installed package) declare themselves as
+An export file records its application's name (`export_info["app"]`) and the `type` names of its
+model configuration and task (quickfit/configs.py); `load_learner` looks the application up among the
+registered ones, and the two names among the classes that application registered, and rebuilds the
+learner from them. quickfit's own applications (and any installed package) declare themselves as
 entry points of the group `quickfit.apps` in their package metadata, so they are found without being
-imported first; a name read from a file is only ever matched against that list, never imported.
+imported first; a name read from a file is only ever matched against these lists, never imported.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
+
+from quickfit.configs import Config, ModelConfig, Task
 
 __all__ = ["App", "register_app", "get_app", "app_names", "all_apps"]
 
@@ -26,13 +29,31 @@ ENTRY_POINT_GROUP = "quickfit.apps"
 class App:
     """What one application gives the engine.
 
-    `learner_from_export(info)` rebuilds a Learner (model + data processing, no weights) from an
-    export's JSON; `cli` is the application's command-line hooks (see quickfit/cli.py), or None.
+    `models`: its `ModelConfig` classes, `tasks`: its `Task` classes (quickfit/configs.py), the only
+    ones `load_learner` builds from this application's files; `cli` is the application's command-line
+    hooks (see quickfit/cli.py), or None.
     """
 
     name: str
-    learner_from_export: Callable[[dict], Any]
+    models: Sequence[type[ModelConfig]] = ()
+    tasks: Sequence[type[Task]] = ()
     cli: Any = None
+
+    def model_config(self, d: Any) -> ModelConfig:
+        """The configuration `d` (a dict with a registered `type`) describes."""
+        return _lookup(self, self.models, d, "model")
+
+    def task(self, d: Any) -> Task:
+        """The task `d` (a dict with a registered `type`) describes."""
+        return _lookup(self, self.tasks, d, "task")
+
+
+def _lookup(app: App, classes: Sequence[type[Config]], d: Any, what: str) -> Any:
+    by_name = {c.type: c for c in classes}
+    name = d.get("type") if isinstance(d, dict) else None
+    if not isinstance(name, str) or name not in by_name:
+        raise ValueError(f"application {app.name!r} has no {what} of type {name!r} (its {what}s: {sorted(by_name)})")
+    return by_name[name].from_dict(d)
 
 
 _registered: dict[str, App] = {}

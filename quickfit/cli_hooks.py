@@ -12,7 +12,7 @@
         learn = qf.load_learner(model)
         return print_predictions([(i, learn.predict(i)) for i in inputs])
 
-    register_app(App("points", points_learner_from_export, cli=AppCLI(
+    register_app(App("points", models=(PointModel,), tasks=(PointTask,), cli=AppCLI(
         trains_on="a folder of images with a points.json",
         data_kind="folders of points",
         claims=lambda path: (path / "points.json").is_file(),
@@ -177,7 +177,7 @@ def predict_csv_rows(model: Path, inputs: Sequence[str]) -> list[tuple[str, Any]
     rows one prediction named `file:row`, through `learn.dls.test_dl(DataFrame)` and `decode_pred`."""
     import pandas as pd
 
-    from quickfit.saving import load_learner
+    from quickfit.loading import load_learner
 
     learn = load_learner(model)
     results = []

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
+from typing import ClassVar
 
 import pytest
 import torch
@@ -12,25 +14,56 @@ from torch import nn
 
 import quickfit as qf
 from quickfit.apps import App, app_names, get_app, register_app
+from quickfit.configs import ModelConfig, Task, export_record
 from tests.conftest import make_dls, mlp
 
 
 def test_quickfits_applications_are_installed_entry_points():
     assert {"vision", "text", "tabular", "collab"} <= set(app_names())
-    assert get_app("tabular").learner_from_export.__module__ == "quickfit.tabular.learner"
+    assert [t.__module__ for t in get_app("tabular").tasks] == ["quickfit.tabular.learner"]
+
+
+@dataclass
+class ToyMLP(ModelConfig):
+    type: ClassVar[str] = "toy_mlp"
+    seed: int = 0
+
+    def build(self) -> nn.Module:
+        return mlp(seed=self.seed)
+
+
+@dataclass
+class ToyTask(Task):
+    type: ClassVar[str] = "toy_classification"
+
+    def learner(self, dls, model, config):
+        return qf.Learner(dls, model, nn.CrossEntropyLoss(), progress=False)
 
 
 def test_a_registered_application_rebuilds_its_learner(tmp_path):
-    def rebuild(info):
-        return qf.Learner(qf.DataLoaders([], None), mlp(), nn.CrossEntropyLoss(), progress=False)
-
-    register_app(App("toy-app", learner_from_export=rebuild))
-    learn = qf.Learner(make_dls(), mlp(seed=3), nn.CrossEntropyLoss(), path=tmp_path, progress=False)
-    learn.export_info = {"app": "toy-app"}
-    learn.export("toy.qf")
-    loaded = qf.load_learner(tmp_path / "toy.qf")
+    register_app(App("toy-app", models=(ToyMLP,), tasks=(ToyTask,)))
+    config = ToyMLP(seed=3)
+    learn = ToyTask().learner(make_dls(), config.build(), config)
+    learn.path = tmp_path
+    learn.export_info = export_record("toy-app", ToyTask(), config)
+    learn.fit(1, 1e-2)
+    loaded = qf.load_learner(learn.export("toy.qf"))
     x = torch.randn(5, 2)
     assert torch.equal(loaded.model(x), learn.model.eval()(x))
+    assert loaded.export_info == {"app": "toy-app", "task": {"type": "toy_classification"}, "model": config.to_dict()}
+
+
+def test_a_type_the_application_did_not_register_is_refused(tmp_path):
+    register_app(App("toy-app", models=(ToyMLP,), tasks=(ToyTask,)))
+    f = tmp_path / "evil.qf"
+    info = {"format": 2, "app": "toy-app", "task": {"type": "toy_classification"}, "model": {"type": "os.system"}}
+    save_model(nn.Linear(2, 2), str(f), metadata={"quickfit": json.dumps(info)})
+    with pytest.raises(ValueError, match=r"'toy-app' has no model of type 'os.system' \(its models: \['toy_mlp'\]\)"):
+        qf.load_learner(f)
+    info["model"] = {"type": "toy_mlp", "seed": 0, "layers": 3}
+    save_model(nn.Linear(2, 2), str(f), metadata={"quickfit": json.dumps(info)})
+    with pytest.raises(ValueError, match=r"toy_mlp: unknown keys \['layers'\]"):
+        qf.load_learner(f)
 
 
 def test_an_unknown_application_is_refused_and_nothing_is_imported(tmp_path):

@@ -288,7 +288,7 @@ def points_app(monkeypatch):
         predict_inputs=".pts files",
         accepts=lambda item: item.endswith(".pts"),
     )
-    monkeypatch.setitem(apps._registered, "points", apps.App("points", learner_from_export=dict, cli=cli))
+    monkeypatch.setitem(apps._registered, "points", apps.App("points", cli=cli))
     return calls
 
 

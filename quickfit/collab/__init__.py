@@ -9,8 +9,8 @@ See docs/collab.md.
 """
 
 from quickfit.collab.data import CollabDataLoaders, MissingColumnError, RatingsLoader, UnknownIdError
-from quickfit.collab.learner import CollabLearner, collab_learner, learner_from_export
-from quickfit.collab.models import EmbeddingDotBias, EmbeddingNN, emb_sz_rule
+from quickfit.collab.learner import CollabLearner, CollabTask, collab_learner
+from quickfit.collab.models import DotBiasConfig, EmbeddingDotBias, EmbeddingNN, EmbeddingNNConfig, emb_sz_rule
 
 __all__ = [
     "CollabDataLoaders",
@@ -19,9 +19,11 @@ __all__ = [
     "MissingColumnError",
     "EmbeddingDotBias",
     "EmbeddingNN",
+    "DotBiasConfig",
+    "EmbeddingNNConfig",
     "emb_sz_rule",
     "CollabLearner",
     "collab_learner",
-    "learner_from_export",
+    "CollabTask",
 ]
 from quickfit.collab.app import APP as APP  # registers the application (load_learner, the CLI)

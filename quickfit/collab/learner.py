@@ -18,8 +18,9 @@ The model sees index pairs; this class translates original ids with `dls.classes
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pandas as pd
 import torch
@@ -27,11 +28,12 @@ from torch import nn
 
 from quickfit.callbacks.core import Callback
 from quickfit.collab.data import CollabDataLoaders, encode_ids
-from quickfit.collab.models import EmbeddingDotBias, EmbeddingNN, emb_sz_rule, model_from_config
+from quickfit.collab.models import DotBiasConfig, EmbeddingDotBias, EmbeddingNNConfig, emb_sz_rule
+from quickfit.configs import ModelConfig, Task, export_record
 from quickfit.learner import Learner
 from quickfit.optim import Adam
 
-__all__ = ["CollabLearner", "collab_learner", "learner_from_export"]
+__all__ = ["CollabLearner", "collab_learner", "CollabTask"]
 
 Pairs = pd.DataFrame | Sequence[tuple[Any, Any]]
 
@@ -139,6 +141,8 @@ def collab_learner(
     cbs: Iterable[Callback] = (),
     path: str | Path = ".",
     model_dir: str | Path = "models",
+    train_bn: bool = True,
+    slice_div: float = 3.0,
     progress: bool | None = None,
     device: torch.device | str | None = None,
 ) -> CollabLearner:
@@ -154,19 +158,21 @@ def collab_learner(
     if not isinstance(dls, CollabDataLoaders):
         raise TypeError(f"dls must be a CollabDataLoaders, got {type(dls).__name__}")
     _check_y_range(dls, y_range)
+    y_list = None if y_range is None else [float(v) for v in y_range]
     if use_nn:
         sizes = {"user": emb_sz_rule(dls.n_users), "item": emb_sz_rule(dls.n_items)}
         unknown_keys = set(emb_szs or {}) - set(sizes)
         if unknown_keys:
             raise ValueError(f'emb_szs keys must be "user" and/or "item", got {sorted(unknown_keys)}')
         sizes.update(emb_szs or {})
-        model: nn.Module = EmbeddingNN(
-            [(dls.n_users, sizes["user"]), (dls.n_items, sizes["item"])], layers, ps, embed_p, y_range
-        )
+        emb = [[dls.n_users, int(sizes["user"])], [dls.n_items, int(sizes["item"])]]
+        ps = float(ps) if isinstance(ps, (int, float)) else [float(p) for p in ps]
+        config: ModelConfig = EmbeddingNNConfig(emb, [int(n) for n in layers], ps, float(embed_p), y_list)
     else:
         if emb_szs is not None:
             raise ValueError("emb_szs is for the neural model (use_nn=True); the dot model uses n_factors")
-        model = EmbeddingDotBias(n_factors, dls.n_users, dls.n_items, y_range)
+        config = DotBiasConfig(int(n_factors), dls.n_users, dls.n_items, y_list)
+    model = config.build()
     learn = CollabLearner(
         dls,
         model,
@@ -178,19 +184,25 @@ def collab_learner(
         cbs=cbs,
         path=path,
         model_dir=model_dir,
+        train_bn=train_bn,
+        slice_div=slice_div,
         progress=progress,
         device=device,
     )
-    learn.export_info = {"app": "collab", "model": model.config(), "data": dls.export_info()}
+    learn.export_info = export_record("collab", CollabTask(), config)
     return learn
 
 
-def learner_from_export(info: dict) -> CollabLearner:
-    """Rebuild a `CollabLearner` (fresh weights) from the JSON that `learn.export` stored.
+@dataclass
+class CollabTask(Task):
+    """Ratings of (user, item) pairs by original id: a `CollabLearner` with mean squared error."""
 
-    Called by `quickfit.load_learner`, which then loads the weights."""
-    dls = CollabDataLoaders.from_export(info["data"])
-    model = model_from_config(info["model"])
-    learn = CollabLearner(dls, model, nn.MSELoss(), device="cpu")
-    learn.export_info = {"app": "collab", "model": info["model"], "data": info["data"]}
-    return learn
+    type: ClassVar[str] = "collab"
+
+    def data(self, info: dict | None) -> CollabDataLoaders:
+        if not info:
+            raise ValueError("not a collab export: the metadata lacks the data processing")
+        return CollabDataLoaders.from_export(info)
+
+    def learner(self, dls, model: nn.Module, config: ModelConfig) -> CollabLearner:
+        return CollabLearner(dls, model, nn.MSELoss(), device="cpu")

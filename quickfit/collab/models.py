@@ -16,11 +16,15 @@ Usage:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-__all__ = ["sigmoid_range", "emb_sz_rule", "EmbeddingDotBias", "EmbeddingNN", "model_from_config"]
+from quickfit.configs import ModelConfig
+
+__all__ = ["sigmoid_range", "emb_sz_rule", "EmbeddingDotBias", "EmbeddingNN", "DotBiasConfig", "EmbeddingNNConfig"]
 
 
 def sigmoid_range(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
@@ -67,15 +71,10 @@ class EmbeddingDotBias(nn.Module):
         res = dot + self.u_bias[users] + self.i_bias[items]
         return res if self.y_range is None else sigmoid_range(res, *self.y_range)
 
-    def config(self) -> dict:
-        """JSON description from which `model_from_config` rebuilds this model (fresh weights)."""
-        return {
-            "kind": "dot",
-            "n_factors": self.n_factors,
-            "n_users": self.n_users,
-            "n_items": self.n_items,
-            "y_range": list(self.y_range) if self.y_range else None,
-        }
+    def config(self) -> DotBiasConfig:
+        """The configuration that builds this model (with fresh weights)."""
+        y_range = list(self.y_range) if self.y_range else None
+        return DotBiasConfig(self.n_factors, self.n_users, self.n_items, y_range)
 
 
 class EmbeddingNN(nn.Module):
@@ -137,30 +136,39 @@ class EmbeddingNN(nn.Module):
         res = self.layers(self.emb_drop(emb)).squeeze(1)
         return res if self.y_range is None else sigmoid_range(res, *self.y_range)
 
-    def config(self) -> dict:
-        return {
-            "kind": "nn",
-            "emb_szs": [list(s) for s in self.emb_szs],
-            "layers": self.layer_sizes,
-            "ps": self.ps,
-            "embed_p": self.embed_p,
-            "y_range": list(self.y_range) if self.y_range else None,
-            "use_bn": self.use_bn,
-        }
+    def config(self) -> EmbeddingNNConfig:
+        """The configuration that builds this model (with fresh weights)."""
+        y_range = list(self.y_range) if self.y_range else None
+        emb_szs = [list(e) for e in self.emb_szs]
+        return EmbeddingNNConfig(emb_szs, self.layer_sizes, self.ps, self.embed_p, y_range, self.use_bn)
 
 
-def model_from_config(config: dict) -> nn.Module:
-    """Rebuild a model (fresh weights) from its `config()`; used by `load_learner`."""
-    kind = config.get("kind")
-    if kind == "dot":
-        return EmbeddingDotBias(config["n_factors"], config["n_users"], config["n_items"], config["y_range"])
-    if kind == "nn":
-        return EmbeddingNN(
-            [tuple(s) for s in config["emb_szs"]],
-            config["layers"],
-            config["ps"],
-            config["embed_p"],
-            config["y_range"],
-            config["use_bn"],
-        )
-    raise ValueError(f'unknown collab model kind {kind!r} in the export (expected "dot" or "nn")')
+@dataclass
+class DotBiasConfig(ModelConfig):
+    """An `EmbeddingDotBias`."""
+
+    type: ClassVar[str] = "embedding_dot_bias"
+    n_factors: int
+    n_users: int
+    n_items: int
+    y_range: list[float] | None = None
+
+    def build(self) -> EmbeddingDotBias:
+        return EmbeddingDotBias(self.n_factors, self.n_users, self.n_items, self.y_range)
+
+
+@dataclass
+class EmbeddingNNConfig(ModelConfig):
+    """An `EmbeddingNN`: `emb_szs` is `[[n_users, dim], [n_items, dim]]`."""
+
+    type: ClassVar[str] = "embedding_nn"
+    emb_szs: list
+    layers: list[int]
+    ps: float | list[float] = 0.0
+    embed_p: float = 0.0
+    y_range: list[float] | None = None
+    use_bn: bool = True
+
+    def build(self) -> EmbeddingNN:
+        emb_szs = [tuple(s) for s in self.emb_szs]
+        return EmbeddingNN(emb_szs, self.layers, self.ps, self.embed_p, self.y_range, self.use_bn)

@@ -8,8 +8,15 @@ learn.fit_one_cycle(3, 1e-2)
 
 from quickfit.tabular.batches import TabularBatches
 from quickfit.tabular.data import TabularDataLoaders, cont_cat_split
-from quickfit.tabular.learner import LogMSELoss, TabularLearner, learner_from_export, tabular_learner
-from quickfit.tabular.model import SigmoidRange, TabularModel, TargetScale, emb_sz_rule, get_emb_szs
+from quickfit.tabular.learner import LogMSELoss, TabularLearner, TabularTask, tabular_learner
+from quickfit.tabular.model import (
+    SigmoidRange,
+    TabularModel,
+    TabularModelConfig,
+    TargetScale,
+    emb_sz_rule,
+    get_emb_szs,
+)
 from quickfit.tabular.procs import Categorify, FillMissing, Normalize, TabularProc, TabularProcessor
 
 __all__ = [
@@ -22,13 +29,14 @@ __all__ = [
     "TabularDataLoaders",
     "TabularLearner",
     "TabularModel",
+    "TabularModelConfig",
     "TabularProc",
     "TabularProcessor",
     "TargetScale",
     "cont_cat_split",
     "emb_sz_rule",
     "get_emb_szs",
-    "learner_from_export",
+    "TabularTask",
     "tabular_learner",
 ]
 from quickfit.tabular.app import APP as APP  # registers the application (load_learner, the CLI)

@@ -1,5 +1,5 @@
-"""The tabular application as the engine sees it: how `load_learner` rebuilds it and its `quickfit`
-command-line hooks (see quickfit/apps.py and quickfit/cli_hooks.py).
+"""The tabular application as the engine sees it: the model configuration and task `load_learner`
+rebuilds its learners from, and its `quickfit` command-line hooks (see quickfit/apps.py and quickfit/cli_hooks.py).
 
     quickfit train housing.csv --target median_house_value
     quickfit predict model.qf new_rows.csv
@@ -11,7 +11,8 @@ from pathlib import Path
 
 from quickfit.apps import App, register_app
 from quickfit.cli_hooks import AppCLI, Option, TrainRequest, predict_csv_rows
-from quickfit.tabular.learner import learner_from_export
+from quickfit.tabular.learner import TabularTask
+from quickfit.tabular.model import TabularModelConfig
 
 __all__ = ["APP", "CLI"]
 
@@ -55,4 +56,4 @@ CLI = AppCLI(
     accepts=lambda item: Path(item).suffix.lower() == ".csv",
 )
 
-APP = register_app(App("tabular", learner_from_export=learner_from_export, cli=CLI))
+APP = register_app(App("tabular", models=(TabularModelConfig,), tasks=(TabularTask,), cli=CLI))

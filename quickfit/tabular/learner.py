@@ -19,20 +19,23 @@ skewed target (prices, counts) as its logarithm (the loss is the mean squared er
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import pandas as pd
 import torch
 from torch import nn
 
+from quickfit.configs import Task, export_record
 from quickfit.learner import Learner
 from quickfit.metrics import accuracy, rmse
 from quickfit.optim import Adam
 from quickfit.tabular.batches import TabularBatches
 from quickfit.tabular.data import TabularDataLoaders
-from quickfit.tabular.model import TabularModel, get_emb_szs
+from quickfit.tabular.model import TabularModelConfig, get_emb_szs
 
-__all__ = ["LogMSELoss", "TabularLearner", "tabular_learner", "learner_from_export"]
+__all__ = ["LogMSELoss", "TabularLearner", "tabular_learner", "TabularTask"]
 
 
 class LogMSELoss(nn.Module):
@@ -97,57 +100,35 @@ def _model_config(
     y_range: tuple[float, float] | None,
     y_norm: tuple[list[float], list[float]] | None = None,
     log_y: bool = False,
-) -> dict:
-    """Everything needed to rebuild the model, as JSON data (stored by `learn.export`)."""
-    return {
-        "y_norm": None if y_norm is None else [list(y_norm[0]), list(y_norm[1])],
-        "log_y": bool(log_y),
-        "emb_szs": [list(e) for e in get_emb_szs(dls.cat_names, dls.cardinalities, emb_szs)],
-        "n_cont": len(dls.cont_names),
-        "out_sz": dls.c,
-        "layers": list(layers),
-        "ps": ps if isinstance(ps, (int, float)) else list(ps),
-        "embed_p": embed_p,
-        "y_range": None if y_range is None else [float(y_range[0]), float(y_range[1])],
-    }
-
-
-def _build(
-    dls: TabularDataLoaders, config: dict, metrics, loss_func, opt_func, lr, wd, cbs, path, progress, device
-) -> TabularLearner:
-    model = TabularModel(
-        [tuple(e) for e in config["emb_szs"]],
-        config["n_cont"],
-        config["out_sz"],
-        layers=config["layers"],
-        ps=config["ps"],
-        embed_p=config["embed_p"],
-        y_range=None if config["y_range"] is None else tuple(config["y_range"]),
-        y_norm=None if config.get("y_norm") is None else tuple(config["y_norm"]),
-        log_y=config.get("log_y", False),
+) -> TabularModelConfig:
+    """The model for `dls` (its columns, target and category counts) with these arguments."""
+    return TabularModelConfig(
+        emb_szs=[list(e) for e in get_emb_szs(dls.cat_names, dls.cardinalities, emb_szs)],
+        n_cont=len(dls.cont_names),
+        out_sz=dls.c,
+        layers=list(layers),
+        ps=ps if isinstance(ps, (int, float)) else list(ps),
+        embed_p=embed_p,
+        y_range=None if y_range is None else [float(y_range[0]), float(y_range[1])],
+        y_norm=None if y_norm is None else [list(y_norm[0]), list(y_norm[1])],
+        log_y=bool(log_y),
     )
+
+
+def _learner(
+    dls: TabularDataLoaders, model: nn.Module, log_y: bool, metrics, loss_func, opt_func, lr, wd, cbs, path, progress,
+    device, model_dir="models", train_bn=True, slice_div=3.0,
+) -> TabularLearner:  # fmt: skip
     if loss_func is None:
         if dls.is_classification:
             loss_func = nn.CrossEntropyLoss()
         else:
-            loss_func = LogMSELoss() if config.get("log_y") else nn.MSELoss()
+            loss_func = LogMSELoss() if log_y else nn.MSELoss()
     if metrics is None:
         metrics = [accuracy] if dls.is_classification else [rmse]
-    learn = TabularLearner(
-        dls,
-        model,
-        loss_func,
-        opt_func=opt_func,
-        lr=lr,
-        wd=wd,
-        metrics=metrics,
-        cbs=cbs,
-        path=path,
-        progress=progress,
-        device=device,
-    )
-    learn.export_info = {"app": "tabular", "model": config, "data": dls.export_info()}
-    return learn
+    return TabularLearner(dls, model, loss_func, opt_func=opt_func, lr=lr, wd=wd, metrics=metrics, cbs=cbs, path=path,
+                          model_dir=model_dir, train_bn=train_bn, slice_div=slice_div, progress=progress,
+                          device=device)  # fmt: skip
 
 
 def tabular_learner(
@@ -166,6 +147,9 @@ def tabular_learner(
     wd: float | None = None,
     cbs: Iterable = (),
     path: str | Path = ".",
+    model_dir: str | Path = "models",
+    train_bn: bool = True,
+    slice_div: float = 3.0,
     progress: bool | None = None,
     device: torch.device | str | None = None,
 ) -> TabularLearner:
@@ -195,11 +179,23 @@ def tabular_learner(
     elif log_y:
         _target_stats(dls, log_y)  # checks that the targets are positive
     config = _model_config(dls, layers, emb_szs, ps, embed_p, y_range, y_norm, log_y)
-    return _build(dls, config, metrics, loss_func, opt_func, lr, wd, cbs, path, progress, device)
+    learn = _learner(dls, config.build(), config.log_y, metrics, loss_func, opt_func, lr, wd, cbs, path, progress,
+                     device, model_dir, train_bn, slice_div)  # fmt: skip
+    learn.export_info = export_record("tabular", TabularTask(), config)
+    return learn
 
 
-def learner_from_export(info: dict) -> TabularLearner:
-    """Rebuild a tabular Learner (fresh weights, no rows) from an export's JSON; `load_learner` calls it."""
-    dls = TabularDataLoaders.from_export(info["data"])
-    # on the CPU: load_learner moves the model where it is asked; batches follow the model
-    return _build(dls, info["model"], (), None, Adam, 1e-3, None, (), ".", None, "cpu")
+@dataclass
+class TabularTask(Task):
+    """Rows of a table in, a class or values out: a `TabularLearner` (loss and metric from the data)."""
+
+    type: ClassVar[str] = "tabular"
+
+    def data(self, info: dict | None) -> TabularDataLoaders:
+        if not info:
+            raise ValueError("not a tabular export: the metadata lacks the data processing")
+        return TabularDataLoaders.from_export(info)
+
+    def learner(self, dls, model: nn.Module, config: TabularModelConfig) -> TabularLearner:
+        # on the CPU: load_learner moves the model where it is asked; batches follow the model
+        return _learner(dls, model, config.log_y, (), None, Adam, 1e-3, None, (), ".", None, "cpu")

@@ -20,11 +20,15 @@ what it starts predicting is the training mean). `log_y=True` does either in log
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-__all__ = ["SigmoidRange", "TargetScale", "TabularModel", "emb_sz_rule", "get_emb_szs"]
+from quickfit.configs import ModelConfig
+
+__all__ = ["SigmoidRange", "TargetScale", "TabularModel", "TabularModelConfig", "emb_sz_rule", "get_emb_szs"]
 
 
 def emb_sz_rule(n_cat: int) -> int:
@@ -145,3 +149,33 @@ class TabularModel(nn.Module):
         if self.n_cont:
             parts.append(self.bn_cont(x_cont) if self.bn_cont is not None else x_cont)
         return self.layers(torch.cat(parts, 1) if len(parts) > 1 else parts[0])
+
+
+@dataclass
+class TabularModelConfig(ModelConfig):
+    """A `TabularModel`: `emb_szs` as `[n_values, size]` pairs, the rest its arguments (`y_norm`: the
+    regression target's `[means, stds]`)."""
+
+    type: ClassVar[str] = "tabular_model"
+    emb_szs: list
+    n_cont: int
+    out_sz: int
+    layers: list[int]
+    ps: float | list[float] = 0.0
+    embed_p: float = 0.0
+    y_range: list[float] | None = None
+    y_norm: list | None = None
+    log_y: bool = False
+
+    def build(self) -> TabularModel:
+        return TabularModel(
+            [tuple(e) for e in self.emb_szs],
+            self.n_cont,
+            self.out_sz,
+            layers=self.layers,
+            ps=self.ps,
+            embed_p=self.embed_p,
+            y_range=None if self.y_range is None else tuple(self.y_range),
+            y_norm=None if self.y_norm is None else tuple(self.y_norm),
+            log_y=self.log_y,
+        )

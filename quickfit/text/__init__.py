@@ -15,10 +15,11 @@ See docs/text.md and examples/ulmfit.py.
 from quickfit.text.callbacks import RNNCallback, RNNRegularizer
 from quickfit.text.data import TextDataLoaders, text_dls_from_export
 from quickfit.text.learner import (
+    LanguageModelTask,
     LMLearner,
+    TextClassifierTask,
     TextLearner,
     language_model_learner,
-    learner_from_export,
     text_classifier_learner,
 )
 from quickfit.text.loaders import LMDataLoader, SortishDataLoader
@@ -71,7 +72,8 @@ __all__ = [
     "get_language_model",
     "get_text_classifier",
     "language_model_learner",
-    "learner_from_export",
+    "LanguageModelTask",
+    "TextClassifierTask",
     "load_pretrained_lm",
     "match_vocab",
     "perplexity",

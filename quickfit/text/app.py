@@ -1,6 +1,6 @@
-"""The text application as the engine sees it: how `load_learner` rebuilds it and what `quickfit
-predict` does with its models: each input is a text file or the text itself (see quickfit/apps.py
-and quickfit/cli_hooks.py).
+"""The text application as the engine sees it: the model configurations and tasks `load_learner`
+rebuilds its learners from, and what `quickfit predict` does with its models: each input is a text
+file or the text itself (see quickfit/apps.py and quickfit/cli_hooks.py).
 """
 
 from __future__ import annotations
@@ -9,7 +9,9 @@ from pathlib import Path
 
 from quickfit.apps import App, register_app
 from quickfit.cli_hooks import AppCLI, print_predictions
-from quickfit.text.learner import learner_from_export
+from quickfit.text.learner import LanguageModelTask, TextClassifierTask
+from quickfit.text.models.core import LanguageModelConfig, TextClassifierConfig
+from quickfit.text.seq2seq import Seq2SeqConfig, TranslationTask
 
 __all__ = ["APP", "CLI"]
 
@@ -25,7 +27,7 @@ def _text_of(item: str) -> str:
 
 
 def _predict(model: Path, inputs: list[str]) -> list:
-    from quickfit.saving import load_learner
+    from quickfit.loading import load_learner
 
     learn = load_learner(model)
     return print_predictions([(item, learn.predict(_text_of(item))) for item in inputs])
@@ -37,4 +39,11 @@ CLI = AppCLI(
     inputs_are_files=False,
 )
 
-APP = register_app(App("text", learner_from_export=learner_from_export, cli=CLI))
+APP = register_app(
+    App(
+        "text",
+        models=(LanguageModelConfig, TextClassifierConfig, Seq2SeqConfig),
+        tasks=(LanguageModelTask, TextClassifierTask, TranslationTask),
+        cli=CLI,
+    )
+)

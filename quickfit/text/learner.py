@@ -21,12 +21,15 @@ Usage (the three ULMFiT stages; see docs/text.md and examples/text_transfer.py):
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
+from quickfit.configs import Task, export_record
 from quickfit.io import atomic_save, safe_load
 from quickfit.learner import Learner
 from quickfit.metrics import accuracy
@@ -35,16 +38,23 @@ from quickfit.text.callbacks import RNNCallback, RNNRegularizer
 from quickfit.text.metrics import CrossEntropyFlat, perplexity
 from quickfit.text.models.awd_lstm import AWD_LSTM
 from quickfit.text.models.core import (
+    LanguageModelConfig,
+    TextClassifierConfig,
     awd_lstm_clas_split,
     awd_lstm_lm_split,
     encoder_of,
-    get_language_model,
-    get_text_classifier,
 )
 from quickfit.text.pretrained import lm_sizes, load_pretrained_lm, match_vocab
 from quickfit.text.vectors import VocabVectors, embedding_vectors
 
-__all__ = ["TextLearner", "LMLearner", "language_model_learner", "text_classifier_learner", "learner_from_export"]
+__all__ = [
+    "TextLearner",
+    "LMLearner",
+    "language_model_learner",
+    "text_classifier_learner",
+    "LanguageModelTask",
+    "TextClassifierTask",
+]
 
 _PAD, _UNK, _BOS, _EOS = "xxpad", "xxunk", "xxbos", "xxeos"
 
@@ -293,19 +303,6 @@ def _reset(model: nn.Module) -> None:
         model.reset()
 
 
-def _learner_kwargs(dls, metrics, alpha: float, beta: float, cbs: Iterable, path, model_dir, lr, wd, opt_func):
-    return dict(
-        dls=dls,
-        opt_func=opt_func,
-        lr=lr,
-        wd=wd,
-        metrics=metrics,
-        cbs=[RNNCallback(), RNNRegularizer(alpha, beta), *cbs],
-        path=path,
-        model_dir=model_dir,
-    )
-
-
 def _as_metrics(metrics) -> list:
     if metrics is None:
         return []
@@ -327,6 +324,11 @@ def language_model_learner(
     cbs: Iterable = (),
     path: str | Path = ".",
     model_dir: str | Path = "models",
+    loss_func: Callable | None = None,
+    train_bn: bool = True,
+    slice_div: float = 3.0,
+    progress: bool | None = None,
+    device: torch.device | str | None = None,
     pretrained_cache_dir: str | Path | None = None,
     vectors: str | Path | None = None,
 ) -> LMLearner:
@@ -361,7 +363,8 @@ def language_model_learner(
                     f"({weights.source}: {key}={sizes[key]})"
                 )
         config = {**(config or {}), **sizes}
-    model = get_language_model(len(itos), config, drop_mult, pad_idx)
+    model_config = LanguageModelConfig.of(len(itos), pad_idx, config, drop_mult)
+    model = model_config.build()
     if vv is not None:
         _set_embedding(model, vv)
     if weights is not None:
@@ -373,12 +376,23 @@ def language_model_learner(
             state["1.decoder.bias"] = torch.zeros(len(itos))
         model.load_state_dict(state)
     learn = LMLearner(
-        model=model,
-        loss_func=CrossEntropyFlat(),
+        dls,
+        model,
+        CrossEntropyFlat() if loss_func is None else loss_func,
+        opt_func=opt_func,
+        lr=lr,
+        wd=wd,
+        metrics=_as_metrics(metrics),
         splitter=awd_lstm_lm_split,
-        **_learner_kwargs(dls, _as_metrics(metrics), alpha, beta, cbs, path, model_dir, lr, wd, opt_func),
+        cbs=[RNNCallback(), RNNRegularizer(alpha, beta), *cbs],
+        path=path,
+        model_dir=model_dir,
+        train_bn=train_bn,
+        slice_div=slice_div,
+        progress=progress,
+        device=device,
     )
-    learn.export_info = {"app": "text", "model": _model_info("lm", model, len(itos), pad_idx)}
+    learn.export_info = export_record("text", LanguageModelTask(), model_config)
     if weights is not None:
         learn.freeze()
     return learn
@@ -400,6 +414,11 @@ def text_classifier_learner(
     cbs: Iterable = (),
     path: str | Path = ".",
     model_dir: str | Path = "models",
+    loss_func: Callable | None = None,
+    train_bn: bool = True,
+    slice_div: float = 3.0,
+    progress: bool | None = None,
+    device: torch.device | str | None = None,
     pretrained_cache_dir: str | Path | None = None,
     vectors: str | Path | None = None,
 ) -> TextLearner:
@@ -426,7 +445,8 @@ def text_classifier_learner(
         weights = load_pretrained_lm(pretrained, cache_dir=pretrained_cache_dir)
         _check_vector_dim(weights, vv)
         config = {**(config or {}), **lm_sizes(weights.state)}
-    model = get_text_classifier(len(itos), n_classes, config, drop_mult, pad_idx, n_hidden)
+    model_config = TextClassifierConfig.of(len(itos), pad_idx, n_classes, n_hidden, config, drop_mult)
+    model = model_config.build()
     if vv is not None:
         _set_embedding(model, vv)
     if weights is not None:
@@ -435,61 +455,61 @@ def text_classifier_learner(
             _vectors_for_new_tokens(state, vv, weights.vocab, itos)
         encoder_of(model).load_state_dict({k[2:]: v for k, v in state.items() if k.startswith("0.")})
     learn = TextLearner(
-        model=model,
-        loss_func=nn.CrossEntropyLoss(),
+        dls,
+        model,
+        nn.CrossEntropyLoss() if loss_func is None else loss_func,
+        opt_func=opt_func,
+        lr=lr,
+        wd=wd,
+        metrics=_as_metrics(metrics),
         splitter=awd_lstm_clas_split,
-        **_learner_kwargs(dls, _as_metrics(metrics), alpha, beta, cbs, path, model_dir, lr, wd, opt_func),
+        cbs=[RNNCallback(), RNNRegularizer(alpha, beta), *cbs],
+        path=path,
+        model_dir=model_dir,
+        train_bn=train_bn,
+        slice_div=slice_div,
+        progress=progress,
+        device=device,
     )
-    info = _model_info("classifier", model, len(itos), pad_idx)
-    info.update(n_classes=n_classes, n_hidden=n_hidden)
-    learn.export_info = {"app": "text", "model": info}
+    learn.export_info = export_record("text", TextClassifierTask(), model_config)
     if weights is not None:
         learn.freeze()
     return learn
 
 
-def _model_info(kind: str, model: nn.Module, vocab_sz: int, pad_idx: int) -> dict:
-    """The JSON that rebuilds the model: every size and (already drop_mult-scaled) dropout."""
-    enc = encoder_of(model)
-    config = {
-        "emb_sz": enc.emb_sz,
-        "n_hid": enc.n_hid,
-        "n_layers": enc.n_layers,
-        "hidden_p": enc.hidden_dps[0].p if enc.hidden_dps else 0.0,
-        "input_p": enc.input_dp.p,
-        "embed_p": enc.encoder_dp.p,
-        "weight_p": enc.rnns[0].weight_p,
-    }
-    if kind == "lm":
-        config["output_p"] = model[1].output_dp.p
-    else:
-        config["output_p"] = model[1].layers[1].p
-    return {"kind": kind, "arch": "AWD_LSTM", "vocab_sz": vocab_sz, "pad_idx": pad_idx, "config": config}
+@dataclass
+class LanguageModelTask(Task):
+    """Next-token prediction: an `LMLearner` (`predict` writes on)."""
+
+    type: ClassVar[str] = "language_model"
+
+    def data(self, info: dict | None):
+        from quickfit.text.data import text_dls_from_export
+
+        if not info:
+            raise ValueError("not a text export: the metadata lacks the data processing")
+        return text_dls_from_export(info)
+
+    def learner(self, dls, model: nn.Module, config: LanguageModelConfig) -> LMLearner:
+        _check_vocab_size(dls, config.vocab_sz)
+        return LMLearner(dls=dls, model=model, loss_func=CrossEntropyFlat(), splitter=awd_lstm_lm_split, lr=1e-3,
+                         opt_func=Adam, cbs=[RNNCallback()], device="cpu")  # fmt: skip
 
 
-def learner_from_export(info: dict) -> TextLearner:
-    """Rebuild a text learner from the JSON ``learn.export`` stored (the weights are loaded by the caller)."""
-    from quickfit.text.data import text_dls_from_export
+@dataclass
+class TextClassifierTask(Task):
+    """Labels of texts: a `TextLearner` with cross-entropy."""
 
-    if info.get("kind") == "seq2seq":  # a translation learner (quickfit/text/seq2seq.py)
-        from quickfit.text.seq2seq import seq2seq_from_export
+    type: ClassVar[str] = "text_classifier"
 
-        return seq2seq_from_export(info)
-    model_info = info.get("model") or {}
-    kind = model_info.get("kind")
-    if kind not in ("lm", "classifier") or model_info.get("arch") != "AWD_LSTM":
-        raise ValueError(f"unknown text model in the export: kind={kind!r}, arch={model_info.get('arch')!r}")
-    dls = text_dls_from_export(info["data"])
-    vocab_sz, pad_idx, config = model_info["vocab_sz"], model_info["pad_idx"], model_info["config"]
+    data = LanguageModelTask.data
+
+    def learner(self, dls, model: nn.Module, config: TextClassifierConfig) -> TextLearner:
+        _check_vocab_size(dls, config.vocab_sz)
+        return TextLearner(dls=dls, model=model, loss_func=nn.CrossEntropyLoss(), splitter=awd_lstm_clas_split,
+                           lr=1e-3, opt_func=Adam, cbs=[RNNCallback()], device="cpu")  # fmt: skip
+
+
+def _check_vocab_size(dls, vocab_sz: int) -> None:
     if len(_vocab_of(dls)) != vocab_sz:
         raise ValueError(f"the export's vocabulary has {len(_vocab_of(dls))} tokens, its model {vocab_sz}")
-    common = dict(dls=dls, lr=1e-3, opt_func=Adam, cbs=[RNNCallback()], device="cpu")
-    if kind == "lm":
-        model = get_language_model(vocab_sz, config, 1.0, pad_idx)
-        learn: TextLearner = LMLearner(model=model, loss_func=CrossEntropyFlat(), splitter=awd_lstm_lm_split, **common)
-    else:
-        n_classes, n_hidden = model_info["n_classes"], model_info.get("n_hidden", 50)
-        model = get_text_classifier(vocab_sz, n_classes, config, 1.0, pad_idx, n_hidden)
-        learn = TextLearner(model=model, loss_func=nn.CrossEntropyLoss(), splitter=awd_lstm_clas_split, **common)
-    learn.export_info = {"app": "text", "model": model_info}
-    return learn

@@ -22,14 +22,17 @@ forward pass, instead of a Python loop feeding back one token at a time.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from quickfit.callbacks.core import Callback
+from quickfit.configs import ModelConfig, Task, export_record
 from quickfit.learner import Learner
 from quickfit.optim import Adam
 from quickfit.step import TrainStep
@@ -44,12 +47,38 @@ from quickfit.text.seq2seq_metrics import CorpusBLEU, Seq2SeqLoss, token_accurac
 from quickfit.text.seq2seq_search import beam_search, greedy_search
 from quickfit.text.vectors import VocabVectors, embedding_vectors
 
-__all__ = ["Seq2SeqStep", "TeacherForcing", "Seq2SeqLearner", "seq2seq_learner", "seq2seq_from_export", "ARCHS"]
+__all__ = [
+    "Seq2SeqStep",
+    "TeacherForcing",
+    "Seq2SeqLearner",
+    "seq2seq_learner",
+    "Seq2SeqConfig",
+    "TranslationTask",
+    "ARCHS",
+]
 
 ARCHS = {
     "gru_attention": (Seq2SeqRNN, seq2seq_rnn_config),
     "transformer": (Seq2SeqTransformer, seq2seq_transformer_config),
 }
+
+
+@dataclass
+class Seq2SeqConfig(ModelConfig):
+    """An encoder-decoder of `ARCHS` ("gru_attention", "transformer") between vocabularies of these sizes;
+    `sizes`: every key of its default config (`seq2seq_rnn_config()` / `seq2seq_transformer_config()`)."""
+
+    type: ClassVar[str] = "seq2seq"
+    arch: str
+    src_vocab_sz: int
+    tgt_vocab_sz: int
+    pad_idx: int
+    sizes: dict
+
+    def build(self):
+        if self.arch not in ARCHS:
+            raise ValueError(f"unknown seq2seq model: arch={self.arch!r} (known: {tuple(ARCHS)})")
+        return ARCHS[self.arch][0](self.src_vocab_sz, self.tgt_vocab_sz, pad_idx=self.pad_idx, **self.sizes)
 
 
 def _base(dl):
@@ -231,10 +260,16 @@ def seq2seq_learner(
     teacher_forcing: float | tuple[float, float] = 1.0,
     label_smoothing: float = 0.1,
     lowercase_bleu: bool = True,
-    lr: float = 3e-3,
+    loss_func: Callable | None = None,
+    opt_func: Callable = Adam,
+    lr: float | slice | Sequence[float] = 3e-3,
     wd: float | None = 0.01,
     cbs: Iterable[Callback] = (),
-    path: str = ".",
+    path: str | Path = ".",
+    model_dir: str | Path = "models",
+    train_bn: bool = True,
+    slice_div: float = 3.0,
+    progress: bool | None = None,
     device: torch.device | str | None = None,
     vectors: str | Path | Mapping[str, str | Path] | None = None,
 ) -> Seq2SeqLearner:
@@ -243,7 +278,7 @@ def seq2seq_learner(
     - `config`: model sizes, updating `seq2seq_rnn_config()` / `seq2seq_transformer_config()`.
     - `metrics`: default token accuracy and corpus BLEU (greedy, `lowercase_bleu`) on the validation set.
     - `teacher_forcing`: a ratio (1.0: always the reference) or `(start, end)` annealed over training.
-    - `label_smoothing`: of the cross-entropy, which ignores padding.
+    - `label_smoothing`: of the cross-entropy, which ignores padding (`loss_func` replaces that loss).
     - `vectors`: word vectors for the embeddings (see `quickfit.text.vectors`): one source for both
       sides, or `{"src": ..., "tgt": ...}` for one side or each (GloVe is English: `{"tgt": "glove.6B.50d"}`
       for German -> English). The embedding size (`emb_sz`, the transformer's `d_model`) follows the
@@ -255,7 +290,7 @@ def seq2seq_learner(
         raise TypeError(f"seq2seq_learner needs Seq2SeqDataLoaders, got {type(dls).__name__}")
     if arch not in ARCHS:
         raise ValueError(f"arch must be one of {tuple(ARCHS)}, got {arch!r}")
-    model_cls, default_config = ARCHS[arch]
+    default_config = ARCHS[arch][1]
     full = default_config()
     unknown = sorted(set(config or {}) - set(full))
     if unknown:
@@ -270,7 +305,8 @@ def seq2seq_learner(
                 f"the vectors set d_model to {full[size_key]}, which config['n_heads']={full['n_heads']} does not "
                 f"divide: pass config=dict(n_heads=...) with a divisor of {full[size_key]}"
             )
-    model = model_cls(len(dls.src_vocab), len(dls.tgt_vocab), pad_idx=dls.pad_idx, **full)
+    config = Seq2SeqConfig(arch, len(dls.src_vocab), len(dls.tgt_vocab), dls.pad_idx, full)
+    model = config.build()
     _set_side_embeddings(model, side_vectors, scale=full["d_model"] ** -0.5 if arch == "transformer" else None)
     cbs = list(cbs)
     if isinstance(teacher_forcing, tuple):
@@ -285,15 +321,11 @@ def seq2seq_learner(
     if metrics is None:
         metrics = [token_accuracy, CorpusBLEU(lowercase=lowercase_bleu)]
     learn = Seq2SeqLearner(
-        dls, model, Seq2SeqLoss(dls.pad_idx, label_smoothing), opt_func=Adam, lr=lr, wd=wd, metrics=metrics,
-        cbs=cbs, path=path, device=device, step=Seq2SeqStep(ratio),
+        dls, model, Seq2SeqLoss(dls.pad_idx, label_smoothing) if loss_func is None else loss_func, opt_func=opt_func,
+        lr=lr, wd=wd, metrics=metrics, cbs=cbs, path=path, model_dir=model_dir, train_bn=train_bn,
+        slice_div=slice_div, progress=progress, device=device, step=Seq2SeqStep(ratio),
     )  # fmt: skip
-    learn.export_info = {
-        "app": "text",
-        "kind": "seq2seq",
-        "model": {"arch": arch, "config": full, "src_vocab_sz": len(dls.src_vocab), "tgt_vocab_sz": len(dls.tgt_vocab)},
-        "label_smoothing": label_smoothing,
-    }
+    learn.export_info = export_record("text", TranslationTask(float(label_smoothing)), config)
     return learn
 
 
@@ -335,21 +367,23 @@ def _set_side_embeddings(model, side_vectors: dict[str, VocabVectors], scale: fl
             emb.weight.copy_(weight)
 
 
-def seq2seq_from_export(info: dict) -> Seq2SeqLearner:
-    """Rebuild a translation learner (model and data processing, no weights) from an export's JSON."""
-    model_info = info.get("model") or {}
-    arch = model_info.get("arch")
-    if arch not in ARCHS:
-        raise ValueError(f"unknown seq2seq model in the export: arch={arch!r} (known: {tuple(ARCHS)})")
-    dls = seq2seq_dls_from_export(info["data"])
-    sizes = (len(dls.src_vocab), len(dls.tgt_vocab))
-    if sizes != (model_info["src_vocab_sz"], model_info["tgt_vocab_sz"]):
-        raise ValueError(
-            f"the export's vocabularies have {sizes} tokens, its model "
-            f"{model_info['src_vocab_sz'], model_info['tgt_vocab_sz']}"
-        )
-    model = ARCHS[arch][0](*sizes, pad_idx=dls.pad_idx, **model_info["config"])
-    learn = Seq2SeqLearner(dls, model, Seq2SeqLoss(dls.pad_idx, info.get("label_smoothing", 0.0)),
-                           metrics=[token_accuracy], device="cpu", step=Seq2SeqStep())  # fmt: skip
-    learn.export_info = {k: v for k, v in info.items() if k not in ("format", "data")}
-    return learn
+@dataclass
+class TranslationTask(Task):
+    """Sentences in, sentences out: a `Seq2SeqLearner` with `Seq2SeqLoss(label_smoothing)`."""
+
+    type: ClassVar[str] = "translation"
+    label_smoothing: float = 0.0
+
+    def data(self, info: dict | None) -> Seq2SeqDataLoaders:
+        if not info:
+            raise ValueError("not a seq2seq export: the metadata lacks the data processing")
+        return seq2seq_dls_from_export(info)
+
+    def learner(self, dls, model, config: Seq2SeqConfig) -> Seq2SeqLearner:
+        sizes = (len(dls.src_vocab), len(dls.tgt_vocab))
+        if sizes != (config.src_vocab_sz, config.tgt_vocab_sz):
+            raise ValueError(
+                f"the export's vocabularies have {sizes} tokens, its model {config.src_vocab_sz, config.tgt_vocab_sz}"
+            )
+        return Seq2SeqLearner(dls, model, Seq2SeqLoss(dls.pad_idx, self.label_smoothing), metrics=[token_accuracy],
+                              device="cpu", step=Seq2SeqStep())  # fmt: skip

@@ -39,10 +39,11 @@ from quickfit.vision.image2image import ImageToImageDataLoaders
 from quickfit.vision.image_metrics import PSNR, psnr, rgb_to_luma
 from quickfit.vision.interpret import ClassificationInterpretation, grad_cam, plot_grad_cam
 from quickfit.vision.learner import (
+    ImagesTask,
     VisionLearner,
     VisionModel,
+    VisionModelConfig,
     create_head,
-    learner_from_export,
     vision_learner,
 )
 from quickfit.vision.loader import ImageItems, ImageLoader, ImageLoadError
@@ -116,6 +117,8 @@ __all__ = [
     "UnetLearner",
     "VisionLearner",
     "VisionModel",
+    "VisionModelConfig",
+    "ImagesTask",
     "arch_names",
     "aug_transforms",
     "create_head",
@@ -128,7 +131,6 @@ __all__ = [
     "grad_cam",
     "image_dls_from_export",
     "imagenet_stats",
-    "learner_from_export",
     "load_image",
     "mean_iou",
     "outside",

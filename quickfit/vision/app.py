@@ -1,5 +1,5 @@
-"""The vision application as the engine sees it: how `load_learner` rebuilds it and its `quickfit`
-command-line hooks (see quickfit/apps.py and quickfit/cli_hooks.py).
+"""The vision application as the engine sees it: the model configurations and tasks `load_learner`
+rebuilds its learners from, and its `quickfit` command-line hooks (see quickfit/apps.py and quickfit/cli_hooks.py).
 
     quickfit train hymenoptera_data --arch efficientnet_lite0 --epochs 5 --size 224 --out bees.qf
     quickfit predict bees.qf photo1.jpg photo2.jpg
@@ -11,8 +11,12 @@ from pathlib import Path
 
 from quickfit.apps import App, register_app
 from quickfit.cli_hooks import AppCLI, Option, TrainRequest, import_command_module, positive_int
+from quickfit.vision.gan import GANConfig, GANTask
 from quickfit.vision.image import IMAGE_EXTENSIONS
-from quickfit.vision.learner import learner_from_export
+from quickfit.vision.image2image_learner import ImageToImageConfig, ImageToImageTask
+from quickfit.vision.learner import ImagesTask, VisionModelConfig
+from quickfit.vision.points import PointsTask
+from quickfit.vision.unet import SegmentationTask, UnetConfig
 
 __all__ = ["APP", "CLI", "DEFAULT_ARCH"]
 
@@ -52,4 +56,11 @@ CLI = AppCLI(
     accepts=lambda item: Path(item).suffix.lower() in IMAGE_EXTENSIONS,
 )
 
-APP = register_app(App("vision", learner_from_export=learner_from_export, cli=CLI))
+APP = register_app(
+    App(
+        "vision",
+        models=(VisionModelConfig, UnetConfig, ImageToImageConfig, GANConfig),
+        tasks=(ImagesTask, PointsTask, SegmentationTask, ImageToImageTask, GANTask),
+        cli=CLI,
+    )
+)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from quickfit.learner import load_learner
+from quickfit.loading import load_learner
 from quickfit.seed import set_seed
 from quickfit.vision.augment import aug_transforms
 from quickfit.vision.data import ImageDataLoaders

@@ -29,9 +29,10 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +42,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from quickfit import env
 from quickfit.callbacks.core import Callback
+from quickfit.configs import ModelConfig, Task, export_record
 from quickfit.data.core import DataLoaders
 from quickfit.learner import Learner
 from quickfit.metrics import Metric
@@ -61,7 +63,8 @@ __all__ = [
     "gan_critic",
     "basic_generator",
     "noise_dls",
-    "gan_from_export",
+    "GANConfig",
+    "GANTask",
     "AdamNoMomentum",
 ]
 
@@ -611,14 +614,14 @@ class GANLearner(Learner):
         self.gan_loss = gan_loss
         configs = [getattr(m, "arch_config", None) for m in (generator, critic)]
         if all(c is not None for c in configs):
-            self.export_info = {"app": "vision", "kind": "gan", "generator": configs[0], "critic": configs[1]}
+            self.export_info = export_record("vision", GANTask(), GANConfig(configs[0], configs[1]))
 
     def export(self, fname: str | Path = "export.qf") -> Path:
         """Generator and critic (safetensors) with the arguments that built them (JSON), no pickle:
         `load_learner(file).generate(n)` draws images. Needs networks made by `basic_generator` and
         `gan_critic`; the generator of an image-to-image GAN is exported by the learner that built it
         (e.g. `image2image_learner(...).export()`: it holds the same module)."""
-        if self.export_info.get("kind") != "gan":
+        if (self.export_info.get("task") or {}).get("type") != GANTask.type:
             raise ValueError(
                 "GANLearner.export: only networks made by basic_generator() and gan_critic() can be exported "
                 "(their arguments are what the file records); export an image-to-image generator with the learner "
@@ -730,16 +733,31 @@ class GANLearner(Learner):
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {"basic_generator": basic_generator, "gan_critic": gan_critic}
 
 
-def gan_from_export(info: dict) -> GANLearner:
-    """The GANLearner `load_learner` needs for a GAN export (weights loaded by the caller): its networks
-    rebuilt by the builders named in the file (only these two names are accepted), no data."""
-    nets = []
-    for part in ("generator", "critic"):
-        conf = info.get(part) or {}
-        build = _BUILDERS.get(conf.get("name"))
-        if build is None:
-            raise ValueError(f"not a GAN export: its {part} names no known builder ({conf.get('name')!r})")
-        nets.append(build(**conf.get("kwargs", {})))
-    learn = GANLearner(DataLoaders([], None), *nets, progress=False, device="cpu")
-    learn.export_info = dict(info)
-    return learn
+@dataclass
+class GANConfig(ModelConfig):
+    """Generator and critic (a `GANModule`), each `{"name": builder, "kwargs": its arguments}` of
+    `basic_generator` or `gan_critic` (what their `arch_config` records; no other name is accepted)."""
+
+    type: ClassVar[str] = "gan"
+    generator: dict
+    critic: dict
+
+    def build(self) -> GANModule:
+        nets = []
+        for part, conf in (("generator", self.generator), ("critic", self.critic)):
+            conf = conf if isinstance(conf, dict) else {}
+            build = _BUILDERS.get(conf.get("name"))
+            if build is None:
+                raise ValueError(f"not a GAN export: its {part} names no known builder ({conf.get('name')!r})")
+            nets.append(build(**conf.get("kwargs", {})))
+        return GANModule(*nets)
+
+
+@dataclass
+class GANTask(Task):
+    """A generator trained against a critic: a `GANLearner` (no data: `generate` draws from noise)."""
+
+    type: ClassVar[str] = "gan"
+
+    def learner(self, dls, model: nn.Module, config: GANConfig) -> GANLearner:
+        return GANLearner(dls, model.generator, model.critic, progress=False, device="cpu")

@@ -25,26 +25,30 @@ back and average them: 8 forward passes, no retraining, a sharper mean for any c
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from quickfit.callbacks.core import Callback
+from quickfit.configs import ModelConfig, Task, export_record
 from quickfit.learner import Learner
 from quickfit.optim import Adam
 from quickfit.vision.image_grid import save_image_grid
-from quickfit.vision.models.registry import get_arch
+from quickfit.vision.models.registry import IMAGENET_STATS, get_arch
 
 __all__ = [
     "DihedralEnsemble",
     "ImageToImageLearner",
     "ResidualUnet",
     "image2image_learner",
-    "image2image_learner_from_export",
+    "ImageToImageConfig",
+    "ImageToImageTask",
 ]
 
 _DIHEDRAL = [(k, flip) for flip in (False, True) for k in range(4)]  # the identity first
@@ -149,6 +153,27 @@ def _unet(
     return spec, DynamicUnet(encoder, n_out=3, img_size=img_size, y_range=tuple(y_range))
 
 
+@dataclass
+class ImageToImageConfig(ModelConfig):
+    """The generator of `image2image_learner`: a `ResidualUnet` (or a plain `DynamicUnet`, `residual=False`)
+    over the first `encoder_cut` layers of the registered architecture `arch`, for inputs of `img_size`
+    pixels; or, `arch="sr_resnet"`, an `SRResNet` of `config` (nf, n_blocks)."""
+
+    type: ClassVar[str] = "image_to_image"
+    arch: str
+    encoder_cut: int | None = 5
+    y_range: list[float] = (-0.1, 1.1)
+    residual: bool = True
+    scale: int = 1
+    img_size: int = 64
+    config: dict | None = None
+
+    def build(self, pretrained: bool | str | Path = False) -> nn.Module:
+        y_range = tuple(self.y_range)
+        return _unet(self.arch, self.encoder_cut, y_range, pretrained, self.img_size, self.residual, self.scale,
+                     self.config)[1]  # fmt: skip
+
+
 def _encoder_decoder(model: nn.Module) -> list[list[nn.Parameter]]:
     m = getattr(model, "module", model)
     return [list(m.body.parameters()), list(m.head.parameters())]
@@ -209,10 +234,13 @@ def image2image_learner(
     pretrained: bool | str | Path = True,
     metrics: Iterable | None = None,
     opt_func: Callable = Adam,
-    lr: float = 1e-3,
+    lr: float | slice | Sequence[float] = 1e-3,
     wd: float | None = None,
     cbs: Iterable[Callback] = (),
     path: str | Path = ".",
+    model_dir: str | Path = "models",
+    train_bn: bool = True,
+    slice_div: float = 3.0,
     progress: bool | None = None,
     device: torch.device | str | None = None,
     config: dict | None = None,
@@ -226,41 +254,36 @@ def image2image_learner(
     input's resolution; `config=dict(nf=64, n_blocks=8)`), the fastest learner of 2x super-resolution
     with a pixel loss; with data made with `upsample=False` it runs on the low-resolution pixels."""
     scale = 1 if getattr(dls, "upsample", True) else int(getattr(dls, "scale", 1))
-    spec, model = _unet(arch, encoder_cut, y_range, pretrained, getattr(dls, "size", 64), residual, scale, config)
+    cut = None if arch == SR_ARCH else encoder_cut
+    size = int(getattr(dls, "size", 64))
+    model_config = ImageToImageConfig(arch, cut, [float(v) for v in y_range], bool(residual), scale, size,
+                                      dict(config) if config else None)  # fmt: skip
+    model = model_config.build(pretrained)
     if hasattr(dls, "set_normalize"):
-        dls.set_normalize(*spec.stats)
+        dls.set_normalize(*(IMAGENET_STATS if arch == SR_ARCH else get_arch(arch).stats))
     loss_func = nn.L1Loss() if loss_func is None else loss_func
     if metrics is None:
         metrics = loss_func.metrics() if hasattr(loss_func, "metrics") else []
     learn = ImageToImageLearner(dls, model, loss_func, opt_func=opt_func, lr=lr, wd=wd, metrics=metrics,
-                                splitter=_encoder_decoder, cbs=cbs, path=path, progress=progress,
+                                splitter=_encoder_decoder, cbs=cbs, path=path, model_dir=model_dir,
+                                train_bn=train_bn, slice_div=slice_div, progress=progress,
                                 device=device)  # fmt: skip
-    learn.export_info = {
-        "app": "vision",
-        "kind": "image2image",
-        "model": {
-            "arch": spec.name,
-            "encoder_cut": None if arch == SR_ARCH else encoder_cut,
-            "y_range": [float(v) for v in y_range],
-            "residual": bool(residual),
-            "scale": scale,
-            **({"config": dict(config)} if config else {}),
-        },
-    }
+    learn.export_info = export_record("vision", ImageToImageTask(), model_config)
     return learn
 
 
-def image2image_learner_from_export(info: dict) -> ImageToImageLearner:
-    """The learner `load_learner` needs for an image-to-image export (weights loaded by the caller)."""
-    from quickfit.vision.image2image import image2image_dls_from_export
+@dataclass
+class ImageToImageTask(Task):
+    """Images in, images out: an `ImageToImageLearner` with the pixel (L1) loss."""
 
-    m, data = info.get("model") or {}, info.get("data") or {}
-    if "arch" not in m or data.get("kind") != "image2image":
-        raise ValueError("not an image-to-image export: the metadata lacks the model's arch or the data processing")
-    size = int(data.get("size", 64))
-    _, model = _unet(m["arch"], m.get("encoder_cut"), tuple(m["y_range"]), False, size, m.get("residual", False),
-                     int(m.get("scale", 1)), m.get("config"))  # fmt: skip
-    learn = ImageToImageLearner(image2image_dls_from_export(data), model, nn.L1Loss(), splitter=_encoder_decoder,
-                                progress=False, device="cpu")  # fmt: skip
-    learn.export_info = {k: v for k, v in info.items() if k != "data"}
-    return learn
+    type: ClassVar[str] = "image_to_image"
+
+    def data(self, info: dict | None):
+        from quickfit.vision.image2image import image2image_dls_from_export
+
+        if not info or info.get("kind") != "image2image":
+            raise ValueError("not an image-to-image export: the metadata lacks the data processing")
+        return image2image_dls_from_export(info)
+
+    def learner(self, dls, model: nn.Module, config: ImageToImageConfig) -> ImageToImageLearner:
+        return ImageToImageLearner(dls, model, nn.L1Loss(), splitter=_encoder_decoder, progress=False, device="cpu")

@@ -23,17 +23,21 @@ weights expect (ImageNet's for ResNets, the TF-Lite convention for EfficientNet-
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from quickfit.callbacks.core import Callback
+from quickfit.configs import ModelConfig, Task, export_record
 from quickfit.layers import AdaptiveConcatPool2d, Flatten, LinBnDrop, ScaledSigmoid
 from quickfit.learner import Learner
 from quickfit.metrics import accuracy
 from quickfit.optim import Adam
+from quickfit.vision.data import image_dls_from_export
 from quickfit.vision.labels import set_label_prior
 from quickfit.vision.models.registry import ArchSpec, get_arch
 from quickfit.vision.precompute import PrecomputedDataLoaders, precomputed_dls
@@ -45,8 +49,9 @@ __all__ = [
     "FrozenBatchNorm",
     "create_head",
     "vision_learner",
-    "learner_from_export",
     "vision_splitter",
+    "VisionModelConfig",
+    "ImagesTask",
 ]
 
 _NORM = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
@@ -106,6 +111,35 @@ class VisionModel(nn.Sequential):
         return self.head(self.body(x))
 
 
+@dataclass
+class VisionModelConfig(ModelConfig):
+    """A `VisionModel`: the body of the registered architecture `arch` and `create_head`'s head.
+
+    `normalize` is not the model's but what it expects: data normalized with the architecture's
+    statistics (`set_data` keeps them)."""
+
+    type: ClassVar[str] = "vision_model"
+    arch: str
+    n_out: int
+    lin_ftrs: list[int] = field(default_factory=lambda: [512])
+    ps: float = 0.5
+    concat_pool: bool = True
+    y_range: list[float] | None = None
+    channels_last: bool = False
+    normalize: bool = True
+
+    def build(self, pretrained: bool | str | Path = False, spec: ArchSpec | None = None) -> VisionModel:
+        """The model with random weights, or the body's `pretrained` ones; `spec`: the architecture itself,
+        when it is not registered under `arch`."""
+        spec = get_arch(self.arch) if spec is None else spec
+        body = spec.create_body(pretrained=pretrained)
+        y_range = tuple(self.y_range) if self.y_range is not None else None
+        model = VisionModel(
+            body, create_head(spec.num_features, self.n_out, self.lin_ftrs, self.ps, self.concat_pool, y_range)
+        )
+        return model.to(memory_format=torch.channels_last) if self.channels_last else model
+
+
 def vision_splitter(model: VisionModel, split_at: int) -> list[list[nn.Parameter]]:
     "Early body (`body[:split_at]`), late body, head."
     body = list(model.body.children())
@@ -161,6 +195,7 @@ class VisionLearner(Learner):
         path: str | Path = ".",
         model_dir: str | Path = "models",
         train_bn: bool = False,
+        slice_div: float = 3.0,
         progress: bool | None = None,
         device: torch.device | str | None = None,
     ) -> None:
@@ -179,6 +214,7 @@ class VisionLearner(Learner):
             path=path,
             model_dir=model_dir,
             train_bn=train_bn,
+            slice_div=slice_div,
             progress=progress,
             device=device,
         )
@@ -206,6 +242,11 @@ class VisionLearner(Learner):
             self.precompute = False  # the body trains now: its activations change every step
 
     # ---- data ----------------------------------------------------------------------------------
+    @property
+    def input_dls(self):
+        """The images, also while precompute trains on their cached activations."""
+        return self.image_dls
+
     def set_data(self, dls) -> VisionLearner:
         """Continue training the same model on other data, e.g. `dls.new(size=299)` (progressive
         resizing). Precomputed activations are recomputed for the new data when precompute is on."""
@@ -222,6 +263,11 @@ class VisionLearner(Learner):
         if was:
             self.precompute = True
         return self
+
+    @classmethod
+    def export_task(cls, loss_func) -> Task:
+        """What an export of this learner records as its task (`PointsLearner` has its own)."""
+        return ImagesTask(_loss_name(loss_func))
 
     def show_results(self, max_n: int = 9, dl=None, ncols: int | None = None):
         """Images of the validation set (or `dl`) titled target / prediction: see `quickfit.vision.interpret`."""
@@ -267,6 +313,7 @@ def vision_learner(
     path: str | Path = ".",
     model_dir: str | Path = "models",
     train_bn: bool = False,
+    slice_div: float = 3.0,
     bn_freeze: bool | None = None,
     progress: bool | None = None,
     device: torch.device | str | None = None,
@@ -297,20 +344,19 @@ def vision_learner(
         metrics = [accuracy] if isinstance(loss_func, nn.CrossEntropyLoss) else []
     if normalize and hasattr(dls, "set_normalize"):
         dls.set_normalize(*spec.stats)
-    body = spec.create_body(pretrained=pretrained)
     if y_range is None:
         y_range = getattr(dls, "y_range", None)  # points: (-1, 1)
-    model = VisionModel(body, create_head(spec.num_features, n_out, lin_ftrs, ps, concat_pool, y_range))
+    use_cl = spec.channels_last if channels_last is None else channels_last
+    y_list = None if y_range is None else [float(v) for v in y_range]
+    lin = [int(n) for n in lin_ftrs]
+    config = VisionModelConfig(
+        spec.name, int(n_out), lin, float(ps), bool(concat_pool), y_list, bool(use_cl), bool(normalize)
+    )
+    model = config.build(pretrained, spec)
     if isinstance(loss_func, nn.BCEWithLogitsLoss) and getattr(dls, "target_kind", None) == "multi_category":
         set_label_prior(model.head, dls.train_items.targets)  # start at the labels' frequencies, not 0.5
-    use_cl = spec.channels_last if channels_last is None else channels_last
-    if use_cl:
-        model = model.to(memory_format=torch.channels_last)
-    learner_cls = VisionLearner
-    if getattr(dls, "target_kind", None) == "points":
-        from quickfit.vision.points import PointsLearner
-
-        learner_cls = PointsLearner  # predicts in the original image's pixels, draws its points
+    # the data may ask for a subclass: points predict in the original image's pixels and draw themselves
+    learner_cls = getattr(dls, "learner_cls", VisionLearner)
     learn = learner_cls(
         dls,
         model,
@@ -324,25 +370,11 @@ def vision_learner(
         path=path,
         model_dir=model_dir,
         train_bn=train_bn,
+        slice_div=slice_div,
         progress=progress,
         device=device,
     )
-    learn.export_info = {
-        "app": "vision",
-        "model": {
-            "arch": spec.name,
-            "n_out": int(n_out),
-            "lin_ftrs": [int(n) for n in lin_ftrs],
-            "ps": float(ps),
-            "concat_pool": bool(concat_pool),
-            "y_range": list(y_range) if y_range is not None else None,
-            "channels_last": bool(use_cl),
-            "normalize": bool(normalize),
-            "loss": _loss_name(loss_func),
-        },
-    }
-    if learner_cls is not VisionLearner:
-        learn.export_info["model"]["kind"] = "points"  # load_learner rebuilds a PointsLearner
+    learn.export_info = export_record("vision", learner_cls.export_task(loss_func), config)
     is_pretrained = pretrained is not False and pretrained is not None
     learn.bn_freeze = is_pretrained if bn_freeze is None else bool(bn_freeze)
     if is_pretrained:
@@ -352,46 +384,22 @@ def vision_learner(
     return learn
 
 
-def learner_from_export(info: dict) -> VisionLearner:
-    """The learner `quickfit.load_learner` needs for a vision export: the model with fresh weights
-    (the caller loads the exported ones) and data that can `test_dl` and `decode_pred`."""
-    from quickfit.vision.data import image_dls_from_export
+@dataclass
+class ImagesTask(Task):
+    """Classification, multi-label classification or regression of images: a `VisionLearner`.
 
-    if info.get("kind") == "image2image":  # a generator (super-resolution): quickfit/vision/image2image_learner.py
-        from quickfit.vision.image2image_learner import image2image_learner_from_export
+    `loss`: "cross_entropy", "bce_with_logits", "mse", or None for a loss of one's own (not rebuilt)."""
 
-        return image2image_learner_from_export(info)
-    if info.get("kind") == "gan":  # generator + critic: quickfit/vision/gan.py
-        from quickfit.vision.gan import gan_from_export
+    type: ClassVar[str] = "images"
+    loss: str | None = None
 
-        return gan_from_export(info)
-    m = info.get("model") or {}
-    if m.get("kind") == "unet":  # other vision models name their kind; classifiers (no kind) are built here
-        from quickfit.vision.unet import unet_from_export
+    def data(self, info: dict | None):
+        if not info:
+            raise ValueError("not a vision export: the metadata lacks the data processing")
+        return image_dls_from_export(info)
 
-        return unet_from_export(info)
-    if m.get("kind") == "points":
-        from quickfit.vision.points import points_from_export
-
-        return points_from_export(info)
-    if "arch" not in m or "data" not in info:
-        raise ValueError("not a vision export: the metadata lacks the model's arch or the data processing")
-    spec = get_arch(m["arch"])
-    model = VisionModel(
-        spec.create_body(pretrained=False),
-        create_head(
-            spec.num_features,
-            m["n_out"],
-            m["lin_ftrs"],
-            m["ps"],
-            m["concat_pool"],
-            tuple(m["y_range"]) if m.get("y_range") else None,
-        ),
-    )
-    if m.get("channels_last"):
-        model = model.to(memory_format=torch.channels_last)
-    loss = _LOSSES[m["loss"]]() if m.get("loss") in _LOSSES else None
-    dls = image_dls_from_export(info["data"])
-    learn = VisionLearner(dls, model, spec, loss_func=loss, metrics=[], progress=False, device="cpu")
-    learn.export_info = {k: v for k, v in info.items() if k != "data"}
-    return learn
+    def learner(self, dls, model: nn.Module, config: VisionModelConfig) -> VisionLearner:
+        loss = _LOSSES[self.loss]() if self.loss in _LOSSES else None
+        return VisionLearner(
+            dls, model, get_arch(config.arch), loss_func=loss, metrics=[], progress=False, device="cpu"
+        )

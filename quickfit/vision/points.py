@@ -21,24 +21,26 @@ and nothing else. `predict` maps the model's output back to the original image's
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from quickfit.configs import Task
 from quickfit.vision.augment import Normalize, batch_tfm_from_dict, imagenet_stats
 from quickfit.vision.data import ImageDataLoaders, _item_tfm, random_split
 from quickfit.vision.image import oriented_size
-from quickfit.vision.learner import VisionLearner, VisionModel, create_head
+from quickfit.vision.learner import VisionLearner, VisionModelConfig
 from quickfit.vision.loader import ImageItems
 from quickfit.vision.models.registry import get_arch
 from quickfit.vision.targets import Target, outside, unit_to_pixels
 from quickfit.vision.transforms import ItemTransform, item_tfm_from_dict
 
-__all__ = ["PointDataLoaders", "PointsLoss", "PointsLearner", "points_from_export"]
+__all__ = ["PointDataLoaders", "PointsLoss", "PointsLearner", "PointsTask", "point_dls_from_export"]
 
 
 class PointsLoss(nn.Module):
@@ -273,6 +275,10 @@ def show_points(
 class PointsLearner(VisionLearner):
     """A VisionLearner for points: `predict` answers in the original image's pixels; `show_results` draws."""
 
+    @classmethod
+    def export_task(cls, loss_func) -> Task:
+        return PointsTask()
+
     def predict(self, item) -> tuple[torch.Tensor, torch.Tensor]:
         """`(points, raw)` for one image: points [k, 2] in its original pixels, raw [k, 2] in [-1, 1]."""
         dls = self.image_dls
@@ -291,32 +297,28 @@ class PointsLearner(VisionLearner):
         return show_points(self.image_dls, x, y, pred.view(len(x), -1, 2), ncols=ncols)
 
 
-def points_from_export(info: dict) -> PointsLearner:
-    """The learner `load_learner` needs for an exported points model (weights loaded by the caller)."""
-    m, d = info.get("model") or {}, info.get("data") or {}
-    if "arch" not in m or not d:
-        raise ValueError("not a points export: the metadata lacks the model's arch or the data processing")
-    spec = get_arch(m["arch"])
-    head = create_head(
-        spec.num_features, m["n_out"], m["lin_ftrs"], m["ps"], m["concat_pool"], tuple(m.get("y_range") or (-1, 1))
-    )
-    model = VisionModel(spec.create_body(pretrained=False), head)
-    if m.get("channels_last"):
-        model = model.to(memory_format=torch.channels_last)
-    batch_tfms = [batch_tfm_from_dict(t) for t in d.get("batch_tfms", [])]
-    norm = d.get("normalize") or {"mean": imagenet_stats[0], "std": imagenet_stats[1]}
+def point_dls_from_export(info: dict) -> PointDataLoaders:
+    """A PointDataLoaders with no items but the exported processing (for `load_learner`)."""
+    batch_tfms = [batch_tfm_from_dict(t) for t in info.get("batch_tfms", [])]
+    norm = info.get("normalize") or {"mean": imagenet_stats[0], "std": imagenet_stats[1]}
     batch_tfms.append(Normalize(norm["mean"], norm["std"]))
-    target = Target.from_dict(d.get("target", {"kind": "points"}))
+    target = Target.from_dict(info.get("target", {"kind": "points"}))
     empty = ImageItems([], None)
-    dls = PointDataLoaders(
-        empty,
-        empty,
-        item_tfm_from_dict(d["item_tfm"]),
-        batch_tfms,
-        int(d.get("bs", 64)),
-        flip_pairs=target.flip_pairs,
-        n_points=int(d.get("n_points", m["n_out"] // 2)),
-    )
-    learn = PointsLearner(dls, model, spec, loss_func=PointsLoss(), metrics=[], progress=False, device="cpu")
-    learn.export_info = {k: v for k, v in info.items() if k != "data"}
-    return learn
+    return PointDataLoaders(empty, empty, item_tfm_from_dict(info["item_tfm"]), batch_tfms, int(info.get("bs", 64)),
+                            flip_pairs=target.flip_pairs, n_points=int(info["n_points"]))  # fmt: skip
+
+
+@dataclass
+class PointsTask(Task):
+    """Keypoints of images: a `PointsLearner` with `PointsLoss`."""
+
+    type: ClassVar[str] = "points"
+
+    def data(self, info: dict | None) -> PointDataLoaders:
+        if not info:
+            raise ValueError("not a points export: the metadata lacks the data processing")
+        return point_dls_from_export(info)
+
+    def learner(self, dls, model: nn.Module, config: VisionModelConfig) -> PointsLearner:
+        spec = get_arch(config.arch)
+        return PointsLearner(dls, model, spec, loss_func=PointsLoss(), metrics=[], progress=False, device="cpu")

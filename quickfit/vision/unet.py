@@ -24,7 +24,9 @@ metrics are `pixel_accuracy` and `mean_iou`, both void-excluded.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +34,7 @@ from PIL import Image
 from torch import nn
 
 from quickfit.callbacks.core import Callback
+from quickfit.configs import ModelConfig, Task, export_record
 from quickfit.optim import Adam
 from quickfit.vision.image import oriented_size
 from quickfit.vision.learner import VisionLearner
@@ -40,7 +43,7 @@ from quickfit.vision.models.unet import DynamicUnet, Upsample
 from quickfit.vision.seg_metrics import mean_iou, pixel_accuracy
 from quickfit.vision.segmentation import SegmentationLoss, segmentation_dls_from_export, show_masks
 
-__all__ = ["UnetLearner", "unet_learner", "unet_encoder", "unet_from_export", "probs_to_original_size"]
+__all__ = ["UnetLearner", "unet_learner", "unet_encoder", "UnetConfig", "SegmentationTask", "probs_to_original_size"]
 
 
 def unet_encoder(spec: ArchSpec, pretrained: bool | str | Path = False) -> nn.Sequential:
@@ -49,6 +52,36 @@ def unet_encoder(spec: ArchSpec, pretrained: bool | str | Path = False) -> nn.Se
     if spec.name.startswith("efficientnet_lite"):
         body = body[:-1]  # the 320 -> 1280 head conv is the classifier's feature expansion, not a U-Net level
     return body
+
+
+@dataclass
+class UnetConfig(ModelConfig):
+    """A `DynamicUnet` over the body of the registered architecture `arch` (None: a custom encoder, which
+    an export cannot rebuild). `normalize`: the data is normalized with the architecture's statistics."""
+
+    type: ClassVar[str] = "unet"
+    arch: str | None
+    n_out: int
+    img_size: list[int]
+    upsample: Upsample = "pixel_shuffle"
+    last_cross: bool = True
+    y_range: list[float] | None = None
+    channels_last: bool = False
+    normalize: bool = True
+
+    def build(self, pretrained: bool | str | Path = False, encoder: nn.Module | None = None) -> DynamicUnet:
+        """The U-Net with random weights, or the encoder's `pretrained` ones; `encoder`: a custom one."""
+        if encoder is None:
+            if self.arch is None:
+                raise ValueError(
+                    "this U-Net was built over a custom encoder, which an export cannot rebuild (no code is saved): "
+                    "build the same model and pass it as load_learner(..., model=)"
+                )
+            encoder = unet_encoder(get_arch(self.arch), pretrained)
+        y_range = tuple(self.y_range) if self.y_range is not None else None
+        model = DynamicUnet(encoder, int(self.n_out), tuple(self.img_size), upsample=self.upsample,
+                            last_cross=self.last_cross, y_range=y_range)  # fmt: skip
+        return model.to(memory_format=torch.channels_last) if self.channels_last else model
 
 
 def _custom_spec(encoder: nn.Module) -> ArchSpec:
@@ -146,6 +179,7 @@ def unet_learner(
     path: str | Path = ".",
     model_dir: str | Path = "models",
     train_bn: bool = False,
+    slice_div: float = 3.0,
     bn_freeze: bool | None = None,
     progress: bool | None = None,
     device: torch.device | str | None = None,
@@ -173,11 +207,11 @@ def unet_learner(
         metrics = [pixel_accuracy(void), mean_iou(void)] if isinstance(loss_func, nn.CrossEntropyLoss) else []
     if normalize and hasattr(dls, "set_normalize"):
         dls.set_normalize(*spec.stats)
-    encoder = arch if custom else unet_encoder(spec, pretrained)
-    model = DynamicUnet(encoder, int(n_out), tuple(size), upsample=upsample, last_cross=last_cross, y_range=y_range)
     use_cl = (spec.channels_last and not custom) if channels_last is None else channels_last
-    if use_cl:
-        model = model.to(memory_format=torch.channels_last)
+    y_list = list(y_range) if y_range is not None else None
+    config = UnetConfig(None if custom else spec.name, int(n_out), [int(s) for s in size], upsample,
+                        bool(last_cross), y_list, bool(use_cl), bool(normalize))  # fmt: skip
+    model = config.build(pretrained, encoder=arch if custom else None)
     learn = UnetLearner(
         dls,
         model,
@@ -191,25 +225,12 @@ def unet_learner(
         path=path,
         model_dir=model_dir,
         train_bn=train_bn,
+        slice_div=slice_div,
         progress=progress,
         device=device,
     )
-    learn.export_info = {
-        "app": "vision",
-        "model": {
-            "kind": "unet",
-            "arch": None if custom else spec.name,
-            "n_out": int(n_out),
-            "img_size": [int(s) for s in size],
-            "upsample": upsample,
-            "last_cross": bool(last_cross),
-            "y_range": list(y_range) if y_range is not None else None,
-            "channels_last": bool(use_cl),
-            "normalize": bool(normalize),
-            "loss": "segmentation" if isinstance(loss_func, SegmentationLoss) else None,
-            "void_code": void,
-        },
-    }
+    task = SegmentationTask("segmentation" if isinstance(loss_func, SegmentationLoss) else None)
+    learn.export_info = export_record("vision", task, config)
     is_pretrained = not custom and pretrained is not False and pretrained is not None
     learn.bn_freeze = is_pretrained if bn_freeze is None else bool(bn_freeze)
     if is_pretrained:
@@ -217,30 +238,20 @@ def unet_learner(
     return learn
 
 
-def unet_from_export(info: dict) -> UnetLearner:
-    """The learner `load_learner` needs for an exported U-Net: the model (weights loaded by the caller)
-    and data that can `test_dl` and undo the item transform."""
-    m = info.get("model") or {}
-    if m.get("arch") is None:
-        raise ValueError(
-            "this U-Net was built over a custom encoder, which an export cannot rebuild (no code is saved): "
-            "build the same model and pass it as load_learner(..., model=)"
-        )
-    if "data" not in info:
-        raise ValueError("not a U-Net export: the metadata lacks the data processing")
-    spec = get_arch(m["arch"])
-    model = DynamicUnet(
-        unet_encoder(spec, pretrained=False),
-        m["n_out"],
-        tuple(m["img_size"]),
-        upsample=m.get("upsample", "pixel_shuffle"),
-        last_cross=m.get("last_cross", True),
-        y_range=tuple(m["y_range"]) if m.get("y_range") else None,
-    )
-    if m.get("channels_last"):
-        model = model.to(memory_format=torch.channels_last)
-    loss = SegmentationLoss(m.get("void_code")) if m.get("loss") == "segmentation" else None
-    dls = segmentation_dls_from_export(info["data"])
-    learn = UnetLearner(dls, model, spec, loss_func=loss, metrics=[], progress=False, device="cpu")
-    learn.export_info = {k: v for k, v in info.items() if k != "data"}
-    return learn
+@dataclass
+class SegmentationTask(Task):
+    """Per-pixel classes of images: a `UnetLearner`. `loss`: "segmentation" (`SegmentationLoss` ignoring the
+    data's void code) or None for a loss of one's own (not rebuilt)."""
+
+    type: ClassVar[str] = "segmentation"
+    loss: str | None = "segmentation"
+
+    def data(self, info: dict | None):
+        if not info:
+            raise ValueError("not a U-Net export: the metadata lacks the data processing")
+        return segmentation_dls_from_export(info)
+
+    def learner(self, dls, model: nn.Module, config: UnetConfig) -> UnetLearner:
+        loss = SegmentationLoss(dls.void_code) if self.loss == "segmentation" else None
+        spec = get_arch(config.arch)
+        return UnetLearner(dls, model, spec, loss_func=loss, metrics=[], progress=False, device="cpu")

@@ -116,7 +116,7 @@ def test_export_and_load_learner_round_trip(low_rank, tmp_path):
 
     with safe_open(str(f), framework="pt") as sf:
         info = json.loads(sf.metadata()["quickfit"])
-    assert info["app"] == "collab" and info["model"]["kind"] == "dot"
+    assert info["app"] == "collab" and info["model"]["type"] == "embedding_dot_bias" and info["format"] == 2
     loaded = qf.load_learner(f)
     assert isinstance(loaded, CollabLearner) and loaded.dls.classes == learn.dls.classes
     pairs = list(zip(df.user[:8], df.item[:8].tolist()))

@@ -8,8 +8,8 @@ import torch
 from quickfit.collab.models import (
     EmbeddingDotBias,
     EmbeddingNN,
+    EmbeddingNNConfig,
     emb_sz_rule,
-    model_from_config,
     sigmoid_range,
 )
 
@@ -65,13 +65,13 @@ def test_embedding_nn_shapes_and_layers():
 )
 def test_config_round_trip_rebuilds_the_same_model(model):
     model.eval()
-    config = json.loads(json.dumps(model.config()))
-    rebuilt = model_from_config(config).eval()
+    config = model.config()
+    rebuilt = type(config).from_dict(json.loads(json.dumps(config.to_dict()))).build().eval()
     rebuilt.load_state_dict(model.state_dict())
     x = torch.tensor([[1, 2], [4, 5]])
     torch.testing.assert_close(rebuilt(x), model(x))
-    with pytest.raises(ValueError, match="kind"):
-        model_from_config({"kind": "svd"})
+    with pytest.raises(ValueError, match=r"unknown keys \['n_factors'\]"):
+        EmbeddingNNConfig.from_dict({"type": "embedding_nn", "n_factors": 3})
 
 
 def test_emb_sz_rule():

@@ -396,7 +396,7 @@ def test_classifier_export_round_trip(keyword_learner, tmp_path):
 
     with safe_open(str(f), framework="pt") as sf:
         info = json.loads(sf.metadata()["quickfit"])
-    assert info["app"] == "text" and info["model"]["kind"] == "classifier"
+    assert info["app"] == "text" and info["model"]["type"] == "awd_lstm_classifier"
     assert info["data"]["classes"] == ["neg", "pos"] and info["data"]["vocab"][:2] == ["xxunk", "xxpad"]
 
 

@@ -18,6 +18,7 @@ from torch import nn
 
 import quickfit as qf
 from quickfit.callbacks.core import Callback
+from quickfit.loading import learner_from_info
 from quickfit.vision.gan import (
     AdaptiveGANSwitcher,
     FixedGANSwitcher,
@@ -28,7 +29,6 @@ from quickfit.vision.gan import (
     GeneratorEMA,
     basic_generator,
     gan_critic,
-    gan_from_export,
     noise_dls,
 )
 
@@ -424,9 +424,9 @@ def test_export_of_a_hand_built_generator_says_what_to_do(tmp_path):
 
 
 def test_a_gan_export_naming_another_builder_is_refused():
-    info = {"kind": "gan", "generator": {"name": "os.system", "kwargs": {}}, "critic": {"name": "gan_critic"}}
+    model = {"type": "gan", "generator": {"name": "os.system", "kwargs": {}}, "critic": {"name": "gan_critic"}}
     with pytest.raises(ValueError, match="generator names no known builder"):
-        gan_from_export(info)
+        learner_from_info({"app": "vision", "task": {"type": "gan"}, "model": model})
 
 
 def test_r1_under_ddp_is_refused_with_the_reason(tmp_path, monkeypatch):

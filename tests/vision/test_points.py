@@ -56,7 +56,7 @@ def test_points_loaders_head_and_bad_inputs(tmp_path):
     assert x.shape == (4, 3, 16, 16) and y.shape == (4, 1, 2) and y.abs().max() <= 1
     learn = vision_learner(dls, "tiny_coords_net", pretrained=False, progress=False, path=tmp_path)
     assert isinstance(learn, PointsLearner) and isinstance(learn.model.head[-1], ScaledSigmoid)
-    assert learn.model.head[-2].out_features == 2 and learn.export_info["model"]["kind"] == "points"
+    assert learn.model.head[-2].out_features == 2 and learn.export_info["task"]["type"] == "points"
     with pytest.raises(KeyError, match="column 'nope' not in the DataFrame"):
         PointDataLoaders.from_df(df, tmp_path, fn_col="file", point_cols=["x", "nope"])
     with pytest.raises(ValueError, match="pairs of x, y columns"):

