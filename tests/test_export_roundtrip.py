@@ -3,6 +3,7 @@ files written by the code before configurations existed (tests/fixtures/exports_
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 import quickfit as qf
+from quickfit.loading import learner_from_info
 from tests.fixtures.make_exports import CASES, predictions, register_tiny_arch, trained
 
 FIXTURES = Path(__file__).parent / "fixtures" / "exports_v1"
@@ -35,3 +37,21 @@ def test_export_and_load_give_the_same_predictions(case, tmp_path):
 def test_files_of_export_format_1_still_load(case):
     loaded = qf.load_learner(FIXTURES / f"{case}.qf")
     assert_same(predictions(case, loaded), load_file(FIXTURES / f"{case}.preds.safetensors"))
+
+
+def test_a_real_architecture_of_format_1_rebuilds_exactly_its_tensors():
+    """efficientnet_lite0's 13 MB of weights are not kept: its export's JSON must rebuild a model with the very
+    tensor names and shapes the file had."""
+    header = json.loads((FIXTURES / "efficientnet_lite0.header.json").read_text())
+    info = read_export_info_of(header["metadata"])
+    learn = learner_from_info(info)
+    state = learn.model.state_dict()
+    assert {k: list(v.shape) for k, v in state.items()} == header["shapes"]
+
+
+def read_export_info_of(metadata: dict) -> dict:
+    from quickfit.export_v1 import upgrade_v1
+
+    info = json.loads(metadata["quickfit"])
+    assert info["format"] == 1
+    return upgrade_v1(info)
