@@ -30,7 +30,7 @@ class Loader(Protocol):
 
     Optional, for quickfit's own loaders (`quickfit.data.LoaderBase`):
     - `to(device)`: make the batches on `device` (a loader that builds batches on the GPU saves a copy).
-      Without it the Learner moves every batch itself (`non_blocking`).
+      The Learner moves every batch to its device anyway (`non_blocking`; free for one already there).
     - `shard(rank, world_size) -> Loader`: this rank's part under torchrun; training shards must all
       have the same number of batches, validation shards no repeats. Without it a torch DataLoader
       is rebuilt around a `DistributedSampler`, and any other loader is refused for distributed training.

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from quickfit.learner import Learner
 from quickfit.metrics import Metric
+from quickfit.optim import Adam
 from quickfit.vision.feature_loss import gram_matrix, lite0_features
 from quickfit.vision.image import load_image
 from quickfit.vision.image_grid import image_to_tensor
@@ -233,20 +234,29 @@ def style_learner(
     features: nn.Sequential | None = None,
     content_layers: Sequence[int] = CONTENT_LAYERS,
     style_layers: Sequence[int] = STYLE_LAYERS,
-    lr: float = 1e-3,
+    loss_func: Callable | None = None,
+    opt_func: Callable = Adam,
+    lr: float | slice | Sequence[float] = 1e-3,
+    wd: float | None = None,
+    metrics: Iterable | None = None,
     cbs: Iterable = (),
-    opt_func: Callable | None = None,
     path: str | Path = ".",
+    model_dir: str | Path = "models",
+    train_bn: bool = True,
+    slice_div: float = 3.0,
     progress: bool | None = None,
     device: torch.device | str | None = None,
 ) -> Learner:
     """A Learner of a `StyleNet` (or `model`) trained with `StyleLoss(style)` on `dls`, whose targets
     are the input photos themselves (`ImageToImageDataLoaders.from_func(folder, lambda f: f)`); the
     epoch table shows the content and style terms. The data should not be normalized: the network sees
-    and makes [0, 1] images."""
+    and makes [0, 1] images. `loss_func` replaces that loss (and `metrics`, default its two terms, the
+    table's columns); the other arguments are `Learner`'s."""
     loss = StyleLoss(style, content_weight, style_weight, features, content_layers, style_layers)
-    kw = {} if opt_func is None else {"opt_func": opt_func}
-    learn = Learner(dls, model or StyleNet(), loss, lr=lr, metrics=loss.metrics(), cbs=cbs, path=path,
-                    progress=progress, device=device, **kw)  # fmt: skip
+    learn = Learner(
+        dls, model or StyleNet(), loss if loss_func is None else loss_func, opt_func=opt_func, lr=lr, wd=wd,
+        metrics=loss.metrics() if metrics is None else metrics, cbs=cbs, path=path, model_dir=model_dir,
+        train_bn=train_bn, slice_div=slice_div, progress=progress, device=device,
+    )  # fmt: skip
     loss.to(learn.device)
     return learn
