@@ -51,7 +51,7 @@ from quickfit.contracts import check_task_data
 from quickfit.data.core import DataLoaders, to_device
 from quickfit.inference import InferenceMixin
 from quickfit.metrics import as_metric
-from quickfit.optim import Adam, get_hyper, lr_per_group, param_groups, set_hyper
+from quickfit.optim import Adam, Optimizers, get_hyper, lr_per_group, param_groups, set_hyper
 from quickfit.phases import Phase, check_phases
 from quickfit.saving import SavingMixin
 from quickfit.step import BasicStep, TrainStep
@@ -334,11 +334,12 @@ class Learner(InferenceMixin, SavingMixin):
         return self.opt
 
     @property
-    def opts(self) -> list[torch.optim.Optimizer]:
-        """Every optimizer of this learner: `self.opt` and those its step owns (a GAN's critic)."""
+    def opts(self) -> Optimizers:
+        """Every optimizer of this learner as one: `self.opt` and those its step owns (a GAN's critic).
+        What the engine schedules, checkpoints and restores (quickfit/optim.py)."""
         if self.opt is None:
             self.create_opt()
-        return [self.opt, *self.step.extra_opts(self)]
+        return Optimizers([self.opt, *self.step.extra_opts(self)])
 
     def use_opt_func(self, opt_func: Callable) -> torch.optim.Optimizer:
         """Train on with the optimizer `opt_func` builds (a phase's `opt_func`). Its state (momentum

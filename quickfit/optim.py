@@ -21,7 +21,17 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["SGD", "Adam", "RMSprop", "param_groups", "set_hyper", "get_hyper", "lr_per_group"]
+__all__ = [
+    "SGD",
+    "Adam",
+    "RMSprop",
+    "Optimizers",
+    "checkpoint_opt_state",
+    "param_groups",
+    "set_hyper",
+    "get_hyper",
+    "lr_per_group",
+]
 
 
 def param_groups(layer_groups: Sequence[Sequence[nn.Parameter]], decay_1d: bool = False) -> list[dict]:
@@ -193,3 +203,53 @@ def lr_per_group(lr, n_groups: int, slice_div: float = 3.0) -> np.ndarray:
     if len(rates) != n_groups:
         raise ValueError(f"got {len(rates)} learning rates for {n_groups} layer groups")
     return rates
+
+
+class Optimizers:
+    """Several optimizers as one, for the engine: `learn.opts` (the model's `learn.opt` and those a step
+    owns, such as a GAN's critic). Schedules set hyper-parameters on `param_groups` (every group of
+    every optimizer), checkpoints save `state_dict()` and restore `load_state_dict()`; stepping stays
+    with whoever owns each optimizer (`learn.opt_step(opt)`).
+
+    One optimizer's state dict is that optimizer's own (checkpoints of a plain learner are what
+    `torch.optim` writes); several are `{"optimizers": [...]}`.
+    """
+
+    def __init__(self, optimizers: Sequence[torch.optim.Optimizer]):
+        self.optimizers = list(optimizers)
+
+    @property
+    def param_groups(self) -> list[dict]:
+        return [g for opt in self.optimizers for g in opt.param_groups]
+
+    def state_dict(self) -> dict:
+        if len(self.optimizers) == 1:
+            return self.optimizers[0].state_dict()
+        return {"optimizers": [opt.state_dict() for opt in self.optimizers]}
+
+    def load_state_dict(self, state: dict) -> None:
+        states = state["optimizers"] if "optimizers" in state else [state]
+        if len(states) != len(self.optimizers):
+            raise ValueError(f"the saved state has {len(states)} optimizers, this learner {len(self.optimizers)}")
+        for opt, s in zip(self.optimizers, states):
+            opt.load_state_dict(s)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=set_to_none)
+
+    def __iter__(self):
+        return iter(self.optimizers)
+
+    def __len__(self) -> int:
+        return len(self.optimizers)
+
+
+def checkpoint_opt_state(state: dict) -> dict | None:
+    """The optimizers' state of a checkpoint, in `Optimizers.state_dict`'s form; files written before it
+    kept a step's own optimizers apart, under "extra_opts"."""
+    if "opt" not in state:
+        return None
+    if state.get("extra_opts"):
+        return {"optimizers": [state["opt"], *state["extra_opts"]]}
+    return state["opt"]

@@ -84,7 +84,7 @@ class LRFinder(Callback):
         learn.n_epoch = max(learn.n_epoch, math.ceil(self.num_it / max(1, len(learn.dls.train))))
         # deep copies: state_dict() returns the live tensors, which training would overwrite
         self.model_state = copy.deepcopy(learn._unwrapped().state_dict())
-        self.opt_states = [copy.deepcopy(opt.state_dict()) for opt in learn.opts]
+        self.opt_state = copy.deepcopy(learn.opts.state_dict())
         self.rng = torch.get_rng_state()
         self.lrs, self.losses, self.best, self.avg, self.count = [], [], math.inf, 0.0, 0
         rec = learn.recorder
@@ -95,8 +95,7 @@ class LRFinder(Callback):
     def before_batch(self, learn) -> None:
         if learn.training:
             lr = self.start_lr * (self.end_lr / self.start_lr) ** (self.count / max(1, self.num_it - 1))
-            for opt in learn.opts:  # a step's own optimizers (a GAN's critic) sweep alongside
-                set_hyper(opt, "lr", lr)
+            set_hyper(learn.opts, "lr", lr)  # a step's own optimizers (a GAN's critic) sweep alongside
 
     def after_batch(self, learn) -> None:
         if not learn.training:
@@ -117,9 +116,9 @@ class LRFinder(Callback):
 
     def after_fit(self, learn) -> None:
         learn._unwrapped().load_state_dict(self.model_state)
-        for opt, state in zip(learn.opts, self.opt_states):
-            opt.load_state_dict(state)
-            opt.zero_grad(set_to_none=True)
+        opts = learn.opts
+        opts.load_state_dict(self.opt_state)
+        opts.zero_grad(set_to_none=True)
         torch.set_rng_state(self.rng)
         learn.recorder.log_table, learn.recorder.check_finite = self.was_logging, True
         rec = learn.recorder

@@ -18,6 +18,7 @@ import torch
 
 from quickfit.callbacks.core import Callback, Order
 from quickfit.io import atomic_save, safe_load
+from quickfit.optim import checkpoint_opt_state
 
 __all__ = ["ResumeCheckpoint", "get_rng_states", "set_rng_states"]
 
@@ -81,9 +82,7 @@ class ResumeCheckpoint(Callback):
             return
         f = learn._file(self.name)
         learn._unwrapped().load_state_dict(state["model"])
-        learn.opt.load_state_dict(state["opt"])
-        for opt, s in zip(learn.step.extra_opts(learn), state.get("extra_opts", [])):
-            opt.load_state_dict(s)
+        learn.opts.load_state_dict(checkpoint_opt_state(state))
         learn.step.load_state_dict(state.get("step", {}))
         if learn.scaler is not None and "scaler" in state:
             learn.scaler.load_state_dict(state["scaler"])
@@ -104,8 +103,7 @@ class ResumeCheckpoint(Callback):
             "n_epoch": learn.n_epoch,
             "epoch": learn.epoch,
             "model": learn._unwrapped().state_dict(),
-            "opt": learn.opt.state_dict(),
-            "extra_opts": [opt.state_dict() for opt in learn.step.extra_opts(learn)],
+            "opt": learn.opts.state_dict(),
             "step": learn.step.state_dict(),
             "recorder": learn.recorder.state_dict(),
             "callbacks": {k: cb.state_dict() for k, cb in _stateful(learn, self).items()},

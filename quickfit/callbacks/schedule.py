@@ -7,8 +7,8 @@ it switches the data (`learn.set_data`) and the optimizer when the phase brings 
 phase's peak rate over the layer groups (`lr_max`, one per group). Before each training batch it sets
 each group's rate to `lr_max[group] * shape(pos)`, with `pos` the progress through the phase counted in
 batches, so discriminative rates keep their ratios; momentum and weight-decay schedules give values.
-A step's own optimizers (a GAN's critic, see quickfit/step.py) follow the same shape, each group at its
-`"lr_max"`. A phase of fractional epochs shortens its last epoch (`learn.epoch_batches`).
+A step's own optimizers (a GAN's critic, see quickfit/step.py) are part of `learn.opts` and follow the
+same shape, each group at its `"lr_max"`. A phase of fractional epochs shortens its last epoch (`learn.epoch_batches`).
 """
 
 from __future__ import annotations
@@ -65,9 +65,11 @@ class ParamScheduler(Callback):
         # a list of floats, not an array: scaling it runs before every batch, and NumPy is slower at this size
         self.lr_max = [float(v) for v in lr_per_group(peak, len(learn.hypers("lr")), learn.slice_div)]
         learn.step.start_fit(learn, self.lr_max)
-        extra = learn.step.extra_opts(learn)
-        self.targets = [(learn.opt, self.lr_max)]
-        self.targets += [(opt, [g.get("lr_max", g["lr"]) for g in opt.param_groups]) for opt in extra]
+        self.opts = learn.opts
+        # each group's peak: its layer group's, or the "lr_max" a step gave the groups of its own optimizers.
+        # Kept by position, not by group dict: loading a checkpoint (resume) replaces the dicts.
+        groups = self.opts.param_groups
+        self.peaks = [g["lr_max"] if "lr_max" in g else self.lr_max[g.get("layer_group", 0)] for g in groups]
         self.scheds = {"lr": self.shape or _one}
         for name in ("mom", "wd"):
             value = getattr(phase, name)
@@ -102,8 +104,11 @@ class ParamScheduler(Callback):
     def _set(self, pos: float) -> None:
         for name, sched in self.scheds.items():
             value = sched(pos)
-            for opt, lr_max in self.targets:
-                set_hyper(opt, name, [lr * value for lr in lr_max] if name == "lr" else value)
+            if name == "lr":
+                for group, peak in zip(self.opts.param_groups, self.peaks):
+                    group["lr"] = peak * value
+            else:
+                set_hyper(self.opts, name, value)
 
 
 def _one(pos: float) -> float:
