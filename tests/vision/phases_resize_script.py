@@ -2,7 +2,7 @@
 
     python tests/vision/phases_resize_script.py DATA OUT [--kill-at EPOCH BATCH] [--resume]
 
-Trains a pretrained EfficientNet-Lite0 (body frozen) through two phases, each with its own data, with
+Trains a pretrained EfficientNet-Lite0 (body frozen) through two phases (fractional: a short test), each with its own data, with
 `checkpoint="run"`; `--kill-at` SIGKILLs this process before that training batch (no cleanup, no
 flush, as the kernel would), `--resume` continues from the checkpoint. Writes OUT/weights.safetensors
 and OUT/rows.json (the epoch table without times) at the end.
@@ -49,8 +49,8 @@ def main() -> None:
     }
     learn = vision_learner(dls[128], "efficientnet_lite0", path=args.out, progress=False)
     phases = [
-        qf.Phase(1, lr=qf.combined_cos(0.3, 2e-4, 5e-3, 1e-3), dls=dls[128]),
-        qf.Phase(2, lr=1e-3 * qf.SchedCos(1, 0.01), dls=dls[224]),
+        qf.Phase(0.5, lr=qf.combined_cos(0.3, 2e-4, 5e-3, 1e-3), dls=dls[128]),  # half an epoch at 128 px
+        qf.Phase(1.25, lr=1e-3 * qf.SchedCos(1, 0.01), dls=dls[224]),  # then 224 px: 1 epoch and a quarter
     ]
     cbs = [Kill(*args.kill_at)] if args.kill_at else []
     learn.fit_phases(phases, cbs=cbs, checkpoint="run", resume=args.resume)

@@ -31,7 +31,7 @@ def _run(out: Path, *extra: str) -> subprocess.CompletedProcess:
 def test_progressive_resizing_in_one_fit_survives_sigkill_in_its_second_phase(tmp_path):
     straight = _run(tmp_path / "straight")
     assert straight.returncode == 0, straight.stderr[-3000:]
-    killed = _run(tmp_path / "killed", "--kill-at", "2", "2")  # epoch 2: the second epoch at 224 px
+    killed = _run(tmp_path / "killed", "--kill-at", "2", "1")  # epoch 2: the second (quarter) epoch at 224 px
     assert killed.returncode == -9, killed.stderr[-3000:]
     assert (tmp_path / "killed" / "models" / "run.pth").exists()
     assert not (tmp_path / "killed" / "weights.safetensors").exists()
