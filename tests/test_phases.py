@@ -272,3 +272,22 @@ def test_plot_schedule_draws_every_phase(tmp_path):
     fig = learn.recorder.plot_schedule()
     lr_line = fig.axes[0].lines[0].get_ydata()
     assert len(lr_line) == 2 * len(learn.dls.train) and max(lr_line) == pytest.approx(1e-2, rel=0.1)
+
+
+@pytest.mark.slow
+def test_the_readme_phases_snippet_runs_as_pasted(tmp_path):
+    import re
+    import subprocess
+    import sys
+
+    pytest.importorskip("sklearn")
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("**Training phases**") :]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    (tmp_path / "phases.py").write_text(code)
+    out = subprocess.run([sys.executable, "phases.py"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = [line.split() for line in out.stdout.splitlines() if line[:1].isdigit()]
+    assert [r[0] for r in rows] == ["0", "1", "2", "3", "4"]
+    assert float(rows[-1][3]) > 0.9  # accuracy on the digits
+    assert (tmp_path / "phases.png").stat().st_size > 10_000
