@@ -175,3 +175,56 @@ def test_outside_distributed_training_nothing_is_reduced_and_the_callback_does_n
     learn = qf.Learner(dls, model, nn.CrossEntropyLoss(), progress=False, cbs=[cb])
     learn.fit(1, 1e-3)
     assert learn.model is model and not cb.active and math.isfinite(learn.recorder.values[-1][1])
+
+
+def _train_phases(rank: int, world_size: int, port: int, out_dir: str) -> None:
+    """Two phases with their own data (batch 16, then 32: the same global batches in both runs)."""
+    if world_size > 1:
+        os.environ.update(
+            RANK=str(rank),
+            LOCAL_RANK=str(rank),
+            WORLD_SIZE=str(world_size),
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=str(port),
+        )
+        sys.stdout = open(Path(out_dir) / f"stdout{rank}.txt", "w")  # noqa: SIM115 -- closed at process exit
+    torch.set_num_threads(1)
+    train_ds, valid_ds = _data()
+    small, big = (
+        qf.DataLoaders(DataLoader(train_ds, batch_size=bs // world_size), DataLoader(valid_ds, batch_size=16))
+        for bs in (BS, 2 * BS)
+    )
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 3))
+    learn = qf.Learner(small, model, nn.CrossEntropyLoss(), metrics=[qf.accuracy], path=out_dir, progress=False)
+    phases = [
+        qf.Phase(1, lr=3e-2 * qf.SchedCos(1, 0.5), opt_func=qf.SGD, dls=small),
+        qf.Phase(1.5, lr=qf.SchedLin(1e-2, 1e-3), opt_func=qf.Adam, dls=big),
+    ]
+    learn.fit_phases(phases, checkpoint="phases")
+    # unwrapped, and both phases' data restored to what the user built
+    assert learn.model is model and learn.dls is big
+    assert small.train.batch_size == BS // world_size and big.train.batch_size == 2 * BS // world_size
+    result = {"state": model.state_dict(), "values": [row[:-1] for row in learn.recorder.values]}
+    torch.save(result, Path(out_dir) / f"rank{rank}.pt")
+
+
+@pytest.mark.slow
+def test_phases_with_their_own_data_shard_each_and_match_one_process(tmp_path, monkeypatch):
+    for var in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    (tmp_path / "ddp").mkdir()
+    _spawn(_train_phases, 2, tmp_path / "ddp", timeout=240)
+    threads = torch.get_num_threads()
+    try:
+        _train_phases(0, 1, 0, str(tmp_path / "single"))
+    finally:
+        torch.set_num_threads(threads)
+    single = torch.load(tmp_path / "single" / "rank0.pt", weights_only=False)
+    assert len(single["values"]) == 3
+    for r in range(2):
+        res = torch.load(tmp_path / "ddp" / f"rank{r}.pt", weights_only=False)
+        for k, w in single["state"].items():
+            torch.testing.assert_close(res["state"][k], w, rtol=1e-4, atol=1e-5, msg=f"rank {r} {k}")
+        for row, ref in zip(res["values"], single["values"], strict=True):
+            assert row[1:] == pytest.approx(ref[1:], rel=1e-5, abs=1e-6)

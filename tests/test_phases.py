@@ -291,3 +291,45 @@ def test_the_readme_phases_snippet_runs_as_pasted(tmp_path):
     assert [r[0] for r in rows] == ["0", "1", "2", "3", "4"]
     assert float(rows[-1][3]) > 0.9  # accuracy on the digits
     assert (tmp_path / "phases.png").stat().st_size > 10_000
+
+
+def test_the_progress_bar_counts_the_batches_of_a_fractional_epoch(tmp_path):
+    learn = _learner(tmp_path, n=200, bs=20)  # 8 batches an epoch
+    learn.progress_cb.enabled = True
+    totals = []
+
+    class Spy(qf.Callback):
+        order = qf.callbacks.core.Order.PROGRESS + 1
+
+        def before_train(self, learn):
+            totals.append(learn.progress_cb.bar.total)
+
+    learn.fit_phases([qf.Phase(1.25, lr=1e-3)], cbs=[Spy()])
+    assert totals == [8, 2]
+
+
+@pytest.mark.filterwarnings("ignore:bf16 mixed precision on a CPU")
+def test_phases_drive_a_gan_steps_own_optimizer_under_mixed_precision(tmp_path):
+    from tests.test_step import gan_learner
+
+    learn = gan_learner(tmp_path).to_bf16()
+    rec = []
+
+    class CriticLr(qf.Callback):
+        order = 100
+
+        def before_batch(self, learn):
+            if learn.training:
+                rec.append((learn.opt.param_groups[0]["lr"], learn.step.crit_opt.param_groups[0]["lr"]))
+
+    short = qf.DataLoaders(
+        torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(640, 2), torch.randn(640, 2)), 64),
+        learn.dls.valid,
+    )
+    learn.fit_phases([qf.Phase(1, lr=1e-2 * qf.SchedCos(1, 0.1), dls=short), qf.Phase(0.5, lr=1e-3)], cbs=[CriticLr()])
+    assert len(rec) == 15
+    for i, (gen, crit) in enumerate(rec[:10]):  # the critic follows the shape at its own peak (its "lr_max")
+        shape = qf.SchedCos(1, 0.1)(i / 10)
+        assert gen == pytest.approx(1e-2 * shape) and crit == pytest.approx(learn.step.critic_lr * shape)
+    assert all(gen == pytest.approx(1e-3) for gen, _ in rec[10:])
+    assert all(math.isfinite(row[1]) for row in learn.recorder.values)

@@ -28,7 +28,10 @@ class ProgressCallback(Callback):
     def _wrap(self, learn, desc: str) -> None:
         self.bar = None
         if self._on(learn) and not isinstance(learn.dl, tqdm):
-            self.bar = tqdm(learn.dl, total=len(learn.dl), leave=False, desc=desc, dynamic_ncols=True)
+            total = len(learn.dl)
+            if learn.training and learn.epoch_batches is not None:  # the last epoch of a fractional phase
+                total = min(total, learn.epoch_batches)
+            self.bar = tqdm(learn.dl, total=total, leave=False, desc=desc, dynamic_ncols=True)
             learn.dl = self.bar
 
     def before_train(self, learn) -> None:
