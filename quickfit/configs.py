@@ -28,12 +28,66 @@ configuration and the task among the classes the application registered (quickfi
 
 from __future__ import annotations
 
+import types
+import typing
 from dataclasses import dataclass, fields, is_dataclass
 from typing import Any, ClassVar
 
 from torch import nn
 
-__all__ = ["Config", "ModelConfig", "Task", "export_record"]
+__all__ = ["Config", "ModelConfig", "Task", "export_record", "check_image_size", "MAX_IMAGE_SIDE"]
+
+# The largest image side a file may ask for (a U-Net's dummy pass, an item transform's size): 4096 x 4096 x 3
+# floats are 200 MB, a file's 30000 x 30000 would be 10 GB. Raise it here for larger images of your own.
+MAX_IMAGE_SIDE = 4096
+
+
+def check_image_size(name: str, size: Any) -> None:
+    """`size` (one side or a list of sides) as whole numbers from 1 to MAX_IMAGE_SIDE, or a ValueError naming `name`."""
+    sides = size if isinstance(size, (list, tuple)) else [size]
+    ok = 0 < len(sides) <= 3 and all(isinstance(s, int) and not isinstance(s, bool) for s in sides)
+    if not ok or not all(1 <= s <= MAX_IMAGE_SIDE for s in sides):
+        raise ValueError(
+            f"{name} must be one or two image sides from 1 to {MAX_IMAGE_SIDE} pixels "
+            f"(quickfit.configs.MAX_IMAGE_SIDE), got {size!r}"
+        )
+
+
+def _type_problem(value: Any, hint: Any) -> str | None:
+    """Why `value` (from JSON) is not of the annotated type `hint`, or None. Whole numbers must be >= 0
+    (sizes, counts, indices); lists and dicts without an element type are left to `build`."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any or hint is None or isinstance(hint, typing.TypeVar):
+        return None if hint is not None or value is None else "must be null"
+    if origin in (typing.Union, types.UnionType):
+        problems = [_type_problem(value, a) for a in args]
+        return None if any(p is None for p in problems) else next(p for p in problems if p)
+    if origin is typing.Literal:
+        return None if value in args else f"must be one of {list(args)}"
+    if hint is type(None):
+        return None if value is None else "must be null"
+    if hint is bool:
+        return None if isinstance(value, bool) else "must be true or false"
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            return "must be a whole number" + (" (not a string)" if isinstance(value, str) else "")
+        return None if value >= 0 else "must be >= 0"
+    if hint is float:
+        return None if isinstance(value, (int, float)) and not isinstance(value, bool) else "must be a number"
+    if hint is str:
+        return None if isinstance(value, str) else "must be a string"
+    if origin in (list, tuple) or hint in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            return "must be a list"
+        elem = args[0] if args and (origin is list or (len(args) == 2 and args[1] is Ellipsis)) else None
+        if elem is not None:
+            for i, v in enumerate(value):
+                if (problem := _type_problem(v, elem)) is not None:
+                    return f"[{i}] {problem}"
+        return None
+    if origin is dict or hint is dict:
+        return None if isinstance(value, dict) else "must be a JSON object"
+    return None
 
 
 def _jsonable(value: Any) -> Any:
@@ -51,6 +105,7 @@ class Config:
     """A dataclass of JSON values with a class-level `type`, the name under which its App registers it."""
 
     type: ClassVar[str] = ""
+    signed: ClassVar[tuple[str, ...]] = ()  # whole-number fields that may be negative (the others: sizes, counts)
 
     def to_dict(self) -> dict:
         """`{"type": ..., field: value, ...}`; tuples become lists (JSON has no tuples)."""
@@ -65,7 +120,24 @@ class Config:
         unknown = sorted(set(d) - names - {"type"})
         if unknown:
             raise ValueError(f"{cls.type or cls.__name__}: unknown keys {unknown}; the keys are {sorted(names)}")
-        return cls(**{k: v for k, v in d.items() if k != "type"})
+        try:
+            hints = typing.get_type_hints(cls)
+        except Exception:  # an annotation that cannot be resolved here: the values are left to build()
+            hints = {}
+        for k, v in d.items():
+            problem = _type_problem(v, hints[k]) if k in hints else None
+            if problem is not None and not (problem.endswith(">= 0") and k in cls.signed):
+                raise ValueError(f"{cls.type or cls.__name__}: field {k!r} {problem}, got {v!r}")
+        try:
+            config = cls(**{k: v for k, v in d.items() if k != "type"})
+        except TypeError as e:  # a required field missing
+            raise ValueError(f"{cls.type or cls.__name__}: {e}") from None
+        config.check()
+        return config
+
+    def check(self) -> None:
+        """Refuse values a file must not hold beyond their types (`from_dict` calls it): e.g. image sizes
+        above MAX_IMAGE_SIDE, which would only fail once memory is exhausted."""
 
 
 @dataclass

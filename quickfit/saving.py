@@ -7,18 +7,18 @@
 
 A checkpoint is a weights-only `torch.save` file (tensors and plain containers); an export is a
 safetensors file whose metadata holds the JSON its application needs to rebuild the learner
-(`EXPORT_FORMAT` 2: app, task, model configuration, data processing; see quickfit/configs.py).
-Every write is atomic (quickfit/io.py): a crash leaves the previous file as it was.
+(`EXPORT_FORMAT` 2: app, task, model configuration, data processing; see quickfit/configs.py) and the
+SHA-256 of its weights. Every write is atomic (quickfit/io.py): a crash leaves the previous file as it
+was; a checkpoint's zip records carry CRC-32s, checked by `load`. docs/files.md says what is promised.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from torch import nn
 
-from quickfit.io import atomic_save, atomic_write, safe_load
+from quickfit.io import atomic_save, safe_load
 from quickfit.optim import checkpoint_opt_state
 
 __all__ = ["SavingMixin", "EXPORT_FORMAT"]
@@ -45,10 +45,13 @@ class SavingMixin:
     def load(self, name: str | Path, with_opt: bool = True, strict: bool = True):
         """Load weights saved by `save` (`name` or a path). Never unpickles code."""
         f = Path(name) if str(name).endswith(".pth") else self._file(str(name))
-        state = safe_load(f, map_location=self.device)
-        if not isinstance(state, dict) or "model" not in state:
+        state = safe_load(f, map_location=self.device)  # CRC-checked: a damaged file is named (quickfit/io.py)
+        if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
             raise ValueError(f"{f} is not a quickfit checkpoint (no 'model' entry)")
-        self._unwrapped().load_state_dict(state["model"], strict=strict)
+        try:
+            self._unwrapped().load_state_dict(state["model"], strict=strict)
+        except (RuntimeError, TypeError, AttributeError) as e:
+            raise ValueError(f"{f}: its weights do not fit this model: {str(e).strip()[:800]}") from None
         if with_opt and "opt" in state:
             if self.opt is None:
                 self.create_opt()
@@ -56,8 +59,9 @@ class SavingMixin:
         return self
 
     def export(self, fname: str | Path = "export.qf") -> Path:
-        """Weights (safetensors) + a JSON description of model and data processing in one file; no pickle."""
-        from safetensors.torch import save_model
+        """Weights (safetensors) + a JSON description of model and data processing in one file, with the
+        SHA-256 of the weights (quickfit/export_file.py); no pickle."""
+        from quickfit.export_file import write_export
 
         f = self.path / fname
         if not self.is_main_process:
@@ -65,6 +69,4 @@ class SavingMixin:
         info = {"format": EXPORT_FORMAT, **self.export_info}
         if "data" not in info and hasattr(self.dls, "export_info"):
             info["data"] = self.dls.export_info()
-        metadata = {"quickfit": json.dumps(info)}
-        atomic_write(f, lambda tmp: save_model(self._unwrapped(), tmp, metadata=metadata))
-        return f
+        return write_export(self._unwrapped(), f, info)

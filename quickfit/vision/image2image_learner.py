@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from quickfit.callbacks.core import Callback
-from quickfit.configs import ModelConfig, Task, export_record
+from quickfit.configs import ModelConfig, Task, check_image_size, export_record
 from quickfit.learner import Learner
 from quickfit.optim import Adam
 from quickfit.vision.image_grid import save_image_grid
@@ -167,6 +167,10 @@ class ImageToImageConfig(ModelConfig):
     scale: int = 1
     img_size: int = 64
     config: dict | None = None
+    signed: ClassVar[tuple[str, ...]] = ("encoder_cut",)  # a slice of the body's layers
+
+    def check(self) -> None:
+        check_image_size("image_to_image img_size", self.img_size)  # the build runs a dummy pass at this size
 
     def build(self, pretrained: bool | str | Path = False) -> nn.Module:
         y_range = tuple(self.y_range)

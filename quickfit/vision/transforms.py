@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from quickfit.configs import check_image_size
 from quickfit.vision.image import decode_rgb, load_image, oriented_size
 from quickfit.vision.targets import MaskError, Target, boxes_to_unit, load_mask, points_to_unit, resize_mask
 
@@ -242,7 +243,11 @@ class RandomResizedCrop(ItemTransform):
 
 
 def item_tfm_from_dict(d: dict) -> ItemTransform:
-    """Rebuild an item transform from its `to_dict()` (used when loading an exported learner)."""
+    """Rebuild an item transform from its `to_dict()` (used when loading an exported learner); the size is
+    bounded (quickfit.configs.MAX_IMAGE_SIDE): a file's 30000 x 30000 would take 10 GB per image."""
+    if not isinstance(d, dict):
+        raise ValueError(f"item_tfm must be a JSON object, got {d!r}")
+    check_image_size("item_tfm size", d.get("size"))
     size = tuple(d["size"])
     if d.get("name") == "Resize":
         return Resize(size, d.get("method", "crop"), d.get("pad_mode", "reflection"))

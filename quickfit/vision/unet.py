@@ -34,7 +34,7 @@ from PIL import Image
 from torch import nn
 
 from quickfit.callbacks.core import Callback
-from quickfit.configs import ModelConfig, Task, export_record
+from quickfit.configs import ModelConfig, Task, check_image_size, export_record
 from quickfit.optim import Adam
 from quickfit.vision.image import oriented_size
 from quickfit.vision.learner import VisionLearner
@@ -68,6 +68,9 @@ class UnetConfig(ModelConfig):
     y_range: list[float] | None = None
     channels_last: bool = False
     normalize: bool = True
+
+    def check(self) -> None:
+        check_image_size("unet img_size", self.img_size)  # the build runs a dummy pass at this size
 
     def build(self, pretrained: bool | str | Path = False, encoder: nn.Module | None = None) -> DynamicUnet:
         """The U-Net with random weights, or the encoder's `pretrained` ones; `encoder`: a custom one."""
