@@ -259,6 +259,7 @@ class Learner(InferenceMixin, SavingMixin):
             self.n_iter, dl = self.epoch_batches, itertools.islice(dl, self.epoch_batches)  # a fractional phase
         n_inp = getattr(self.dls, "n_inp", 1)
         for self.iter, batch in enumerate(dl):
+            self.loss = self.loss_grad = self.pred = None  # a batch cancelled early leaves none of the last one's
             batch = to_device(tuple(batch), self.device)
             self.xb, self.yb = batch[:n_inp], (batch[n_inp] if len(batch) > n_inp else None)
             self._with_events(self._one_batch, "batch", CancelBatchException)

@@ -143,7 +143,8 @@ class FBeta(Metric):
 
     Single-label predictions (`(n, c)` scores, integer targets) use the argmax; multi-label ones
     (`(n, c)` scores, multi-hot targets) use `sigmoid(pred) > thresh`. `average="macro"` averages
-    the per-class scores, `"micro"` pools the counts; `"binary"` scores class `pos_label`.
+    the per-class scores of the classes present in the targets or the predictions (a class absent from
+    both is left out, as scikit-learn does), `"micro"` pools the counts; `"binary"` scores class `pos_label`.
     """
 
     def __init__(self, beta: float = 1.0, average: str = "macro", thresh: float = 0.5, pos_label: int = 1):
@@ -171,6 +172,9 @@ class FBeta(Metric):
         b2 = self.beta**2
         denom = (1 + b2) * tp + b2 * fn + fp
         score = torch.where(denom > 0, (1 + b2) * tp / denom.clamp(min=1e-12), torch.zeros_like(denom))
+        if self.average == "macro":  # a class neither in the targets nor predicted is left out (as scikit-learn)
+            present = denom > 0
+            return float(score[present].mean()) if present.any() else 0.0
         return float(score.mean())
 
 

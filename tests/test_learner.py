@@ -1,4 +1,5 @@
 import copy
+import math
 import warnings
 
 import numpy as np
@@ -305,3 +306,50 @@ def test_cleanup_fit_runs_even_when_training_fails(learner):
             learn.fit(1, cbs=[Boom()])
     assert events == ["cleanup_fit"]  # after_fit is for success; cleanup_fit always runs
     assert learn.scaler is None and not isinstance(learn.autocast, torch.autocast)
+
+
+# ---- issue 29, item 10: every cancel exception works from any callback order -------------------
+@pytest.mark.parametrize("event", ["before_batch", "after_pred"])
+@pytest.mark.parametrize("order", [-50, 0, 100])
+def test_cancel_batch_on_the_first_batch_from_any_order(learner, event, order):
+    class SkipFirst(qf.Callback):
+        pass
+
+    def skip(self, learn):
+        if learn.training and learn.iter == 0:
+            raise qf.CancelBatchException()
+
+    SkipFirst.order = order
+    setattr(SkipFirst, event, skip)
+    learn = learner()
+    learn.fit(2, 1e-2, cbs=[SkipFirst()])
+    n = len(learn.dls.train)
+    assert len(learn.recorder.losses) == 2 * (n - 1)  # the skipped batches have no loss
+    assert len(learn.recorder.values) == 2 and all(math.isfinite(r[1]) for r in learn.recorder.values)
+
+
+@pytest.mark.parametrize("order", [-50, 0, 100])
+def test_cancel_epoch_in_before_epoch_from_any_order_logs_no_row_for_it(learner, order, tmp_path):
+    class SkipSecond(qf.Callback):
+        def before_epoch(self, learn):
+            if learn.epoch == 1:
+                raise qf.CancelEpochException()
+
+    SkipSecond.order = order
+    learn = learner()
+    stop = qf.EarlyStopping("valid_loss", patience=1)
+    learn.fit(3, 1e-2, cbs=[SkipSecond(), stop, qf.CSVLogger(tmp_path / "log.csv")])
+    assert [r[0] for r in learn.recorder.values] == [0, 2]  # no row for the skipped epoch, none repeated
+    assert stop.wait == 0  # a skipped epoch is not a non-improvement
+    assert (tmp_path / "log.csv").read_text().count("\n") == 3  # header + 2 rows
+
+
+def test_macro_f1_leaves_out_a_class_absent_from_targets_and_predictions():
+    from sklearn.metrics import f1_score
+
+    pred = torch.tensor([[5.0, 0, 0, 0], [0, 5.0, 0, 0], [5.0, 0, 0, 0], [0, 0, 5.0, 0]])  # class 3: never
+    targ = torch.tensor([0, 1, 1, 2])
+    metric = qf.fbeta()
+    metric.reset()
+    metric.accumulate(pred, targ)
+    assert metric.value == pytest.approx(f1_score(targ, pred.argmax(1), average="macro"))

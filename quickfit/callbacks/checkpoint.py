@@ -25,10 +25,12 @@ class _Monitor(Callback):
         self.lower_is_better = mode == "min" if mode else any(w in monitor for w in ("loss", "error", "rmse", "mae"))
         self.best = math.inf if self.lower_is_better else -math.inf
 
-    def _current(self, learn) -> float:
+    def _current(self, learn) -> float | None:
         names = learn.recorder.names
         if self.monitor not in names:
             raise ValueError(f"cannot monitor {self.monitor!r}: the epoch table has {', '.join(names[1:-1])}")
+        if not learn.recorder.epoch_logged:  # an epoch cancelled before it trained: no row to judge
+            return None
         value = learn.recorder.values[-1][names.index(self.monitor)]
         if value is None:
             raise ValueError(f"{self.monitor!r} has no value this epoch (no validation set?)")
@@ -65,7 +67,7 @@ class SaveBest(_Monitor):
 
     def after_epoch(self, learn) -> None:
         value = self._current(learn)
-        if self._improved(value):
+        if value is not None and self._improved(value):
             self.best, self.best_epoch = value, learn.epoch
             learn.save(self.fname, with_opt=self.with_opt)
 
@@ -85,6 +87,8 @@ class EarlyStopping(_Monitor):
 
     def after_epoch(self, learn) -> None:
         value = self._current(learn)
+        if value is None:
+            return
         if self._improved(value):
             self.best, self.wait = value, 0
             return

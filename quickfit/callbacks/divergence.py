@@ -61,7 +61,7 @@ class DivergenceCheck(Callback):
         self._active = not any(isinstance(cb, LRFinder) for cb in learn.cbs)
 
     def after_epoch(self, learn) -> None:
-        row = learn.recorder.values[-1] if learn.recorder.values else None
+        row = learn.recorder.values[-1] if learn.recorder.epoch_logged else None
         if not self._active or row is None or row[2] is None:
             return
         loss = float(row[2])

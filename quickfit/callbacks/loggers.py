@@ -77,6 +77,8 @@ class CSVLogger(Callback):
     def after_epoch(self, learn) -> None:
         if not self._active:
             return
+        if not learn.recorder.epoch_logged:  # an epoch cancelled before it trained has no row
+            return
         if not self._started:
             self._start(learn)
         row = learn.recorder.values[-1]
@@ -152,6 +154,8 @@ class TensorBoardLogger(Callback):
             return
         self._write_batches(learn)
         rec = learn.recorder
+        if not rec.epoch_logged:  # an epoch cancelled before it trained has no row
+            return
         step = len(rec.values) - 1
         for name, v in zip(rec.names[1:-1], rec.values[-1][1:-1]):
             if v is not None and math.isfinite(v):

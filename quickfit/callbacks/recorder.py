@@ -42,7 +42,7 @@ class Recorder(Callback):
 
     def __init__(self):
         self.losses, self.lrs, self.moms, self.values = [], [], [], []
-        self.log_table, self.check_finite = True, True
+        self.log_table, self.check_finite, self.epoch_logged = True, True, False
         self.last_valid: list[float] = []
         self.lr_find_lrs, self.lr_find_losses, self.lr_find_suggestions = [], [], None
         self._pending: list[tuple[int, int, torch.Tensor]] = []
@@ -59,7 +59,8 @@ class Recorder(Callback):
         self._header_printed = False
 
     def before_epoch(self, learn) -> None:
-        self._start, self._epoch_losses = time.perf_counter(), []
+        self._start, self._epoch_losses, self.last_valid = time.perf_counter(), [], []
+        self._open_epoch = learn.epoch  # an epoch cancelled before this ran gets no row (nothing to show)
 
     def before_validate(self, learn) -> None:
         self._metrics = learn.metrics
@@ -68,6 +69,8 @@ class Recorder(Callback):
             m.reset()
 
     def after_batch(self, learn) -> None:
+        if learn.loss is None:  # cancelled before its loss (CancelBatchException in before_batch / after_pred)
+            return
         if learn.training:
             self._pending.append((learn.epoch, learn.iter, learn.loss.detach()))
             group = learn.opt.param_groups[-1]
@@ -126,6 +129,13 @@ class Recorder(Callback):
 
     def after_epoch(self, learn) -> None:
         self.flush()
+        # epoch_logged: whether this epoch has a row (values[-1]); later callbacks read the row only then
+        # (no row for an epoch cancelled before it trained a batch or validated: nothing happened in it)
+        started = getattr(self, "_open_epoch", None) == learn.epoch
+        self.epoch_logged = started and bool(self._epoch_losses or self.last_valid)
+        if not self.epoch_logged:
+            return
+        self._open_epoch = None
         from quickfit.callbacks.distributed import all_reduce_sum
 
         # every rank records its own batches' losses: the table shows the mean over all of them
