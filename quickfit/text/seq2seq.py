@@ -221,6 +221,12 @@ class Seq2SeqLearner(Learner):
                     out[i] = self.dls.decode(t)
         return out
 
+    def predict(self, item: str, beam_size: int = 1, max_len: int | None = None) -> str:
+        """The translation of one raw source sentence: `translate([item], beam_size, max_len)[0]`."""
+        if not isinstance(item, str):
+            raise TypeError(f"Seq2SeqLearner.predict takes a sentence (a str), got {type(item).__name__}")
+        return self.translate([item], beam_size=beam_size, max_len=max_len)[0]
+
     def bleu(
         self,
         src_sentences: Sequence[str],
