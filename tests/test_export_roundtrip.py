@@ -55,3 +55,15 @@ def read_export_info_of(metadata: dict) -> dict:
     info = json.loads(metadata["quickfit"])
     assert info["format"] == 1
     return upgrade_v1(info)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_a_deep_copy_of_every_model_predicts_as_the_original(case, tmp_path):
+    """Issue 29, item 1: export_onnx and weight averages deep-copy the model; a U-Net's copy once sent its
+    skip activations to the original's hooks and failed with 'NoneType' object has no attribute 'shape'."""
+    import copy
+
+    learn = trained(case, tmp_path)
+    expected = predictions(case, learn)
+    learn.model = copy.deepcopy(learn.model)
+    assert_same(predictions(case, learn), expected)

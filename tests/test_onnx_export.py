@@ -185,3 +185,21 @@ def test_the_standalone_snippet_in_docs_is_the_helper(image_folder):
     info["data"]["normalize"] = {"mean": stats[0], "std": stats[1]}
     for f in sorted((image_folder / "valid").rglob("*.png"))[:3]:
         np.testing.assert_allclose(scope["preprocess"](f, 24, *stats), image_onnx_input([f], info), atol=1e-6)
+
+
+@pytest.mark.parametrize("case", ["unet_segmentation", "image_to_image"])
+def test_unets_export_to_onnx_without_an_example_batch_and_match(case, tmp_path):
+    """Issue 29, item 1: export_onnx deep-copies the model, whose U-Net skips once went to the original."""
+    from tests.fixtures.make_exports import register_tiny_arch, trained
+
+    register_tiny_arch()
+    learn = trained(case, tmp_path)
+    f = learn.export_onnx(tmp_path / "unet.onnx", activation=False)
+    sess = _session(f)
+    inp = sess.get_inputs()[0]
+    x = torch.rand(2, 3, *[int(d) for d in inp.shape[2:]])
+    learn.model.eval()
+    with torch.no_grad():
+        expected = learn.model(x).numpy()
+    got = sess.run(None, {inp.name: x.numpy()})[0]
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)

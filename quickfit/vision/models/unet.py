@@ -200,23 +200,24 @@ class DynamicUnet(nn.Module):
         self.body = encoder
         self.skip_idx, self.img_size = idx, img_size
         self.head = UnetDecoder(int(out_shape[1]), info, n_out, in_c, upsample, last_cross, y_range)
-        self._stored: list[torch.Tensor | None] = []
-        children = list(encoder.children())
-        for slot, k in enumerate(idx):
-            children[k].register_forward_hook(self._store_hook(slot))
-
-    def _store_hook(self, slot: int):
-        def hook(module, inputs, output):
-            if slot < len(self._stored):
-                self._stored[slot] = output
-
-        return hook
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self._stored = [None] * len(self.skip_idx)
+        # The skip activations are caught by hooks registered for this call only and writing into a local
+        # list: hooks kept on the module would close over it, so a deep copy (export_onnx, an EMA of the
+        # weights) would still write into the original. A few microseconds per call.
+        skips: list[torch.Tensor | None] = [None] * len(self.skip_idx)
+        children = list(self.body.children())
+        handles = [children[k].register_forward_hook(_store_into(skips, slot)) for slot, k in enumerate(self.skip_idx)]
         try:
             enc = self.body(x)
-            skips = list(self._stored)
         finally:
-            self._stored = []  # do not keep the activations alive between calls
+            for h in handles:
+                h.remove()
         return self.head(enc, skips, x)
+
+
+def _store_into(skips: list, slot: int):
+    def hook(module, inputs, output):
+        skips[slot] = output
+
+    return hook
