@@ -1,10 +1,11 @@
-"""The `quickfit` command: demo, lr-find, train and predict.
+"""The `quickfit` command: demo, lr-find, train, predict and serve.
 
     quickfit demo                                    # digits CNN: lr_find, fit_one_cycle, plots (no download)
     quickfit lr-find                                 # the learning-rate finder on the demo data
     quickfit train data.csv --target salary          # tabular model from a CSV, exported to model.qf
     quickfit train images/ --arch efficientnet_lite0 # image classifier from a folder (train/, valid/)
     quickfit predict model.qf new_rows.csv           # predictions of any exported model
+    quickfit serve model.qf                          # a web page and a JSON API at http://127.0.0.1:8000
 
 The command names no application: `train` and `lr-find` ask each registered application (see
 quickfit/apps.py and the `AppCLI` hooks of quickfit/cli_hooks.py) whether it claims PATH, and
@@ -222,6 +223,27 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- serve ---------------------------------------------------------------------------------------------
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from quickfit.extras import require
+
+    for module, package in (("starlette", "starlette"), ("uvicorn", "uvicorn"), ("multipart", "python-multipart")):
+        require(module, package=package, extra="serve", what="quickfit serve")
+    from quickfit.serve.handlers import Limits
+    from quickfit.serve.server import serve
+
+    if args.max_wait_ms < 0:
+        raise CommandError(f"--max-wait-ms must be 0 or more, got {args.max_wait_ms:g}")
+    model = Path(args.model)
+    if not model.is_file():
+        raise CommandError(f"no model file {model} (export one with learn.export or quickfit train)")
+    if _export_info(model).get("app") is None:
+        raise CommandError(f"{model} was exported from a plain Learner (no application): serve it from Python")
+    limits = Limits(max_upload_bytes=int(args.max_upload_mb * 2**20), max_pixels=int(args.max_megapixels * 1e6))
+    serve(model, args.host, args.port, args.max_batch, args.max_wait_ms, args.threads, limits, args.device)
+    return 0
+
+
 # ---- the parser ------------------------------------------------------------------------------------------
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors: the message and where to read the usage, no usage block."""
@@ -338,6 +360,28 @@ def build_parser(apps: Sequence | None = None, failed_apps: dict[str, str] | Non
     predict.add_argument("model", metavar="MODEL", help="the exported model (.qf)")
     predict.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, CSV files of rows, or texts")
     predict.set_defaults(run=_cmd_predict)
+
+    serve = commands.add_parser(
+        "serve",
+        help="serve an exported model: a web page and a JSON API (needs quickfit[serve])",
+        description="Load a model written by 'quickfit train' or learn.export and serve it at http://HOST:PORT: "
+        "a page to try it (an upload, a form or a text box, as the model takes), and POST /predict, GET /info, "
+        "GET /health. Requests arriving together are predicted as one batch. See docs/serving.md.",
+    )
+    serve.add_argument("model", metavar="MODEL", help="the exported model (.qf)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument("--max-batch", type=_positive_int, default=16, help="most requests in one batch (default 16)")
+    serve.add_argument(
+        "--max-wait-ms", type=float, default=10.0, help="longest wait for a batch to fill, in ms (default 10)"
+    )
+    serve.add_argument("--threads", type=_positive_int, default=None, help="torch threads (default: CPUs, at most 4)")
+    serve.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
+    serve.add_argument("--max-upload-mb", type=_positive_float, default=10.0, help="largest request body (default 10)")
+    serve.add_argument(
+        "--max-megapixels", type=_positive_float, default=40.0, help="largest image, in megapixels (default 40)"
+    )
+    serve.set_defaults(run=_cmd_serve)
     return parser
 
 
