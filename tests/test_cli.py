@@ -516,3 +516,11 @@ def test_cli_california_housing_rmse_below_60000(tmp_path):
     truth = rows["median_house_value"].to_numpy()
     assert len(values) == 20 and 0.5 < values.mean() / truth.mean() < 1.5  # dollars, not 5,000 for 450,000
     assert np.sqrt(np.mean((values - truth) ** 2)) < 100_000
+
+
+def test_a_target_column_without_values_is_named_as_such(tmp_path):
+    """Issue 29, item 7: a CSV of 3 rows whose target is all empty once said 'the DataFrame is empty (no rows)'."""
+    (tmp_path / "rows.csv").write_text("x,z,salary\n0.1,0.2,\n0.3,0.1,\n0.5,0.9,\n")
+    run = _quickfit(tmp_path, "train", "rows.csv", "--target", "salary")
+    assert run.returncode == 2 and run.stderr.count("\n") == 1, run.stderr
+    assert "'salary': the column has no values in rows.csv (3 rows, all empty)" in run.stderr

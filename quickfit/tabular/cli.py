@@ -65,7 +65,10 @@ def csv_learner(
         df = pd.read_csv(path)
     except (ValueError, UnicodeDecodeError) as e:  # pandas' ParserError is a ValueError
         raise CommandError(f"{path} could not be read as a CSV file: {' '.join(str(e).split())}", code=1) from None
-    df = df.dropna(subset=[target]) if df[target].isna().any() else df
+    if df[target].isna().any():
+        if df[target].isna().all():
+            raise CommandError(f"--target {target!r}: the column has no values in {path} ({len(df)} rows, all empty)")
+        df = df.dropna(subset=[target])
     if bs is None:
         n_train = 0.8 * len(df)
         bs = int(min(256, max(16, 2 ** math.floor(math.log2(max(n_train / 25, 1))))))
