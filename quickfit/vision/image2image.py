@@ -193,9 +193,23 @@ def _key(rel: Path) -> str:
     return rel.with_suffix("").as_posix()
 
 
+def _by_key(folder: Path, role: str) -> dict[str, Path]:
+    """The images of `folder` by relative path without suffix; two files that differ only by their
+    suffix (`x.jpg` and `x.png`) are ambiguous: refused by name, never one kept silently."""
+    found: dict[str, Path] = {}
+    for f in get_image_files(folder):
+        key = _key(f.relative_to(folder))
+        if key in found:
+            raise PairMismatchError(
+                f"the {role} folder {folder} has {found[key].name} and {f.name}: pairs match by name without the "
+                "suffix, so one of them must go (or move to another folder)"
+            )
+        found[key] = f
+    return found
+
+
 def _match(inputs: Path, targets: Path) -> list[tuple[Path, Path]]:
-    ins = {_key(f.relative_to(inputs)): f for f in get_image_files(inputs)}
-    outs = {_key(f.relative_to(targets)): f for f in get_image_files(targets)}
+    ins, outs = _by_key(inputs, "input"), _by_key(targets, "target")
     if not ins:
         raise FileNotFoundError(f"no images in the input folder {inputs}")
     no_target, no_input = sorted(set(ins) - set(outs)), sorted(set(outs) - set(ins))

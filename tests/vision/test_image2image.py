@@ -208,6 +208,17 @@ def test_folders_that_do_not_match_are_named(tmp_path):
     assert "1 targets in" in msg and "have no input" in msg and ": 2" in msg
 
 
+def test_two_files_differing_only_by_suffix_are_refused_by_name(tmp_path):
+    """Issue 29, item 6: docs/generative.md's two crappify snippets put x.jpg and x.png in one folder, and
+    one of each pair was kept silently."""
+    from PIL import Image
+
+    inp, out = _same_pairs(tmp_path)
+    Image.open(inp / "1.png").convert("RGB").save(inp / "1.jpg")
+    with pytest.raises(PairMismatchError, match=r"the input folder .* has 1.(png|jpg) and 1.(png|jpg): pairs match"):
+        ImageToImageDataLoaders.from_folders(inp, out)
+
+
 def test_a_pair_of_different_sizes_is_refused(tmp_path):
     inp, out = _same_pairs(tmp_path)
     smooth_image(50, 30, 0).save(out / "1.png")  # 1.png: input 40x32, target 50x30
