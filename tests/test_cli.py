@@ -524,3 +524,18 @@ def test_a_target_column_without_values_is_named_as_such(tmp_path):
     run = _quickfit(tmp_path, "train", "rows.csv", "--target", "salary")
     assert run.returncode == 2 and run.stderr.count("\n") == 1, run.stderr
     assert "'salary': the column has no values in rows.csv (3 rows, all empty)" in run.stderr
+
+
+def test_train_refuses_a_segmentation_folder_with_what_to_do(tmp_path):
+    """Issue 29, item 4: `quickfit train camvid_tiny` trained a 2-class "images vs labels" classifier."""
+    from PIL import Image
+
+    for sub in ("images", "labels"):
+        (tmp_path / "camvid_tiny" / sub).mkdir(parents=True)
+        for i in range(4):
+            Image.new("RGB" if sub == "images" else "L", (16, 12)).save(tmp_path / "camvid_tiny" / sub / f"{i}.png")
+    (tmp_path / "camvid_tiny" / "codes.txt").write_text("Sky\nRoad\n")
+    run = _quickfit(tmp_path, "train", "camvid_tiny", "--epochs", "1")
+    assert run.returncode == 2 and run.stderr.count("\n") == 1, run.stderr
+    assert "camvid_tiny looks like a segmentation data set" in run.stderr and "unet_learner" in run.stderr
+    assert not (tmp_path / "model.qf").exists()

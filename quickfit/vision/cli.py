@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from quickfit.cli_hooks import CommandError
 from quickfit.loading import load_learner
 from quickfit.seed import set_seed
 from quickfit.vision.augment import aug_transforms
@@ -73,6 +74,18 @@ def _valid_folder(path: Path) -> str | None:
     return None
 
 
+def _refuse_segmentation_layout(path: Path) -> None:
+    """A segmentation data set (`images/` + `labels/` or `masks/`, often `codes.txt`) is not a folder of classes:
+    training "images vs labels" would reach accuracy 1.0 and mean nothing."""
+    masks = next((n for n in ("labels", "masks", "label", "mask") if (path / n).is_dir()), None)
+    if (path / "codes.txt").is_file() or ((path / "images").is_dir() and masks):
+        raise CommandError(
+            f"{path} looks like a segmentation data set (images/ and {masks or 'masks'}/, codes.txt), not folders of "
+            "classes: `quickfit train` trains image classifiers. Train a U-Net in Python instead: "
+            "SegmentationDataLoaders.from_folders + unet_learner (docs/segmentation.md)"
+        )
+
+
 def train_command(
     path: str | Path,
     arch: str = "efficientnet_lite0",
@@ -91,6 +104,7 @@ def train_command(
     `<class>/` subfolders of which a random 20% becomes the validation set (or `train/<class>/` alone).
     """
     path = Path(path)
+    _refuse_segmentation_layout(path)
     set_seed(seed)
     tfms = aug_transforms()
     valid = _valid_folder(path)
