@@ -35,7 +35,7 @@ from typing import Any, ClassVar
 
 from torch import nn
 
-__all__ = ["Config", "ModelConfig", "Task", "export_record", "check_image_size", "MAX_IMAGE_SIDE"]
+__all__ = ["Config", "ModelConfig", "Task", "export_record", "check_image_size", "check_outputs", "MAX_IMAGE_SIDE"]
 
 # The largest image side a file may ask for (a U-Net's dummy pass, an item transform's size): 4096 x 4096 x 3
 # floats are 200 MB, a file's 30000 x 30000 would be 10 GB. Raise it here for larger images of your own.
@@ -162,6 +162,13 @@ class Task(Config):
 
     def learner(self, dls: Any, model: nn.Module, config: ModelConfig) -> Any:
         raise NotImplementedError(f"{type(self).__name__}.learner")
+
+
+def check_outputs(classes, n_out: int, field: str) -> None:
+    """A loaded model's `field` (its number of outputs) must match the data's `classes` (None: not a classifier):
+    a vocabulary shorter than the outputs would fail with an IndexError at predict."""
+    if classes is not None and len(classes) != n_out:
+        raise ValueError(f"the data's vocabulary has {len(classes)} classes but the model's {field} is {n_out}")
 
 
 def export_record(app: str, task: Task, model: ModelConfig) -> dict:

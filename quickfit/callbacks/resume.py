@@ -7,17 +7,24 @@ history and every random-number generator are written, atomically, to `models/ru
 same call again with `resume=True` and it restarts after the last saved epoch; the schedule is a
 function of (epoch, batch), so it picks up where it was, and on CPU the weights come out the same
 as an uninterrupted run.
+
+The checkpoint before the last one is kept as `models/run1.prev.pth`. A checkpoint that fails its
+check on load (quickfit/io.py: the CRC-32 of every record; a flipped bit, a truncated file) is not
+resumed from: the previous one is, with a warning naming both; when neither is readable, the error
+names them and says what to do. Nothing is resumed silently from a damaged file.
 """
 
 from __future__ import annotations
 
 import random
+import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from quickfit.callbacks.core import Callback, Order
-from quickfit.io import atomic_save, safe_load
+from quickfit.io import CorruptFileError, atomic_save, safe_load
 from quickfit.optim import checkpoint_opt_state
 
 __all__ = ["ResumeCheckpoint", "get_rng_states", "set_rng_states"]
@@ -51,6 +58,37 @@ def _stateful(learn, skip) -> dict:
     return {f"{type(cb).__name__}_{i}": cb for i, cb in enumerate(cbs)}
 
 
+def previous(f: Path) -> Path:
+    """Where the checkpoint before `f` is kept: `run.prev.pth` beside `run.pth`."""
+    return f.with_name(f"{f.stem}.prev{f.suffix}")
+
+
+def _readable(f: Path) -> tuple[dict, Path]:
+    """The state of checkpoint `f`, or of the one before it when `f` is damaged (said in a warning)."""
+    prev = previous(f)
+    try:
+        return _state(f), f
+    except (CorruptFileError, FileNotFoundError) as e:
+        if not prev.exists():
+            raise CorruptFileError(f"cannot resume: {e}. No previous checkpoint {prev.name} to fall back to: delete "
+                                   f"{f} to start over (or resume=False)") from None  # fmt: skip
+        try:
+            state = _state(prev)
+        except (CorruptFileError, FileNotFoundError) as e2:
+            raise CorruptFileError(f"cannot resume: {e}; the previous checkpoint is unreadable too: {e2}. Delete "
+                                   f"both to start over (or resume=False)") from None  # fmt: skip
+        warnings.warn(f"{e}. Resuming from the previous checkpoint {prev} (epoch {state['epoch']}) instead.",
+                      stacklevel=4)  # fmt: skip
+        return state, prev
+
+
+def _state(f: Path) -> dict:
+    state = safe_load(f, map_location="cpu")
+    if not isinstance(state, dict) or not {"kind", "n_epoch", "epoch", "model"} <= set(state):
+        raise CorruptFileError(f"{f} is not a resume checkpoint (written by fit(..., checkpoint=))")
+    return state
+
+
 class ResumeCheckpoint(Callback):
     order = Order.RESUME
 
@@ -63,9 +101,9 @@ class ResumeCheckpoint(Callback):
         the fit's events, so that its phases enter the phase that epoch belongs to: data, optimizer)."""
         self.state = None
         f = learn._file(self.name)
-        if not (self.resume and f.exists()):
+        if not (self.resume and (f.exists() or previous(f).exists())):
             return 0
-        state = safe_load(f, map_location="cpu")
+        state, self.source = _readable(f)
         if state.get("kind") != self.kind or state.get("n_epoch") != learn.n_epoch:
             raise ValueError(
                 f"checkpoint {f} was written by {state.get('kind')}() of {state.get('n_epoch')} epochs; this call is "
@@ -80,7 +118,7 @@ class ResumeCheckpoint(Callback):
         state, self.state = self.state, None
         if state is None:
             return
-        f = learn._file(self.name)
+        f = self.source
         learn._unwrapped().load_state_dict(state["model"])
         learn.opts.load_state_dict(checkpoint_opt_state(state))
         learn.step.load_state_dict(state.get("step", {}))
@@ -111,4 +149,5 @@ class ResumeCheckpoint(Callback):
         }
         if learn.scaler is not None:
             state["scaler"] = learn.scaler.state_dict()
-        atomic_save(state, learn._file(self.name))
+        f = learn._file(self.name)
+        atomic_save(state, f, keep_previous=previous(f))

@@ -206,6 +206,9 @@ class TabularDataLoaders(DataLoaders):
         y_vocab = None
         if y_block == "category":
             y_vocab = _sorted_values(pd.unique(df[y_names[0]].dropna()))
+            if len(y_vocab) < 2:  # would train to a loss of 0 and an accuracy of 1, learning nothing
+                raise ValueError(f"target column {y_names[0]!r} has {len(y_vocab)} class(es) {list(y_vocab)}: "
+                                 "a classifier needs two or more")  # fmt: skip
         if inferred:
             kind = f"classification ({len(y_vocab)} classes)" if y_vocab else "regression"
             print(f"TabularDataLoaders: cat_names={cat_in}, cont_names={cont_in}, target {y_names}: {kind}")

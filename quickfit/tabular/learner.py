@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from quickfit.configs import Task, export_record
+from quickfit.configs import Task, check_outputs, export_record
 from quickfit.learner import Learner
 from quickfit.metrics import accuracy, rmse
 from quickfit.optim import Adam
@@ -198,4 +198,5 @@ class TabularTask(Task):
 
     def learner(self, dls, model: nn.Module, config: TabularModelConfig) -> TabularLearner:
         # on the CPU: load_learner moves the model where it is asked; batches follow the model
+        check_outputs(dls.y_vocab if dls.is_classification else None, config.out_sz, "out_sz")
         return _learner(dls, model, config.log_y, (), None, Adam, 1e-3, None, (), ".", None, "cpu")

@@ -87,6 +87,8 @@ def _classes_of(labels: pd.Series, col: str) -> tuple[list, np.ndarray]:
         kinds = sorted({type(v).__name__ for v in values})
         raise TypeError(f"label column {col!r}: labels of mixed types ({', '.join(kinds)}) cannot be sorted") from e
     classes = [c.item() if isinstance(c, np.generic) else c for c in classes]  # JSON-able
+    if len(classes) < 2:  # would train to a loss of 0 and an accuracy of 1, learning nothing
+        raise ValueError(f"label column {col!r} has one class ({classes[0]!r}): a classifier needs two or more")
     index = {c: i for i, c in enumerate(classes)}
     return classes, np.array([index[v] for v in values], dtype=np.int64)
 
@@ -293,6 +295,9 @@ class TextDataLoaders(DataLoaders):
             labels[is_valid] = {f.parent.name for f in files}
         if empty:
             raise ValueError(f"TextDataLoaders.from_folder: {len(empty)} empty file(s): {empty[:3]}")
+        if not is_lm and len(labels[False]) < 2:
+            raise ValueError(f"TextDataLoaders.from_folder: only one label folder in {path / train} "
+                             f"({sorted(labels[False])[0]!r}): a classifier needs two or more")  # fmt: skip
         if not is_lm and labels[True] - labels[False]:
             raise ValueError(
                 f"TextDataLoaders.from_folder: labels {sorted(labels[True] - labels[False])} are in "

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from quickfit.configs import Task, export_record
+from quickfit.configs import Task, check_outputs, export_record
 from quickfit.io import atomic_save, safe_load
 from quickfit.learner import Learner
 from quickfit.metrics import accuracy
@@ -506,6 +506,7 @@ class TextClassifierTask(Task):
 
     def learner(self, dls, model: nn.Module, config: TextClassifierConfig) -> TextLearner:
         _check_vocab_size(dls, config.vocab_sz)
+        check_outputs(dls.classes, config.n_classes, "n_classes")
         return TextLearner(dls=dls, model=model, loss_func=nn.CrossEntropyLoss(), splitter=awd_lstm_clas_split,
                            lr=1e-3, opt_func=Adam, cbs=[RNNCallback()], device="cpu")  # fmt: skip
 

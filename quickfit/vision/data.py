@@ -68,6 +68,8 @@ class ImageDataLoaders(DataLoaders):
         test_items: Sequence[Path | Image.Image] | None = None,
         device: torch.device | str | None = None,
     ) -> None:
+        if isinstance(bs, bool) or not isinstance(bs, int) or bs < 1:
+            raise ValueError(f"ImageDataLoaders: bs must be a positive whole number (images per batch), got {bs!r}")
         item_tfms = _item_tfm(item_tfms, None)
         tfms = [batch_tfms] if callable(batch_tfms) else list(batch_tfms or [])
         norms = [t for t in tfms if isinstance(t, Normalize)]

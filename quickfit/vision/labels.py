@@ -92,6 +92,8 @@ def labels_to_targets(
     vocab = [str(v) for v in values]
     if len(set(vocab)) != len(vocab):
         raise ValueError(f"labels in {where} differ only in type (e.g. 1 and '1'): {values}")
+    if len(vocab) == 1:  # would train to a loss of 0 and an accuracy of 1, learning nothing
+        raise ValueError(f"only one class ({vocab[0]!r}) in {where}: a classifier needs two or more classes")
     _check_valid_classes({str(v) for v in train}, {str(v) for v in valid}, where, strict)
     index = {v: i for i, v in enumerate(vocab)}
     return torch.tensor([index[str(v)] for v in labels], dtype=torch.int64), vocab, "category"
@@ -149,6 +151,8 @@ def class_folder_labels(path: Path, split: str) -> tuple[list[Path], list[str]]:
         found = get_image_files(root / cls_name)
         if not found:
             raise ValueError(f"class folder {root / cls_name} has no images; remove it or add images")
+        if all(f.stat().st_size == 0 for f in found):  # stops at the first non-empty file: one stat per class
+            raise ValueError(f"class folder {root / cls_name}: all {len(found)} images are empty files (0 bytes)")
         files += found
         labels += [cls_name] * len(found)
     return files, labels

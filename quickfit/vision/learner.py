@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from quickfit.callbacks.core import Callback
-from quickfit.configs import ModelConfig, Task, export_record
+from quickfit.configs import ModelConfig, Task, check_outputs, export_record
 from quickfit.layers import AdaptiveConcatPool2d, Flatten, LinBnDrop, ScaledSigmoid
 from quickfit.learner import Learner
 from quickfit.metrics import accuracy
@@ -400,6 +400,7 @@ class ImagesTask(Task):
 
     def learner(self, dls, model: nn.Module, config: VisionModelConfig) -> VisionLearner:
         loss = _LOSSES[self.loss]() if self.loss in _LOSSES else None
+        check_outputs(dls.vocab, config.n_out, "n_out")
         return VisionLearner(
             dls, model, get_arch(config.arch), loss_func=loss, metrics=[], progress=False, device="cpu"
         )
