@@ -539,3 +539,22 @@ def test_train_refuses_a_segmentation_folder_with_what_to_do(tmp_path):
     assert run.returncode == 2 and run.stderr.count("\n") == 1, run.stderr
     assert "camvid_tiny looks like a segmentation data set" in run.stderr and "unet_learner" in run.stderr
     assert not (tmp_path / "model.qf").exists()
+
+
+@pytest.mark.slow
+def test_text_predict_names_a_misspelled_file_and_a_file_that_is_not_text(tmp_path):
+    """Issue 29, item 5: `quickfit predict sentiment.qf reviw.txt` classified the literal text "reviw.txt", and
+    a PNG gave "'utf-8' codec can't decode byte 0x89" with no file name and exit 1."""
+    pytest.importorskip("tokenizers")
+    from tests.fixtures.make_exports import trained
+
+    trained("text_classifier", tmp_path / "build").export(tmp_path / "sentiment.qf")
+    (tmp_path / "review.txt").write_text("A long story and bad music.")
+    (tmp_path / "photo.png").write_bytes(PNG_MAGIC)
+    run = _quickfit(tmp_path, "predict", "sentiment.qf", "reviw.txt")
+    assert run.returncode == 2 and "reviw.txt: no such file" in run.stderr and run.stderr.count("\n") == 1, run.stderr
+    run = _quickfit(tmp_path, "predict", "sentiment.qf", "photo.png")
+    assert run.returncode == 2 and "photo.png: not a UTF-8 text file" in run.stderr, run.stderr
+    run = _quickfit(tmp_path, "predict", "sentiment.qf", "review.txt", "great fun", "awful")
+    assert run.returncode == 0, run.stderr
+    assert [line.split(":")[0] for line in run.stdout.splitlines()] == ["review.txt", "great fun", "awful"]
