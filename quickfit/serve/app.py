@@ -100,6 +100,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
+        batcher.start()
         try:
             yield
         finally:

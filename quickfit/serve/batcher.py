@@ -49,10 +49,18 @@ class DynamicBatcher:
         self.threads = threads
         self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
         self.batches = self.items = 0  # served so far, for /health
-        self._thread = threading.Thread(target=self._run, name="quickfit-serve-batcher", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+        self.start()
+
+    def start(self) -> None:
+        """Start the worker thread (again, after `close`); does nothing while it runs."""
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._run, name="quickfit-serve-batcher", daemon=True)
+            self._thread.start()
 
     def submit_future(self, item: Any) -> Future:
+        if self._thread is None or not self._thread.is_alive():
+            raise RuntimeError("the batcher is closed: start() it first")
         fut: Future = Future()
         try:
             self._queue.put_nowait((item, fut))
@@ -69,8 +77,10 @@ class DynamicBatcher:
         return self._queue.qsize()
 
     def close(self, timeout: float = 5.0) -> None:
-        self._queue.put(_STOP)
-        self._thread.join(timeout)
+        """Stop the worker once the requests already queued are served."""
+        if self._thread is not None and self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join(timeout)
 
     def _run(self) -> None:
         if self.threads:  # intra-op threads of this process: the model's batch is the only heavy work here

@@ -30,6 +30,7 @@ __all__ = ["ImageItem", "ImagesHandler", "PointsHandler", "SegmentationHandler",
 class ImageItem:
     path: Path  # the server's copy of the upload
     image: Image.Image | None  # decoded and upright, kept only where the answer draws on it
+    size: tuple[int, int] = (0, 0)  # (width, height), upright
 
 
 class _ImageHandler(Handler):
@@ -52,16 +53,18 @@ class _ImageHandler(Handler):
         if req.upload is None:
             raise BadInput(415, f"this {self.kind} model takes an image: {self.example}")
         img = checked_image(req.upload, self.limits.max_pixels)
+        from quickfit.vision.image import load_image, oriented_size
+
+        size = oriented_size(img)
+        self._tmp.mkdir(mode=0o700, exist_ok=True)  # again, if a stopped app was started anew
         path = self._tmp / uuid.uuid4().hex
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write(req.upload)
         if not self.keep_image:
             img.close()
-            return ImageItem(path, None)
-        from quickfit.vision.image import load_image
-
-        return ImageItem(path, load_image(img))
+            return ImageItem(path, None, size)
+        return ImageItem(path, load_image(img), size)
 
     def close(self, item: ImageItem) -> None:
         item.path.unlink(missing_ok=True)
@@ -154,9 +157,18 @@ class ImageToImageHandler(_ImageHandler):
     kind = "image_to_image"
 
     def predict_batch(self, items: list[ImageItem]) -> list:
+        """Images of one size go through the model together (the output is at the input's scale)."""
         dls = self.learn.dls
-        preds, _ = self.learn.get_preds(dl=dls.test_dl([i.path for i in items], bs=len(items)), progress=False)
-        return [dls.decode_pred(p) for p in preds]
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, item in enumerate(items):
+            groups.setdefault(item.size, []).append(i)
+        out: list = [None] * len(items)
+        for idx in groups.values():
+            paths = [items[i].path for i in idx]
+            preds, _ = self.learn.get_preds(dl=dls.test_dl(paths, bs=len(paths)), progress=False)
+            for i, p in zip(idx, preds):
+                out[i] = dls.decode_pred(p)
+        return out
 
     def respond(self, item: ImageItem, result: torch.Tensor) -> dict:
         size = [int(result.shape[-1]), int(result.shape[-2])]
