@@ -318,6 +318,15 @@ def test_translate_keeps_the_order_and_checks_inputs(toy_gru):
         toy_gru.bleu(["1", "2"], ["one"])
 
 
+def test_predict_translates_one_sentence_also_after_load(toy_gru, tmp_path):
+    """Issue 29 / 31: `predict("a sentence")` raised 'new(): invalid data type str' (no test_dl)."""
+    loaded = qf.load_learner(toy_gru.export(tmp_path / "toy.qf"))
+    assert loaded.predict("7 8") == "eight seven" == toy_gru.translate(["7 8"])[0]
+    assert loaded.predict("3 1 4", beam_size=3) == toy_gru.translate(["3 1 4"], beam_size=3)[0]
+    with pytest.raises(TypeError, match="takes a sentence"):
+        loaded.predict(["7 8"])
+
+
 def test_show_results_prints_source_reference_prediction(toy_gru, capsys):
     rows = toy_gru.show_results(n=2)
     text = capsys.readouterr().out
