@@ -141,16 +141,16 @@ def atomic_write(path: str | Path, write: Callable[[str], None], keep_previous: 
     _remove_orphans(path)
     tmp = _create_temp(path)
     try:
+        mode = stat.S_IMODE((path if path.exists() else tmp).stat().st_mode)  # the umask's, or the file's own
         try:
             write(str(tmp))
             with open(tmp, "rb+") as f:  # the data must be on disk before the rename makes it visible
                 os.fsync(f.fileno())
         except (OSError, RuntimeError) as e:
             raise _write_error(path, e) from e
-        if path.exists():
-            os.chmod(tmp, stat.S_IMODE(path.stat().st_mode))  # a rewritten file keeps its mode
-            if keep_previous is not None:
-                os.replace(path, keep_previous)
+        os.chmod(tmp, mode)  # a writer may have made the file anew (safetensors: 0600)
+        if keep_previous is not None and path.exists():
+            os.replace(path, keep_previous)
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     except BaseException:
