@@ -6,6 +6,7 @@ learn.fit_one_cycle(5, learn.lr_find().valley)
 """
 
 from quickfit.callbacks import (
+    SWA,
     Callback,
     CancelBackwardException,
     CancelBatchException,
@@ -15,14 +16,17 @@ from quickfit.callbacks import (
     CancelTrainException,
     CancelValidException,
     CSVLogger,
+    CutMix,
     DivergenceCheck,
     DivergenceWarning,
     EarlyStopping,
     GradientAccumulation,
     GradientClip,
     MixedPrecision,
+    MixUp,
     NonFiniteLossError,
     Recorder,
+    ReduceLROnPlateau,
     SaveBest,
     SuggestedLRs,
     TensorBoardLogger,
@@ -30,6 +34,7 @@ from quickfit.callbacks import (
 from quickfit.data.core import DataLoaders, random_split, to_device
 from quickfit.learner import Learner, default_device
 from quickfit.loading import load_learner
+from quickfit.losses import LabelSmoothingCrossEntropy
 from quickfit.metrics import (
     AvgMetric,
     Metric,
@@ -55,6 +60,7 @@ from quickfit.schedules import (
 )
 from quickfit.seed import set_seed
 from quickfit.step import BasicStep, TrainStep
+from quickfit.tuning import Choice, Int, LogUniform, PruneTrial, TuneResult, Uniform, learner_objective, tune
 
 __version__ = "0.1.0"
 
@@ -71,20 +77,29 @@ __all__ = [
     "CancelStepException",
     "CancelTrainException",
     "CancelValidException",
+    "Choice",
+    "CutMix",
     "DataLoaders",
     "DivergenceCheck",
     "DivergenceWarning",
     "EarlyStopping",
     "GradientAccumulation",
     "GradientClip",
+    "Int",
+    "LabelSmoothingCrossEntropy",
     "Learner",
+    "LogUniform",
     "Metric",
+    "MixUp",
     "MixedPrecision",
     "NonFiniteLossError",
     "Phase",
+    "PruneTrial",
     "RMSprop",
     "Recorder",
+    "ReduceLROnPlateau",
     "SGD",
+    "SWA",
     "SaveBest",
     "SchedCos",
     "SchedExp",
@@ -94,6 +109,8 @@ __all__ = [
     "SuggestedLRs",
     "TensorBoardLogger",
     "TrainStep",
+    "TuneResult",
+    "Uniform",
     "accuracy",
     "accuracy_multi",
     "combine_scheds",
@@ -101,6 +118,7 @@ __all__ = [
     "default_device",
     "error_rate",
     "fbeta",
+    "learner_objective",
     "load_learner",
     "mae",
     "mse",
@@ -109,4 +127,5 @@ __all__ = [
     "set_seed",
     "to_device",
     "top_k_accuracy",
+    "tune",
 ]

@@ -4,6 +4,7 @@
     from quickfit.data import TensorBatches
     x, y = torch.randn(10, 3), torch.arange(10)
     dl = TensorBatches(x, y, bs=4, shuffle=True)      # batches (x[i:j], y[i:j]) in a new order each epoch
+    dl = TensorBatches(x, y, bs=4, oversample=True)   # rows drawn by 1 / their class's count (sampling.py)
     [len(xb) for xb, _ in dl]                         # [4, 4, 2]
     shard = dl.shard(rank=1, world_size=2)            # what rank 1 of 2 trains on under torchrun
 
@@ -24,6 +25,7 @@ Sharding (what `DistributedCallback` asks of a loader under torchrun):
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Iterator
 
@@ -31,6 +33,7 @@ import torch
 import torch.distributed as dist
 
 from quickfit.data.loader import LoaderBase
+from quickfit.data.sampling import balanced_weights, check_weights, weighted_draw
 
 __all__ = ["TensorBatches", "broadcast_from_rank0"]
 
@@ -53,7 +56,15 @@ class TensorBatches(LoaderBase):
     there is at least one full batch (a training batch of one row breaks BatchNorm).
     """
 
-    def __init__(self, *tensors: torch.Tensor, bs: int = 64, shuffle: bool = False, drop_last: bool = False):
+    def __init__(
+        self,
+        *tensors: torch.Tensor,
+        bs: int = 64,
+        shuffle: bool = False,
+        drop_last: bool = False,
+        weights: torch.Tensor | None = None,
+        oversample: bool = False,
+    ):
         if not isinstance(bs, int) or bs < 1:
             raise ValueError(f"{type(self).__name__}: bs must be a positive int, got {bs!r}")
         if not tensors:
@@ -63,6 +74,13 @@ class TensorBatches(LoaderBase):
             raise ValueError(f"{type(self).__name__}: the tensors have different numbers of rows {rows}")
         self.tensors = tuple(tensors)
         self.bs, self.shuffle, self.drop_last = bs, shuffle, drop_last
+        if oversample and weights is not None:
+            raise ValueError(f"{type(self).__name__}: give weights= or oversample=True, not both")
+        # each epoch draws its rows by weight, with replacement (quickfit/data/sampling.py); the last
+        # tensor holds the class of each row for oversample=True
+        self.weights = balanced_weights(tensors[-1]) if oversample else weights
+        if self.weights is not None:
+            self.weights = check_weights(self.weights, self.n)
 
     @property
     def n(self) -> int:
@@ -80,6 +98,9 @@ class TensorBatches(LoaderBase):
 
     def _order(self) -> torch.Tensor | None:
         """This epoch's row order (None: as stored); every shard of a group uses rank 0's."""
+        if self.weights is not None:
+            perm = weighted_draw(self.weights).to(self.tensors[0].device)
+            return broadcast_from_rank0(perm) if self.world_size > 1 else perm
         if not self.shuffle:
             return None
         perm = torch.randperm(self.n, device=self.tensors[0].device)
@@ -116,11 +137,18 @@ class TensorBatches(LoaderBase):
 
     def shard(self, rank: int, world_size: int) -> TensorBatches:
         """This rank's part for distributed training (see the module docstring); the same class."""
-        training = self.shuffle or self.drop_last
+        training = self.shuffle or self.drop_last or self.weights is not None
         out = self._shard_copy(rank, world_size, training)
         if not training:
             lo, hi = rank * self.n // world_size, (rank + 1) * self.n // world_size
             out.tensors = tuple(t[lo:hi] for t in self.tensors)
+        return out
+
+    def oversampled(self, weights: torch.Tensor | None = None) -> TensorBatches:
+        """A copy that draws each epoch's rows by `weights` (default: 1 / the count of each row's class,
+        read from the last tensor): `dls.train = dls.train.oversampled()` on any loader of this class."""
+        out = copy.copy(self)
+        out.weights = check_weights(balanced_weights(self.tensors[-1]) if weights is None else weights, self.n)
         return out
 
     def to(self, device: torch.device | str) -> TensorBatches:
