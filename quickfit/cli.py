@@ -160,7 +160,8 @@ def _cmd_lr_find(args: argparse.Namespace) -> int:
     print(f"lr_find on {source}:")
     for name, lr in suggested._asdict().items():
         print(f"  {name:<8} {lr:.2e}")
-    plot = save_figure(learn.recorder.plot_lr_find(), Path(args.out) / "lr_find.png")
+    out = args.out if args.out is not None else ("quickfit-demo" if args.path is None else ".")
+    plot = save_figure(learn.recorder.plot_lr_find(), Path(out) / "lr_find.png")
     print(f"plot saved to {plot.resolve()}")
     return 0
 
@@ -324,7 +325,9 @@ def build_parser(apps: Sequence | None = None, failed_apps: dict[str, str] | Non
     lr_find.add_argument("path", nargs="?", default=None, metavar="PATH", help="your data (default: the demo data)")
     lr_find.add_argument("--num-it", type=_positive_int, default=100, help="batches in the sweep (default 100)")
     lr_find.add_argument("--seed", type=int, default=42, help="seed of the split and the weights")
-    lr_find.add_argument("--out", default="quickfit-demo", help="folder for lr_find.png (default ./quickfit-demo)")
+    lr_find.add_argument(
+        "--out", default=None, help="folder for lr_find.png (default: ./quickfit-demo for the demo data, else .)"
+    )
     progress_option(lr_find)
     offering = app_options(lr_find, "lr_find")
     lr_find.description += f" PATH: {trains_on(offering)}."

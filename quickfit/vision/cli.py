@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -51,8 +52,10 @@ def fine_tune_recipe(learn: VisionLearner, epochs: int, lr: float | None = None,
     body_epochs = epochs - head_epochs
     learn.precompute = True
     if lr is None:
-        lr = min(max(learn.lr_find(show_plot=False).valley, 1e-3), 3e-2)
-        say(f"head: lr_find suggests {lr:.2e}; {_epochs(head_epochs)} on precomputed activations")
+        valley = learn.lr_find(show_plot=False).valley
+        lr = min(max(valley, 1e-3), 3e-2)
+        kept = "" if lr == valley else f", kept within [1e-3, 3e-2]: {lr:.2e}"
+        say(f"head: lr_find suggests {valley:.2e}{kept}; {_epochs(head_epochs)} on precomputed activations")
     else:
         say(f"head: lr {lr:.2e}; {_epochs(head_epochs)} on precomputed activations")
     learn.fit_one_cycle(head_epochs, lr)
@@ -86,24 +89,28 @@ def _refuse_segmentation_layout(path: Path) -> None:
         )
 
 
-def train_command(
+def check_arch(arch: str) -> None:
+    """Refuse an unknown architecture before any data is read (a bad argument: exit 2)."""
+    from quickfit.vision.models import ARCHS
+
+    if arch not in ARCHS:
+        raise CommandError(f"--arch {arch!r} is not an architecture; known: {', '.join(sorted(ARCHS))}")
+
+
+def folder_learner(
     path: str | Path,
     arch: str = "efficientnet_lite0",
-    epochs: int = 5,
     size: int = 224,
-    out: str | Path = "model.qf",
     bs: int = 32,
     seed: int = 42,
-    lr: float | None = None,
     progress: bool | None = None,
-) -> Path:
-    """Train a classifier on an image folder with `fine_tune_recipe` (`epochs` in all, the head's rate
-    `lr` or lr_find's) and export it to `out`.
-
-    The folder holds `train/<class>/` and `valid/` (or `val/`) `<class>/` subfolders, or just
-    `<class>/` subfolders of which a random 20% becomes the validation set (or `train/<class>/` alone).
-    """
+    learner_path: str | Path = ".",
+) -> VisionLearner:
+    """A fresh `vision_learner` on an image folder: `train/<class>/` and `valid/` (or `val/`) `<class>/`
+    subfolders, or just `<class>/` subfolders of which a random 20% becomes the validation set (or
+    `train/<class>/` alone). What `quickfit train` and `quickfit lr-find` start from."""
     path = Path(path)
+    check_arch(arch)
     _refuse_segmentation_layout(path)
     set_seed(seed)
     tfms = aug_transforms()
@@ -116,13 +123,38 @@ def train_command(
             path, train=train, valid_pct=0.2, seed=seed, size=size, bs=bs, batch_tfms=tfms
         )
     print(f"{dls}; classes: {', '.join(map(str, dls.vocab))}")
-    out = Path(out)
-    # The learner writes its cache (tmp/) and checkpoints next to the exported model, not into the data.
-    learn = vision_learner(dls, arch, path=out.parent if str(out.parent) else ".", progress=progress)
-    fine_tune_recipe(learn, epochs, lr=lr)
-    f = learn.export(out.name)
-    print(f"model saved to {f.resolve()}")
+    return vision_learner(dls, arch, path=learner_path, progress=progress)
+
+
+def train_command(
+    path: str | Path,
+    arch: str = "efficientnet_lite0",
+    epochs: int = 5,
+    size: int = 224,
+    out: str | Path = "model.qf",
+    bs: int = 32,
+    seed: int = 42,
+    lr: float | None = None,
+    progress: bool | None = None,
+) -> Path:
+    """Train a classifier on an image folder (see `folder_learner`) with `fine_tune_recipe` (`epochs` in
+    all, the head's rate `lr` or lr_find's) and export it to `out`."""
+    out = Path(out).resolve()
+    # The precomputed activations and any checkpoint go to a temporary folder, removed at the end: the
+    # command leaves the model it was asked for and nothing else (no tmp/ in the user's folder).
+    with tempfile.TemporaryDirectory(prefix="quickfit-train-") as work:
+        learn = folder_learner(path, arch, size, bs, seed, progress, learner_path=work)
+        fine_tune_recipe(learn, epochs, lr=lr)
+        learn.feature_cache.clear()
+        f = learn.export(out)
+    print(f"model saved to {f}")
     return f
+
+
+def lr_find_learner(path: str | Path, arch: str = "efficientnet_lite0", size: int = 224, seed: int = 42,
+                    progress: bool | None = None) -> VisionLearner:  # fmt: skip
+    """What `quickfit lr-find FOLDER` sweeps: the head on the frozen pretrained body (the recipe's first stage)."""
+    return folder_learner(path, arch, size, seed=seed, progress=progress, learner_path=tempfile.gettempdir())
 
 
 def predict_command(model: str | Path, images: Sequence[str | Path]) -> list[tuple[Path, tuple]]:
