@@ -2,6 +2,7 @@
 
     python benchmarks/image_pipeline.py                       # hymenoptera train+val, 224px, bs 64
     python benchmarks/image_pipeline.py --epochs 3 --rounds 3 --workers 2 --device cuda
+    python benchmarks/image_pipeline.py --stages-only          # only where the time goes, per stage
 
 Both pipelines read the same files (hymenoptera train + val, 398 photos from 130 to 2592 px) with the
 same number of DataLoader workers and produce normalized float batches [64, 3, 224, 224] on the same
@@ -17,9 +18,17 @@ device, with the same kinds of randomness:
   does flip + rotate + zoom + perspective warp in ONE grid_sample per batch and lighting +
   normalization folded into the uint8 -> float conversion. (It does more augmentation: zoom and warp.)
 
-The pipelines alternate (plain, quickfit, plain, ...) `--rounds` times so a busy shared machine
-affects both alike; each round times `--epochs` epochs after a warm-up epoch (workers persistent).
-Goal: quickfit >= 1.5x the plain pipeline's images/s.
+- quickfit cached: the same with `cache=True`: each file is decoded once (in the warm-up epoch), later
+  epochs crop and resize the kept pixels.
+
+The pipelines alternate (plain, quickfit, quickfit cached, plain, ...) `--rounds` times so a busy shared
+machine affects them alike; each round times `--epochs` epochs after a warm-up epoch (workers persistent).
+Goal: quickfit >= 400 images/s on 2 cores (issue 25).
+
+Where the time goes: each stage of quickfit's pipeline timed alone in this process on one thread, as
+CPU ms per image (decode, crop + resize, collate, batch augmentation), next to what the stage cost
+before this round where it changed (the item's [H, W, 3] -> [3, H, W] transposing copy, and the
+batch conversion from a [B, 3, H, W] batch).
 """
 
 from __future__ import annotations
@@ -38,10 +47,11 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from quickfit.vision.augment import aug_transforms, imagenet_stats
+from quickfit.vision.augment import Normalize, aug_transforms, imagenet_stats
+from quickfit.vision.cache import DecodeCache
 from quickfit.vision.data import ImageDataLoaders
-from quickfit.vision.image import get_image_files
-from quickfit.vision.loader import ImageItems, default_num_workers
+from quickfit.vision.image import SourceImage, get_image_files
+from quickfit.vision.loader import ImageItems, _stack_images, apply_batch_tfms, default_num_workers
 from quickfit.vision.transforms import RandomResizedCrop
 
 DATA = Path(os.environ.get("QUICKFIT_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -135,6 +145,62 @@ def measure(run, dl, device: torch.device, epochs: int) -> tuple[float, float, f
     return n / wall, 1000 * (time.process_time() - m0) / n, 1000 * (worker_cpu_seconds(pids) - w0) / n
 
 
+def cpu_ms(fn, n_images: int) -> float:
+    t0 = time.process_time()
+    fn()
+    return 1000 * (time.process_time() - t0) / n_images
+
+
+def stages(files: list[Path], size: int, bs: int) -> None:
+    """Print the CPU ms per image of each stage of quickfit's pipeline, one thread, this process."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    tfm, n = RandomResizedCrop(size, min_scale=0.35), len(files)
+
+    def decode() -> None:
+        for f in files:
+            with SourceImage(f) as src:
+                src.decode(tfm.cover_size(*src.size))
+
+    cache = DecodeCache(files, tfm.cover_size, 1 << 34)
+    items = [tfm(cache.source(i, f), train=True) for i, f in enumerate(files)]  # fills the cache
+    resized: list[torch.Tensor] = []
+    rows = {
+        "decode (JPEG draft scale covering every crop)": cpu_ms(decode, n),
+        "crop + resize from decoded pixels (to a uint8 [3, H, W] view)": cpu_ms(
+            lambda: resized.extend(tfm(cache.source(i, f), train=True) for i, f in enumerate(files)), n
+        ),
+        "  before: + transposing copy to contiguous [3, H, W]": cpu_ms(lambda: [x.contiguous() for x in items], n),
+    }
+    batches = [items[i : i + bs] for i in range(0, n - bs + 1, bs)]
+    nb = len(batches) * bs
+    rows["collate 64 items into a channels-last batch"] = cpu_ms(lambda: [_stack_images(b) for b in batches], nb)
+    old = [[x.contiguous() for x in b] for b in batches]
+    rows["  before: torch.stack of contiguous items"] = cpu_ms(lambda: [torch.stack(b) for b in old], nb)
+    xs = [_stack_images(b) for b in batches]
+    tfms, norm, ws = aug_transforms(), Normalize.from_stats(imagenet_stats), {}
+    apply_batch_tfms(xs[0], tfms, norm, True, ws)  # allocates the workspace
+    rows["batch augmentation on the CPU (uint8 -> float, warp, lighting, normalize)"] = cpu_ms(
+        lambda: [apply_batch_tfms(x, tfms, norm, True, ws) for x in xs], nb
+    )
+    xc, ws_old = [x.contiguous() for x in xs], {}
+    apply_batch_tfms(xc[0], tfms, norm, True, ws_old)
+    rows["  before: from a contiguous [B, 3, H, W] batch"] = cpu_ms(
+        lambda: [apply_batch_tfms(x, tfms, norm, True, ws_old) for x in xc], nb
+    )
+    torch.set_num_threads(threads)
+    print(f"where the time goes: CPU ms per image, one thread ({n} images, {size}px, bs {bs})")
+    for name, ms in rows.items():
+        print(f"  {name:<78} {ms:6.2f}")
+    total = sum(ms for name, ms in rows.items() if not name.startswith(" "))
+    no_decode = total - rows["decode (JPEG draft scale covering every crop)"]
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    print(
+        f"  sum {total:.2f} ms: at most {1000 * cores / total:.0f} images/s on {cores} cores; "
+        f"{no_decode:.2f} ms without decoding (cached): at most {1000 * cores / no_decode:.0f} images/s"
+    )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, default=DATA / "hymenoptera" / "hymenoptera_data")
@@ -145,6 +211,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--threads", type=int, default=None, help="torch threads of the main process")
+    p.add_argument("--stages-only", action="store_true", help="only time the stages, no pipelines")
     args = p.parse_args()
     if not args.data.is_dir():
         sys.exit(f"hymenoptera not found at {args.data} (set QUICKFIT_SHARED_DATA or --data)")
@@ -152,7 +219,12 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    # One training set of all 398 photos (train + val), the same for both pipelines.
+    files = get_image_files(args.data)
+    stages(files, args.size, args.bs)
+    if args.stages_only:
+        return
+
+    # One training set of all 398 photos (train + val), the same for all pipelines.
     dls = ImageDataLoaders.from_folder(
         args.data,
         valid="val",
@@ -166,6 +238,10 @@ def main() -> None:
     quick = dls.train.replace(items=ImageItems(files, labels), shuffle=True)
     quick.persistent = True
     quick.to(device)
+    cached = dls.train.replace(items=ImageItems(files, labels), shuffle=True)
+    cached.dataset.cache = DecodeCache(files, cached.dataset.item_tfm.cover_size, 1 << 34)
+    cached.persistent = True
+    cached.to(device)
     plain = DataLoader(
         PlainDataset(files, labels.tolist(), args.size),
         batch_size=args.bs,
@@ -184,10 +260,12 @@ def main() -> None:
     print(f"batches: quickfit {tuple(xq.shape)} {xq.dtype} on {xq.device}; plain {tuple(xp.shape)} {xp.dtype}")
     plain_epoch(plain, device)  # warm-up: start the persistent workers, fill caches
     quickfit_epoch(quick, device)
+    quickfit_epoch(cached, device)  # decodes every file once, into the cache
 
-    rows: dict[str, list[tuple[float, float, float]]] = {"plain": [], "quickfit": []}
+    rows: dict[str, list[tuple[float, float, float]]] = {"plain": [], "quickfit": [], "cached": []}
+    runs = (("plain", plain_epoch, plain), ("quickfit", quickfit_epoch, quick), ("cached", quickfit_epoch, cached))
     for r in range(args.rounds):
-        for name, run, dl in (("plain", plain_epoch, plain), ("quickfit", quickfit_epoch, quick)):
+        for name, run, dl in runs:
             rows[name].append(measure(run, dl, device, args.epochs))
         print(
             f"round {r + 1}: "
@@ -199,14 +277,18 @@ def main() -> None:
     med = {k: [statistics.median(col) for col in zip(*v)] for k, v in rows.items()}
     ratios = [q[0] / p[0] for q, p in zip(rows["quickfit"], rows["plain"])]
     total = {k: v[1] + v[2] for k, v in med.items()}
-    print(f"median wall clock: plain {med['plain'][0]:.1f} img/s, quickfit {med['quickfit'][0]:.1f} img/s")
+    print(
+        f"median wall clock: plain {med['plain'][0]:.1f} img/s, quickfit {med['quickfit'][0]:.1f} img/s, "
+        f"quickfit cached {med['cached'][0]:.1f} img/s (goal >= 400)"
+    )
     print(
         f"speed-up quickfit / plain, wall clock: {med['quickfit'][0] / med['plain'][0]:.2f}x "
         f"(per round {', '.join(f'{r:.2f}' for r in ratios)}; goal >= 1.5x)"
     )
     print(
         f"CPU work per image (robust on a shared machine): plain {total['plain']:.2f} ms, "
-        f"quickfit {total['quickfit']:.2f} ms: {total['plain'] / total['quickfit']:.2f}x less"
+        f"quickfit {total['quickfit']:.2f} ms: {total['plain'] / total['quickfit']:.2f}x less; "
+        f"quickfit cached {total['cached']:.2f} ms"
     )
     print(
         f"CPU work left in the workers when batch transforms run on the device: plain {med['plain'][2]:.2f} ms, "

@@ -31,6 +31,7 @@ from torch import nn
 
 from quickfit.data.core import DataLoaders, random_split
 from quickfit.vision.augment import Normalize, batch_tfm_from_dict, imagenet_stats
+from quickfit.vision.cache import DecodeCache, default_cache_bytes
 from quickfit.vision.image import get_image_files
 from quickfit.vision.labels import class_folder_labels, labels_to_targets, read_table_labels, subfolders
 from quickfit.vision.loader import ImageDataset, ImageItems, ImageLoader
@@ -67,6 +68,7 @@ class ImageDataLoaders(DataLoaders):
         path: str | Path = ".",
         test_items: Sequence[Path | Image.Image] | None = None,
         device: torch.device | str | None = None,
+        cache: bool | int = False,
     ) -> None:
         if isinstance(bs, bool) or not isinstance(bs, int) or bs < 1:
             raise ValueError(f"ImageDataLoaders: bs must be a positive whole number (images per batch), got {bs!r}")
@@ -80,7 +82,10 @@ class ImageDataLoaders(DataLoaders):
         self.bs, self.num_workers, self.path = bs, num_workers, Path(path)
         self.test_items = list(test_items) if test_items is not None else None
         self.device = None if device is None else torch.device(device)
-        train_ds = ImageDataset(train_items, item_tfms, train=True)
+        if not isinstance(cache, (bool, int)) or (not isinstance(cache, bool) and cache < 1):
+            raise ValueError(f"ImageDataLoaders: cache must be True, False or a number of bytes, got {cache!r}")
+        self.cache = cache
+        train_ds = ImageDataset(train_items, item_tfms, train=True, cache=self._decode_cache(train_items))
         train = ImageLoader(
             train_ds,
             bs=bs,
@@ -93,7 +98,7 @@ class ImageDataLoaders(DataLoaders):
             persistent=True,
             device=device,
         )
-        valid = self._loader(valid_items, train=False, augment=False, persistent=True, device=device)
+        valid = self._loader(valid_items, train=False, augment=False, persistent=True, device=device, cached=True)
         super().__init__(train, valid, n_inp=1, device=device)
 
     def _loader(
@@ -105,9 +110,11 @@ class ImageDataLoaders(DataLoaders):
         skip_bad: bool = True,
         bs: int | None = None,
         device: torch.device | str | None = None,
+        cached: bool = False,
     ) -> ImageLoader:
+        dc = self._decode_cache(items) if cached else None
         return ImageLoader(
-            ImageDataset(items, self.item_tfm, train=train, skip_bad=skip_bad),
+            ImageDataset(items, self.item_tfm, train=train, skip_bad=skip_bad, cache=dc),
             bs=bs or self.bs,
             num_workers=self.num_workers,
             batch_tfms=self.batch_tfms,
@@ -116,6 +123,12 @@ class ImageDataLoaders(DataLoaders):
             persistent=persistent,
             device=device if device is not None else self.device,
         )
+
+    def _decode_cache(self, items: ImageItems) -> DecodeCache | None:
+        if self.cache is False or self.cache is None or not items.paths:
+            return None
+        max_bytes = default_cache_bytes() if self.cache is True else int(self.cache)
+        return DecodeCache(items.paths, self.item_tfm.cover_size, max_bytes)
 
     # ---- what the data is -------------------------------------------------------------------------
     @property
@@ -210,6 +223,7 @@ class ImageDataLoaders(DataLoaders):
             path=self.path,
             test_items=self.test_items,
             device=self.device,
+            cache=self.cache,
         )
         if batch_tfms is None or not any(isinstance(t, Normalize) for t in batch_tfms):
             dls.set_normalize(self.normalize.mean, self.normalize.std)
@@ -306,6 +320,7 @@ class ImageDataLoaders(DataLoaders):
         batch_tfms: Sequence[Callable] | None = None,
         bs: int = 64,
         num_workers: int | None = None,
+        cache: bool | int = False,
         size: int | tuple[int, int] | None = None,
         label_delim: str | None = None,
         test_items: Sequence[str | Path] | None = None,
@@ -347,6 +362,7 @@ class ImageDataLoaders(DataLoaders):
             batch_tfms=batch_tfms,
             bs=bs,
             num_workers=num_workers,
+            cache=cache,
             target_kind=kind,
             path=path,
             test_items=[path / t for t in test_items] if test_items is not None else None,
@@ -364,6 +380,7 @@ class ImageDataLoaders(DataLoaders):
         batch_tfms: Sequence[Callable] | None = None,
         bs: int = 64,
         num_workers: int | None = None,
+        cache: bool | int = False,
         size: int | tuple[int, int] | None = None,
         test: str | None = None,
     ) -> ImageDataLoaders:
@@ -397,6 +414,7 @@ class ImageDataLoaders(DataLoaders):
             batch_tfms=batch_tfms,
             bs=bs,
             num_workers=num_workers,
+            cache=cache,
             size=size,
             test_items=get_image_files(path / test) if test is not None else None,
             where=f"class folders of {path}",
@@ -421,6 +439,7 @@ class ImageDataLoaders(DataLoaders):
         batch_tfms: Sequence[Callable] | None = None,
         bs: int = 64,
         num_workers: int | None = None,
+        cache: bool | int = False,
         size: int | tuple[int, int] | None = None,
         test: str | None = None,
     ) -> ImageDataLoaders:
@@ -452,6 +471,7 @@ class ImageDataLoaders(DataLoaders):
             batch_tfms=batch_tfms,
             bs=bs,
             num_workers=num_workers,
+            cache=cache,
             size=size,
             label_delim=label_delim,
             test_items=get_image_files(path / test) if test is not None else None,
@@ -477,6 +497,7 @@ class ImageDataLoaders(DataLoaders):
         batch_tfms: Sequence[Callable] | None = None,
         bs: int = 64,
         num_workers: int | None = None,
+        cache: bool | int = False,
         size: int | tuple[int, int] | None = None,
         test: str | None = None,
     ) -> ImageDataLoaders:
@@ -511,6 +532,7 @@ class ImageDataLoaders(DataLoaders):
             batch_tfms=batch_tfms,
             bs=bs,
             num_workers=num_workers,
+            cache=cache,
             size=size,
             test=test,
         )
@@ -527,6 +549,7 @@ class ImageDataLoaders(DataLoaders):
         batch_tfms: Sequence[Callable] | None = None,
         bs: int = 64,
         num_workers: int | None = None,
+        cache: bool | int = False,
         size: int | tuple[int, int] | None = None,
     ) -> ImageDataLoaders:
         """Labels from `label_func(Path)` of each file (`fnames` as `get_image_files` returns them, or
@@ -542,6 +565,7 @@ class ImageDataLoaders(DataLoaders):
             batch_tfms=batch_tfms,
             bs=bs,
             num_workers=num_workers,
+            cache=cache,
             size=size,
             where=f"label_func {getattr(label_func, '__name__', label_func)}",
             random_valid=True,
@@ -559,6 +583,7 @@ class ImageDataLoaders(DataLoaders):
         batch_tfms: Sequence[Callable] | None = None,
         bs: int = 64,
         num_workers: int | None = None,
+        cache: bool | int = False,
         size: int | tuple[int, int] | None = None,
     ) -> ImageDataLoaders:
         """Labels from the first group of the regular expression `pat`, searched in each file's path
@@ -580,6 +605,7 @@ class ImageDataLoaders(DataLoaders):
             batch_tfms=batch_tfms,
             bs=bs,
             num_workers=num_workers,
+            cache=cache,
             size=size,
             where=f"pattern {pat!r}",
             random_valid=True,

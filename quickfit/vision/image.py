@@ -26,6 +26,8 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "get_image_files",
     "open_image",
+    "SourceImage",
+    "ImageLoadError",
     "oriented_size",
     "decode_rgb",
     "load_image",
@@ -47,6 +49,22 @@ LOAD_ERRORS: tuple[type[BaseException], ...] = (
     EOFError,
     Image.DecompressionBombError,
 )
+
+
+class ImageLoadError(OSError, RuntimeError):
+    """An image that does not open or decode; the message names the file. An `OSError` (so code catching
+    `LOAD_ERRORS` catches it) and a `RuntimeError` (what it was before it named files)."""
+
+
+def _name(src: object) -> str:
+    return str(src) if isinstance(src, (str, Path)) else type(src).__name__
+
+
+def _load_error(src: object, e: BaseException) -> ImageLoadError:
+    if isinstance(e, ImageLoadError):
+        return e
+    return ImageLoadError(f"cannot load image {_name(src)}: {type(e).__name__}: {e}")
+
 
 # EXIF orientations 5-8 swap width and height.
 _TRANSPOSED_ORIENTATIONS = {5, 6, 7, 8}
@@ -75,10 +93,15 @@ def get_image_files(path: str | Path, recurse: bool = True, folders: Iterable[st
 
 
 def open_image(src: str | Path | Image.Image) -> Image.Image:
-    """Open lazily: reads only the header, so `size` is known before any pixel is decoded."""
+    """Open lazily: reads only the header, so `size` is known before any pixel is decoded.
+
+    Raises `ImageLoadError` naming the file when it is not an image Pillow can open."""
     if isinstance(src, Image.Image):
         return src
-    return Image.open(src)
+    try:
+        return Image.open(src)
+    except LOAD_ERRORS as e:
+        raise _load_error(src, e) from e
 
 
 def _orientation(img: Image.Image) -> int:
@@ -135,21 +158,59 @@ def decode_rgb(img: Image.Image, min_size: tuple[int, int] | None = None) -> Ima
 def load_image(src: str | Path | Image.Image, min_size: tuple[int, int] | None = None) -> Image.Image:
     """Open and decode `src` (a path or a PIL image) to an upright RGB PIL image.
 
-    `min_size` allows JPEG draft decoding to at least that (width, height).
+    `min_size` allows JPEG draft decoding to at least that (width, height). A file that does not
+    decode raises `ImageLoadError` naming it.
     """
-    if isinstance(src, Image.Image):
-        return _to_rgb(ImageOps.exif_transpose(src) if _orientation(src) != 1 else src)
-    with Image.open(src) as img:
-        out = decode_rgb(img, min_size)
-        # decode_rgb may return `img` itself when it is already RGB: detach it from the closed file.
-        return out.copy() if out is img else out
+    with SourceImage(src) as img:
+        return img.decode(min_size)
+
+
+class SourceImage:
+    """The one place images are opened: a file (or PIL image) whose upright `size` is known from its
+    header before any pixel is decoded; `decode(min_size)` then decodes it to upright RGB, at the
+    smallest JPEG draft scale that still covers `min_size`. Errors name the file (`ImageLoadError`).
+
+        with SourceImage("photo.jpg") as src:
+            w, h = src.size                       # from the header
+            img = src.decode((w // 4, h // 4))    # a 1/2 or 1/4 scale decode of a big JPEG
+
+    The loaders' decode cache (`quickfit.vision.cache`) hands out objects with the same two members."""
+
+    def __init__(self, src: str | Path | Image.Image) -> None:
+        self.src, self._img = src, open_image(src)
+        try:
+            self.size: tuple[int, int] = oriented_size(self._img)
+        except LOAD_ERRORS as e:
+            self.close()
+            raise _load_error(src, e) from e
+
+    def decode(self, min_size: tuple[int, int] | None = None) -> Image.Image:
+        """Upright RGB pixels (a new image, independent of the file)."""
+        try:
+            if isinstance(self.src, Image.Image):
+                img = self.src
+                return _to_rgb(ImageOps.exif_transpose(img) if _orientation(img) != 1 else img)
+            out = decode_rgb(self._img, min_size)
+            # decode_rgb may return the opened image itself when it is RGB: detach it from the file.
+            return out.copy() if out is self._img else out
+        except LOAD_ERRORS as e:
+            raise _load_error(self.src, e) from e
+
+    def close(self) -> None:
+        if self._img is not self.src:
+            self._img.close()
+
+    def __enter__(self) -> SourceImage:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _fails_to_load(path: Path) -> bool:
     try:
-        with Image.open(path) as img:
-            # A tiny draft still runs the whole entropy decoder, so truncation is caught cheaply.
-            decode_rgb(img, min_size=(32, 32))
+        # A tiny draft still runs the whole entropy decoder, so truncation is caught cheaply.
+        load_image(path, min_size=(32, 32))
         return False
     except LOAD_ERRORS:
         return True

@@ -29,7 +29,7 @@ import torch
 from PIL import Image
 
 from quickfit.configs import check_image_size
-from quickfit.vision.image import decode_rgb, load_image, oriented_size
+from quickfit.vision.image import SourceImage
 from quickfit.vision.targets import MaskError, Target, boxes_to_unit, load_mask, points_to_unit, resize_mask
 
 __all__ = ["ItemTransform", "Resize", "RandomResizedCrop", "item_tfm_from_dict"]
@@ -62,6 +62,12 @@ def _pair(size: int | tuple[int, int]) -> tuple[int, int]:
     return int(h), int(w)
 
 
+def _need(box: Box, out: tuple[int, int], w: int, h: int) -> tuple[int, int]:
+    """The (width, height) of the whole image at which `box` has `out` pixels."""
+    bw, bh = box[2] - box[0], box[3] - box[1]
+    return math.ceil(w * out[0] / bw), math.ceil(h * out[1] / bh)
+
+
 def _uniform(lo: float, hi: float) -> float:
     # torch's global RNG: each DataLoader worker gets its own seed from it, so runs seeded with
     # torch.manual_seed are reproducible with or without workers.
@@ -79,22 +85,24 @@ class ItemTransform:
         and the (left, top, right, bottom) padding that brings that to `size`."""
         raise NotImplementedError
 
-    def __call__(self, src: str | Path | Image.Image, train: bool = False) -> torch.Tensor:
+    def __call__(self, src: str | Path | Image.Image | SourceImage, train: bool = False) -> torch.Tensor:
         return self._load(src, train)[0]
 
-    def _load(self, src: str | Path | Image.Image, train: bool, plan: Plan | None = None) -> tuple[torch.Tensor, Plan]:
-        """The image and its plan: (box, out, pad, (w, h)) in the upright image's pixels."""
-        if isinstance(src, Image.Image):
-            img = load_image(src)
-            w, h = img.width, img.height
-            box, out, pad = self.plan(w, h, train) if plan is None else _scaled(plan, w, h)
-            return self._apply(img, box, out, pad), (_clip(box, w, h), out, pad, (w, h))
-        with Image.open(src) as f:
-            w, h = oriented_size(f)
+    def cover_size(self, w: int, h: int) -> tuple[int, int] | None:
+        """The smallest (width, height) a decode of an upright `w` x `h` image needs for every plan this
+        transform can make (what the decode cache keeps); None: the full size."""
+        return None
+
+    def _load(
+        self, src: str | Path | Image.Image | SourceImage, train: bool, plan: Plan | None = None
+    ) -> tuple[torch.Tensor, Plan]:
+        """The image and its plan: (box, out, pad, (w, h)) in the upright image's pixels. `src` is a file,
+        a PIL image, or an opened source (`SourceImage`, or the decode cache's)."""
+        with src if hasattr(src, "decode") else SourceImage(src) as source:
+            w, h = source.size
             box, out, pad = self.plan(w, h, train) if plan is None else _scaled(plan, w, h)
             # Decode at the smallest draft scale at which the box still has `out` pixels or more.
-            bw, bh = box[2] - box[0], box[3] - box[1]
-            img = decode_rgb(f, (math.ceil(w * out[0] / bw), math.ceil(h * out[1] / bh)))
+            img = source.decode(_need(box, out, w, h))
             sx, sy = img.width / w, img.height / h
             x = self._apply(img, (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy), out, pad)
             return x, (_clip(box, w, h), out, pad, (w, h))
@@ -129,12 +137,15 @@ class ItemTransform:
         box = _clip(box, img.width, img.height)
         # reducing_gap: a big downscale first box-averages by an integer factor (fast), then
         # resamples; Pillow documents 3.0 as indistinguishable from the slow exact resize.
-        arr = np.asarray(img.resize(out, Image.Resampling.BILINEAR, box=box, reducing_gap=3.0))
+        arr = np.array(img.resize(out, Image.Resampling.BILINEAR, box=box, reducing_gap=3.0))  # writable
         if any(pad):
             left, top, right, bottom = pad
             mode = "reflect" if self.pad_mode == "reflection" else "constant"
             arr = np.pad(arr, ((top, bottom), (left, right), (0, 0)), mode=mode)
-        return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+        # [3, H, W] as a view of Pillow's [H, W, 3] pixels (channels-last strides): no transposing copy
+        # here; the loader's collate copies it into the batch as it is, and the float conversion on the
+        # device reads it in that order (quickfit.vision.loader).
+        return torch.from_numpy(arr).permute(2, 0, 1)
 
     def resized(self, size: int | tuple[int, int]) -> ItemTransform:
         """The same transform producing `size` (for progressive resizing)."""
@@ -186,6 +197,10 @@ class Resize(ItemTransform):
         left, top = (out_w - cw) // 2, (out_h - ch) // 2
         return full, (cw, ch), (left, top, out_w - cw - left, out_h - ch - top)
 
+    def cover_size(self, w: int, h: int) -> tuple[int, int] | None:
+        box, out, _ = self.plan(w, h, False)  # training moves the box, never changes its size
+        return _need(box, out, w, h)
+
     def resized(self, size: int | tuple[int, int]) -> Resize:
         return Resize(size, self.method, self.pad_mode)
 
@@ -226,6 +241,15 @@ class RandomResizedCrop(ItemTransform):
                     x0, y0 = _uniform(0, w - cw), _uniform(0, h - ch)
                     return (x0, y0, x0 + cw, y0 + ch), (out_w, out_h), (0, 0, 0, 0)
         return _crop_box(w, h, out_w, out_h, train=False), (out_w, out_h), (0, 0, 0, 0)
+
+    def cover_size(self, w: int, h: int) -> tuple[int, int] | None:
+        # The smallest crops (min_scale of the area) at the two extreme aspect ratios need the most pixels.
+        out_h, out_w = self.size
+        area, scale = w * h * self.min_scale, 0.0
+        for r in self.ratio:
+            aspect = (out_w / out_h) * r
+            scale = max(scale, out_w / math.sqrt(area * aspect), out_h / math.sqrt(area / aspect))
+        return math.ceil(w * scale), math.ceil(h * scale)
 
     def resized(self, size: int | tuple[int, int]) -> RandomResizedCrop:
         return RandomResizedCrop(size, self.min_scale, self.ratio)
