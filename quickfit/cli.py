@@ -228,7 +228,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from quickfit.extras import require
 
-    for module, package in (("starlette", "starlette"), ("uvicorn", "uvicorn"), ("multipart", "python-multipart")):
+    for module, package in (("starlette",) * 2, ("uvicorn",) * 2, ("python_multipart", "python-multipart")):
         require(module, package=package, extra="serve", what="quickfit serve")
     from quickfit.serve.handlers import Limits
     from quickfit.serve.server import serve

@@ -18,7 +18,7 @@ def page_html(title: str) -> str:
 
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{{title}}</title>
+<title>{{title}}</title><link rel="icon" href="data:,">
 <style>
  body { font: 16px/1.45 system-ui, sans-serif; max-width: 44rem; margin: 2rem auto; padding: 0 1rem; color: #222; }
  h1 { font-size: 1.4rem; margin-bottom: .2rem; } .sub { color: #666; margin-top: 0; }
@@ -49,8 +49,8 @@ function field(label, input) { return el("label", {}, label, input); }
 
 function build(info) {
   const form = $("form"), inp = info.input, type = inp.type;
-  const what = { image: "an image", row: "a row of " + inp.columns.length + " columns", pair: "a user and an item",
-                 text: "a text", seed: "a seed for the noise" }[type];
+  const what = { image: "an image", row: "a row of " + (inp.columns || []).length + " columns",
+                 pair: "a user and an item", text: "a text", seed: "a seed for the noise" }[type];
   $("about").textContent = info.application + " · " + info.kind.replaceAll("_", " ") + " · takes " + what
     + (info.classes && info.classes.length ? " · classes: " + info.classes.slice(0, 12).join(", ")
        + (info.classes.length > 12 ? ", ..." : "") : "");
