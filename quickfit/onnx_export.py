@@ -44,11 +44,12 @@ def _input_names(learn, n: int) -> list[str]:
 def _example_inputs(learn) -> tuple:
     dls = learn.input_dls
     dl = dls.valid if getattr(dls, "valid", None) is not None else dls.train
-    try:
-        batch = tuple(next(iter(dl)))
-    except StopIteration:
-        raise ValueError("export_onnx needs an example batch, and the data has none: pass xb=") from None
-    return batch[: getattr(dls, "n_inp", 1)]
+    batch = next(iter(dl), None)
+    if batch is None and hasattr(dls, "example_item"):  # a loaded learner: one item of the recorded size
+        batch = next(iter(dls.test_dl([dls.example_item()])), None)
+    if batch is None:
+        raise ValueError("export_onnx needs an example batch, and the data has none: pass xb=")
+    return tuple(batch)[: getattr(dls, "n_inp", 1)]
 
 
 def _data_info(learn) -> dict | None:
@@ -168,7 +169,9 @@ def image_onnx_input(images: Sequence, info: dict) -> np.ndarray:
     As at validation: upright (EXIF), RGB (transparency on white), resized like the item transform
     (center crop, squish or pad), scaled to [0, 1] and normalized with the data's statistics.
     """
-    from PIL import Image, ImageOps
+    from PIL import Image
+
+    from quickfit.vision.image import load_image  # the one place images are opened
 
     data = info["data"]
     tfm, norm = data["item_tfm"], data["normalize"]
@@ -176,12 +179,7 @@ def image_onnx_input(images: Sequence, info: dict) -> np.ndarray:
     method = tfm.get("method", "crop")  # RandomResizedCrop validates with the center crop
     arrays = []
     for src in images:
-        img = src if isinstance(src, Image.Image) else Image.open(src)
-        img = ImageOps.exif_transpose(img)
-        if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-            rgba = img.convert("RGBA")
-            img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-        img = img.convert("RGB")
+        img = load_image(src)  # upright (EXIF), RGB, transparency on white
         w, h = img.size
         box, size, pad = (0.0, 0.0, float(w), float(h)), (out_w, out_h), (0, 0, 0, 0)
         if method == "crop":

@@ -22,10 +22,31 @@ contract itself (what the engine calls, what is optional) is `quickfit.contracts
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 
 import torch
+from torch.utils.data import Sampler
 
-__all__ = ["LoaderBase"]
+__all__ = ["LoaderBase", "ShardSampler"]
+
+
+class ShardSampler(Sampler):
+    """One rank's part of a shuffled epoch, the one sharding rule of quickfit's sample loaders (images,
+    image pairs): the permutation `RandomSampler` would draw (seeded from the torch RNG, the same state on
+    every rank), padded to a multiple of `world_size`, every `world_size`-th index from `rank` on. The
+    ranks' batches together are a one-process loader's batches at `world_size` times the batch size."""
+
+    def __init__(self, n: int, rank: int, world_size: int) -> None:
+        self.n, self.rank, self.world_size = n, rank, world_size
+
+    def __len__(self) -> int:
+        return -(-self.n // self.world_size)
+
+    def __iter__(self) -> Iterator[int]:
+        seed = int(torch.empty((), dtype=torch.int64).random_().item())
+        perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(seed)).tolist()
+        perm += perm[: len(self) * self.world_size - self.n]
+        yield from perm[self.rank :: self.world_size]
 
 
 class LoaderBase:

@@ -123,6 +123,20 @@ class DecodeCache:
             return SourceImage(src)
         return _Cached(self, i, src)
 
+    def pixels(self, i: int, src: str | Path) -> np.ndarray:
+        """Item `i`'s upright RGB pixels, uint8 [H, W, 3]: a read-only view of the cache once kept."""
+        if self.index[i, 1] > 0 and self.index[i, 5]:
+            offset, h, w = self.index[i, :3].tolist()
+            arr = self.data[offset : offset + h * w * 3].numpy().reshape(h, w, 3)
+            arr.flags.writeable = False
+            return arr
+        with self.source(i, src) as img:
+            return np.asarray(img.decode(self.cover(*img.size) if self.cover is not None else None))
+
+    def __len__(self) -> int:
+        """How many images are kept now."""
+        return self.filled
+
     @property
     def filled(self) -> int:
         """How many images are kept now (by all processes)."""

@@ -33,9 +33,10 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from quickfit.data.core import DataLoaders
-from quickfit.data.loader import LoaderBase
+from quickfit.data.loader import LoaderBase, ShardSampler
 from quickfit.vision.augment import AffineWarp, Lighting, Normalize, apply_matrices
-from quickfit.vision.image import get_image_files, load_image, oriented_size
+from quickfit.vision.cache import DecodeCache, default_cache_bytes
+from quickfit.vision.image import SourceImage, get_image_files, load_image
 
 __all__ = ["ImageToImageDataLoaders", "PairLoader", "PairMismatchError", "image2image_dls_from_export"]
 
@@ -54,26 +55,31 @@ def _to_uint8(img: Image.Image) -> torch.Tensor:
 
 
 class _PairDataset(Dataset):
-    """uint8 (input crop [3, size/scale, size/scale], target crop [3, size, size]). `cache`: keep each
-    pair decoded in memory after its first read (keyed by its paths, so DDP shards may share it)."""
+    """uint8 (input crop [3, size/scale, size/scale], target crop [3, size, size]). `cache`: keep the
+    decoded inputs and targets in two shared-memory `DecodeCache`s (each file decoded once, whatever the
+    worker processes), at most `default_cache_bytes()` together."""
 
     def __init__(self, pairs: list[tuple[Path, Path]], size: int, scale: int, train: bool, cache: bool = False):
         self.pairs, self.size, self.scale, self.train = pairs, size, scale, train
-        self.cache: dict[tuple[Path, Path], tuple[np.ndarray, np.ndarray]] | None = {} if cache else None
+        self.cache: DecodeCache | None = None  # the inputs' (len: how many are kept)
+        self.target_cache: DecodeCache | None = None
+        if cache and pairs:
+            budget = default_cache_bytes()
+            self.target_cache = DecodeCache([b for _, b in pairs], None, budget * scale**2 // (scale**2 + 1))
+            self.cache = DecodeCache([a for a, _ in pairs], None, budget - self.target_cache.nbytes)
 
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def _arrays(self, pair: tuple[Path, Path]) -> tuple[np.ndarray, np.ndarray]:
-        got = None if self.cache is None else self.cache.get(pair)
-        if got is None:
-            got = tuple(np.asarray(load_image(f), dtype=np.uint8) for f in pair)  # [H, W, 3] each
-            if self.cache is not None:
-                self.cache[pair] = got
-        return got
+    def _arrays(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """[H, W, 3] uint8 pixels of pair i (read only: views of the cache when it keeps them)."""
+        a, b = self.pairs[i]
+        if self.cache is None or self.target_cache is None:
+            return np.asarray(load_image(a), dtype=np.uint8), np.asarray(load_image(b), dtype=np.uint8)
+        return self.cache.pixels(i, a), self.target_cache.pixels(i, b)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        x_arr, y_arr = self._arrays(self.pairs[i])
+        x_arr, y_arr = self._arrays(i)
         s, k = self.size, self.scale
         h, w = x_arr.shape[:2]
         # the crop in input pixels (so it is exact in both images), at most the image
@@ -127,6 +133,7 @@ class PairLoader(LoaderBase):
         self.batch_tfms, self.normalize, self.shuffle, self.augment = list(batch_tfms), normalize, shuffle, augment
         self.num_workers, self.device = num_workers, device
         self._loader: DataLoader | None = None
+        self._shard: tuple[int, int] | None = None  # (rank, world_size) of a sharded training loader
         for t in self.batch_tfms:
             if not isinstance(t, (AffineWarp, Lighting)):
                 raise TypeError(
@@ -136,16 +143,19 @@ class PairLoader(LoaderBase):
 
     def __len__(self) -> int:
         n = len(self.dataset)
-        return n // self.bs if self.shuffle and n >= self.bs else math.ceil(n / self.bs)
+        drop = self.shuffle and n >= self.bs
+        n = n if self._shard is None else -(-n // self._shard[1])
+        return n // self.bs if drop else math.ceil(n / self.bs)
 
     def _torch_loader(self) -> DataLoader:
         drop = self.shuffle and len(self.dataset) >= self.bs  # BatchNorm dislikes a last batch of 1
         if self._loader is None or not self._loader.persistent_workers:
-            # a cached data set keeps its workers (and so each worker's cache) from epoch to epoch
+            # a cached data set keeps its workers from epoch to epoch: they are started once
             keep = self.num_workers > 0 and getattr(self.dataset, "cache", None) is not None
+            sampler = None if self._shard is None else ShardSampler(len(self.dataset), *self._shard)
             self._loader = DataLoader(
-                self.dataset, self.bs, shuffle=self.shuffle, drop_last=drop, num_workers=self.num_workers,
-                persistent_workers=keep,
+                self.dataset, self.bs, shuffle=self.shuffle and sampler is None, sampler=sampler, drop_last=drop,
+                num_workers=self.num_workers, persistent_workers=keep,
             )  # fmt: skip
         return self._loader
 
@@ -174,16 +184,21 @@ class PairLoader(LoaderBase):
         return (x,) if y is None else (x, y)
 
     def shard(self, rank: int, world_size: int) -> PairLoader:
-        """This DDP rank's share: every `world_size`-th pair from `rank` (each rank shuffles its own)."""
+        """This DDP rank's share, by the rule of image classification (`quickfit.data.ShardSampler`): a
+        training loader takes every `world_size`-th pair of one permutation drawn alike on every rank
+        (padded with repeats so all ranks run the same steps); a validation loader a contiguous slice."""
+        from quickfit.callbacks.distributed import shard_indices  # only needed under torchrun
+
         self._check_shard(rank, world_size)
+        if self.shuffle:
+            out = self._shard_copy(rank, world_size)
+            out._loader, out._shard = None, (rank, world_size)
+            return out
         ds = self.dataset
-        sub = type(ds).__new__(type(ds))
-        sub.__dict__.update(ds.__dict__)
-        n = (len(ds.pairs) // world_size) * world_size if self.shuffle else len(ds.pairs)
-        sub.pairs = ds.pairs[rank:n:world_size]
-        out = PairLoader(sub, self.bs, self.scale, self.upsample, self.batch_tfms, self.normalize, self.shuffle,
-                         self.augment, self.num_workers, self.device)  # fmt: skip
-        return out
+        pairs = [ds.pairs[i] for i in shard_indices(len(ds.pairs), rank, world_size, pad=False)]
+        sub = _PairDataset(pairs, ds.size, ds.scale, ds.train, cache=ds.cache is not None)
+        return PairLoader(sub, self.bs, self.scale, self.upsample, self.batch_tfms, self.normalize, self.shuffle,
+                          self.augment, self.num_workers, self.device)  # fmt: skip
 
     def __repr__(self) -> str:
         return f"PairLoader({len(self.dataset)} items, bs={self.bs}, scale={self.scale})"
@@ -224,8 +239,8 @@ def _match(inputs: Path, targets: Path) -> list[tuple[Path, Path]]:
 
 
 def _sizes(f: Path) -> tuple[int, int]:
-    with Image.open(f) as img:
-        return oriented_size(img)
+    with SourceImage(f) as img:
+        return img.size
 
 
 def _check_scale(pairs: list[tuple[Path, Path]], scale: int | None) -> int:
@@ -248,11 +263,11 @@ def _check_scale(pairs: list[tuple[Path, Path]], scale: int | None) -> int:
 class ImageToImageDataLoaders(DataLoaders):
     """Training and validation `PairLoader`s; see the module docstring and the `from_*` constructors.
 
-    `cache=True` keeps every pair decoded in memory after its first read (3 bytes a pixel: the 398
-    hymenoptera photos and their half-size inputs take about 280 MB), so each later epoch only crops:
-    for a small set of photos trained for many epochs, decoding would otherwise cost as much as the
-    model. With it the loaders use no worker processes unless `num_workers` says so (then each worker
-    keeps its own cache, and its process, for the whole fit)."""
+    `cache=True` keeps every pair decoded in shared memory after its first read (3 bytes a pixel: the
+    398 hymenoptera photos and their half-size inputs take about 280 MB; bounded by
+    `quickfit.vision.cache.default_cache_bytes()`), so each later epoch only crops: for a small set of
+    photos trained for many epochs, decoding would otherwise cost as much as the model. With it the
+    loaders use no worker processes unless `num_workers` says so (the workers then share the one cache)."""
 
     onnx_input_names = ("image",)
 
@@ -453,6 +468,11 @@ class _ExportedData(DataLoaders):
     def set_normalize(self, mean: Sequence[float], std: Sequence[float]) -> _ExportedData:
         self._normalize = Normalize(mean, std)
         return self
+
+    def example_item(self) -> Image.Image:
+        """A blank input image (what `export_onnx` traces: a loaded export has no images)."""
+        side = self.size // self.scale if not self.upsample else self.size
+        return Image.new("RGB", (side, side))
 
     def to(self, device):
         self.device = torch.device(device)

@@ -31,9 +31,9 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset, Sampler, default_collate, get_worker_info
+from torch.utils.data import DataLoader, Dataset, default_collate, get_worker_info
 
-from quickfit.data.loader import LoaderBase
+from quickfit.data.loader import LoaderBase, ShardSampler
 from quickfit.vision.augment import AffineWarp, Lighting, Normalize, sampling_grid
 from quickfit.vision.cache import DecodeCache
 from quickfit.vision.image import LOAD_ERRORS, ImageLoadError
@@ -345,24 +345,6 @@ def _report(failed: list[tuple[str, str]]) -> None:
             )
 
 
-class _ShardSampler(Sampler):
-    """One rank's part of a shuffled epoch: the permutation `RandomSampler` would draw (seeded from the
-    torch RNG, the same state on every rank), padded to a multiple of `world_size`, every
-    `world_size`-th index from `rank` on."""
-
-    def __init__(self, n: int, rank: int, world_size: int) -> None:
-        self.n, self.rank, self.world_size = n, rank, world_size
-
-    def __len__(self) -> int:
-        return -(-self.n // self.world_size)
-
-    def __iter__(self) -> Iterator[int]:
-        seed = int(torch.empty((), dtype=torch.int64).random_().item())
-        perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(seed)).tolist()
-        perm += perm[: len(self) * self.world_size - self.n]
-        yield from perm[self.rank :: self.world_size]
-
-
 class ImageLoader(LoaderBase):
     """Batches `(x, y)` (or `(x,)` without targets) of float images on `device`.
 
@@ -419,7 +401,7 @@ class ImageLoader(LoaderBase):
             if len(self.dataset) <= self.bs:  # one batch: starting processes costs more than they save
                 workers = min(workers, 1) if self.persistent else 0
             pin = self.device is not None and self.device.type == "cuda"
-            sampler = None if self._shard is None else _ShardSampler(len(self.dataset), *self._shard)
+            sampler = None if self._shard is None else ShardSampler(len(self.dataset), *self._shard)
             self._loader = DataLoader(
                 self.dataset,
                 batch_size=self.bs,

@@ -36,7 +36,7 @@ from torch import nn
 
 from quickfit.vision.augment import Normalize, batch_tfm_from_dict, imagenet_stats
 from quickfit.vision.data import ImageDataLoaders, _item_tfm, random_split
-from quickfit.vision.image import IMAGE_EXTENSIONS, get_image_files, oriented_size
+from quickfit.vision.image import IMAGE_EXTENSIONS, SourceImage, get_image_files, open_image
 from quickfit.vision.loader import ImageItems
 from quickfit.vision.seg_loss import SegmentationLoss
 from quickfit.vision.targets import Target
@@ -77,8 +77,8 @@ def _check_pairs(images: Sequence[Path], masks: Sequence[Path], target: Target) 
         shown = "; ".join(f"{i} -> {m}" for i, m in missing[:3])
         raise FileNotFoundError(f"{len(missing)} of {len(images)} images have no mask file: {shown}")
     for img_path, mask_path in zip(images, masks):
-        with Image.open(img_path) as im, Image.open(mask_path) as mk:
-            w, h = oriented_size(im)
+        with SourceImage(img_path) as im, open_image(mask_path) as mk:
+            w, h = im.size
             if mk.size != (w, h):
                 raise ValueError(
                     f"mask {mask_path} is {mk.size[0]}x{mk.size[1]} but its image {img_path} is {w}x{h}; "

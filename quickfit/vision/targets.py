@@ -41,6 +41,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from quickfit.vision.image import open_image
+
 __all__ = [
     "Target",
     "TargetKind",
@@ -149,7 +151,7 @@ def load_mask(src: str | Path | Image.Image | np.ndarray | torch.Tensor, target:
     elif isinstance(src, np.ndarray):
         arr = src
     else:
-        img = src if isinstance(src, Image.Image) else Image.open(src)
+        img = open_image(src)  # the file named when it is not an image
         try:
             arr = _mask_array(img, target, where)
         finally:

@@ -281,3 +281,29 @@ def test_cache_reads_each_file_once_and_gives_the_same_crops(photos, tmp_path):
         torch.testing.assert_close(px, cx)  # the same random crops, pixel for pixel
         torch.testing.assert_close(py, cy)
     assert len(cached.train.dataset.cache) == len(cached.train.dataset.pairs)
+
+
+def test_training_shards_split_one_permutation_as_image_loaders_do(tmp_path):
+    inp, out = _same_pairs(tmp_path, n=5)
+    dls = ImageToImageDataLoaders.from_folders(inp, out, valid_pct=0.4, size=16, bs=1, upsample=False, num_workers=0)
+    dl = dls.train  # 3 training pairs
+    shards = [dl.shard(r, 2) for r in range(2)]
+    assert [len(s) for s in shards] == [2, 2]  # 3 pairs -> 2 per rank (one repeat): the same steps everywhere
+    torch.manual_seed(7)
+    full = list(dl._torch_loader().sampler)  # the one-process loader's epoch order
+    for r, s in enumerate(shards):
+        torch.manual_seed(7)  # every rank's torch RNG is in the same state: one permutation for all
+        assert list(s._torch_loader().sampler) == (full + full[:1])[r::2]
+        assert s.dataset is dl.dataset and sum(1 for _ in s) == 2
+    valid = [dls.valid.shard(r, 2).dataset.pairs for r in range(2)]
+    assert valid[0] + valid[1] == dls.valid.dataset.pairs and len(valid[0]) == 1  # contiguous, no repeats
+
+
+def test_cached_pairs_are_shared_by_worker_processes(tmp_path):
+    inp, out = _same_pairs(tmp_path, n=4)
+    dls = ImageToImageDataLoaders.from_folders(inp, out, valid_pct=0, size=16, bs=2, upsample=False, num_workers=2,
+                                               cache=True)  # fmt: skip
+    for _ in range(2):
+        assert sum(x.shape[0] for x, _ in dls.train) == 4
+    ds = dls.train.dataset
+    assert len(ds.cache) == 4 and len(ds.target_cache) == 4  # filled by the workers, seen by the parent
