@@ -20,12 +20,18 @@ a configuration that builds the file's own tensors is built for real. Every erro
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import nn
+from torch.nn.modules.module import (
+    register_module_buffer_registration_hook,
+    register_module_module_registration_hook,
+    register_module_parameter_registration_hook,
+)
 
 from quickfit.apps import app_names, get_app
 from quickfit.data.core import DataLoaders
@@ -115,12 +121,37 @@ def _fields_behind(config, dims: list[int], other: list[int] = ()) -> str:
     return f" (field {', '.join(names[:4])} of model {config.type!r})" if names else f" (model {config.type!r})"
 
 
+@contextlib.contextmanager
+def _bounded(config, n_stored: int, fname):
+    """Refuse a build that registers far more modules, parameters and buffers than the file holds tensors
+    (`n_layers=10**12` is a Python loop that the meta device does not shorten)."""
+    limit, count = 20 * n_stored + 1000, 0
+
+    def hook(*args) -> None:
+        nonlocal count
+        count += 1
+        if count > limit:
+            big = ", ".join(f"{p}={v}" for p, v in _int_fields(config.to_dict()) if v > n_stored) or "?"
+            raise ExportError(f"{fname}: the model configuration builds more than {limit} modules and tensors, the "
+                              f"file holds {n_stored} tensors (field {big} of model {config.type!r})")  # fmt: skip
+
+    hooks = [register_module_module_registration_hook(hook), register_module_parameter_registration_hook(hook),
+             register_module_buffer_registration_hook(hook)]  # fmt: skip
+    try:
+        yield
+    finally:
+        for h in hooks:
+            h.remove()
+
+
 def check_against_file(config, shapes: dict[str, list[int]], fname: Path | str) -> None:
     """Build `config` on the meta device (shapes only, no memory, no init) and refuse it unless it makes
     the tensors `shapes` lists (a safetensors header's), naming the field behind the first difference."""
     try:
-        with torch.device("meta"):
+        with _bounded(config, len(shapes), fname), torch.device("meta"):
             model = config.build()
+    except ExportError:
+        raise
     except Exception as e:
         raise ExportError(f"{fname}: its model configuration {config.type!r} cannot be built: {e}") from None
     state = model.state_dict(keep_vars=True)
@@ -190,9 +221,9 @@ def load_learner(
     elif info.get("app") is not None:
         try:
             learn = learner_from_info(info, header["shapes"], fname)
-        except ExportError:
+        except (ExportError, MemoryError):
             raise
-        except (ValueError, TypeError, KeyError, IndexError, AttributeError, RuntimeError) as e:
+        except Exception as e:  # an application's own parsing (a tokenizer's JSON, ...): named here
             raise ExportError(f"{fname}: cannot rebuild the learner from its metadata: {e}") from None
     else:
         raise ExportError(f"{fname} was exported from a plain Learner: pass model= to load its weights into")
