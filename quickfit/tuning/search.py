@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextvars
 import math
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -83,10 +84,20 @@ def _storage(storage, heartbeat: int):
     if not isinstance(storage, str):
         return storage
     optuna = _optuna()
+    from sqlalchemy.exc import SQLAlchemyError
+
     engine = {"connect_args": {"timeout": 60}} if storage.startswith("sqlite") else {}
-    return optuna.storages.RDBStorage(
-        storage, engine_kwargs=engine, heartbeat_interval=heartbeat, grace_period=2 * heartbeat
-    )
+    for attempt in range(5):
+        try:
+            with warnings.catch_warnings():  # the heartbeat is "experimental" in Optuna since 2.9, and kept
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    storage, engine_kwargs=engine, heartbeat_interval=heartbeat, grace_period=2 * heartbeat
+                )
+        except SQLAlchemyError:  # two processes creating the tables of a new database at once: one wins
+            if attempt == 4:
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 class PruneTrial(Callback):
