@@ -54,6 +54,8 @@ class TaskData(Protocol):
     - `decode_pred(pred)`: one prediction -> what `predict` returns (the prediction as it is).
     - `export_info() -> dict`: JSON describing the data processing, stored by export (nothing stored).
     - `onnx_input_names`: names of the model's inputs in an ONNX export ("input", "input_0", ...).
+    - `example_item()`: an item `test_dl` takes (a blank image of the recorded size), for what needs one
+      batch when the data has none (`export_onnx` of a learner from `load_learner`; else `xb=` is asked).
     """
 
     train: Loader
@@ -85,6 +87,7 @@ TASK_DATA_MEMBERS: dict[str, tuple[bool, str]] = {
     "decode_pred": (False, "decode_pred(pred): one prediction as predict returns it"),
     "export_info": (False, "export_info(): JSON of the data processing, stored by learn.export"),
     "onnx_input_names": (False, "names of the model inputs in an ONNX export"),
+    "example_item": (False, "example_item(): an item test_dl takes, when the data has no batches"),
 }
 
 

@@ -3,6 +3,7 @@ files written by the code before configurations existed (tests/fixtures/exports_
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -67,3 +68,20 @@ def test_a_deep_copy_of_every_model_predicts_as_the_original(case, tmp_path):
     expected = predictions(case, learn)
     learn.model = copy.deepcopy(learn.model)
     assert_same(predictions(case, learn), expected)
+
+
+@pytest.mark.parametrize("case", ["image_classifier", "unet_segmentation", "image_to_image", "points", "tabular"])
+def test_a_loaded_learner_keeps_its_metrics_and_says_what_it_lacks(case, tmp_path):
+    """Issue 29, item 8: learners from load_learner came back with no metrics and progress=False, their
+    show_results raised a bare StopIteration, and export_onnx asked for xb= though the size is recorded."""
+    learn = trained(case, tmp_path)
+    loaded = qf.load_learner(learn.export("model.qf"))
+    assert [m.name for m in loaded.metrics] == [m.name for m in learn.metrics]
+    assert loaded.progress_cb.enabled is None  # a bar on a terminal, as any learner
+    with pytest.raises(ValueError, match="has no (batches|images|rows)"):
+        loaded.show_results()
+    loaded.set_data(learn.dls)
+    assert len(loaded.validate()) == 1 + len(learn.metrics)
+    if case != "tabular" and importlib.util.find_spec("onnxruntime") is not None:
+        fresh = qf.load_learner(tmp_path / "model.qf")
+        assert fresh.export_onnx(tmp_path / "model.onnx").is_file()  # no xb: a blank image of the recorded size

@@ -16,7 +16,18 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["DataLoaders", "random_split", "to_device"]
+__all__ = ["DataLoaders", "first_batch", "random_split", "to_device"]
+
+
+def first_batch(dl: Any, what: str) -> tuple:
+    """The first batch of `dl`, or a ValueError saying what to do: a learner from `load_learner` has no data."""
+    batch = next(iter(dl), None) if dl is not None else None
+    if batch is None:
+        raise ValueError(
+            f"{what}: the data has no batches (a learner from load_learner keeps only the data processing): "
+            "pass dl=learn.dls.test_dl(items) with labelled items, or call learn.set_data(dls) first"
+        )
+    return tuple(batch)
 
 
 def to_device(batch: Any, device: torch.device | str | None) -> Any:

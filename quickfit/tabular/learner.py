@@ -199,4 +199,4 @@ class TabularTask(Task):
     def learner(self, dls, model: nn.Module, config: TabularModelConfig) -> TabularLearner:
         # on the CPU: load_learner moves the model where it is asked; batches follow the model
         check_outputs(dls.y_vocab if dls.is_classification else None, config.out_sz, "out_sz")
-        return _learner(dls, model, config.log_y, (), None, Adam, 1e-3, None, (), ".", None, "cpu")
+        return _learner(dls, model, config.log_y, None, None, Adam, 1e-3, None, (), ".", None, "cpu")  # default metrics

@@ -161,6 +161,11 @@ class ImageDataLoaders(DataLoaders):
         """(height, width) of the images in a batch."""
         return self.item_tfm.size
 
+    def example_item(self) -> Image.Image:
+        """A blank image of the batches' size (what `export_onnx` traces when the data has no images)."""
+        h, w = self.size
+        return Image.new("RGB", (w, h))
+
     def __repr__(self) -> str:
         return (
             f"ImageDataLoaders({len(self.train_items.paths)} train / {len(self.valid_items.paths)} valid images, "

@@ -43,7 +43,7 @@ from torch.utils.data import DataLoader, Dataset
 from quickfit import env
 from quickfit.callbacks.core import Callback
 from quickfit.configs import ModelConfig, Task, export_record
-from quickfit.data.core import DataLoaders
+from quickfit.data.core import DataLoaders, first_batch
 from quickfit.learner import Learner
 from quickfit.metrics import Metric
 from quickfit.optim import Adam, param_groups
@@ -712,7 +712,7 @@ class GANLearner(Learner):
         samples for a noise GAN, rows of input / generated / target for an image-to-image one. Saved as a
         PNG at `path` when given; returns the grid as a [3, H, W] tensor in [0, 1]."""
         dl = dl if dl is not None else (self.dls.valid if self.dls.valid is not None else self.dls.train)
-        x, real = next(iter(dl))[:2]
+        x, real = first_batch(dl, "show_results")[:2]
         x, real = x[:n].to(self.device), real[:n].to(self.device)
         was = self.model.training
         self.model.eval()
@@ -760,4 +760,4 @@ class GANTask(Task):
     type: ClassVar[str] = "gan"
 
     def learner(self, dls, model: nn.Module, config: GANConfig) -> GANLearner:
-        return GANLearner(dls, model.generator, model.critic, progress=False, device="cpu")
+        return GANLearner(dls, model.generator, model.critic, device="cpu")

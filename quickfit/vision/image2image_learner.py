@@ -37,6 +37,7 @@ from torch import nn
 
 from quickfit.callbacks.core import Callback
 from quickfit.configs import ModelConfig, Task, check_image_size, export_record
+from quickfit.data.core import first_batch
 from quickfit.learner import Learner
 from quickfit.optim import Adam
 from quickfit.vision.image_grid import save_image_grid
@@ -213,7 +214,7 @@ class ImageToImageLearner(Learner):
         """Rows of input (as the model sees it, un-normalized) / prediction / target from the first batch of
         `dl` (the validation set by default); saved as a PNG at `path` when given."""
         dl = dl if dl is not None else (self.dls.valid if self.dls.valid is not None else self.dls.train)
-        x, y = next(iter(dl))[:2]
+        x, y = first_batch(dl, "show_results")[:2]
         x, y = x[:n].to(self.device), y[:n].to(self.device)
         was = self.model.training
         self.model.eval()
@@ -290,4 +291,4 @@ class ImageToImageTask(Task):
         return image2image_dls_from_export(info)
 
     def learner(self, dls, model: nn.Module, config: ImageToImageConfig) -> ImageToImageLearner:
-        return ImageToImageLearner(dls, model, nn.L1Loss(), splitter=_encoder_decoder, progress=False, device="cpu")
+        return ImageToImageLearner(dls, model, nn.L1Loss(), splitter=_encoder_decoder, device="cpu")

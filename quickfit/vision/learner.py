@@ -401,6 +401,6 @@ class ImagesTask(Task):
     def learner(self, dls, model: nn.Module, config: VisionModelConfig) -> VisionLearner:
         loss = _LOSSES[self.loss]() if self.loss in _LOSSES else None
         check_outputs(dls.vocab, config.n_out, "n_out")
-        return VisionLearner(
-            dls, model, get_arch(config.arch), loss_func=loss, metrics=[], progress=False, device="cpu"
-        )
+        # the factory's default metrics, so that validate() after set_data reports them again
+        metrics = [accuracy] if isinstance(loss, nn.CrossEntropyLoss) else []
+        return VisionLearner(dls, model, get_arch(config.arch), loss_func=loss, metrics=metrics, device="cpu")

@@ -31,6 +31,7 @@ from PIL import Image
 from torch import nn
 
 from quickfit.configs import Task
+from quickfit.data.core import first_batch
 from quickfit.vision.augment import Normalize, batch_tfm_from_dict, imagenet_stats
 from quickfit.vision.data import ImageDataLoaders, _item_tfm, random_split
 from quickfit.vision.image import oriented_size
@@ -289,7 +290,7 @@ class PointsLearner(VisionLearner):
     def show_results(self, max_n: int = 6, dl=None, ncols: int | None = None):
         """Validation images with their points (green +) and the predicted ones (red x)."""
         dl = self.image_dls.valid if dl is None else dl
-        x, y = next(iter(dl))
+        x, y = first_batch(dl, "show_results")[:2]
         x, y = x[:max_n], y[:max_n]
         self.model.eval()
         with torch.no_grad():
@@ -321,4 +322,4 @@ class PointsTask(Task):
 
     def learner(self, dls, model: nn.Module, config: VisionModelConfig) -> PointsLearner:
         spec = get_arch(config.arch)
-        return PointsLearner(dls, model, spec, loss_func=PointsLoss(), metrics=[], progress=False, device="cpu")
+        return PointsLearner(dls, model, spec, loss_func=PointsLoss(), metrics=[], device="cpu")

@@ -35,6 +35,7 @@ from torch import nn
 
 from quickfit.callbacks.core import Callback
 from quickfit.configs import ModelConfig, Task, check_image_size, export_record
+from quickfit.data.core import first_batch
 from quickfit.optim import Adam
 from quickfit.vision.image import oriented_size
 from quickfit.vision.learner import VisionLearner
@@ -140,7 +141,7 @@ class UnetLearner(VisionLearner):
     def show_results(self, max_n: int = 6, dl=None, ncols: int | None = None):
         """Validation images with their target and predicted masks overlaid; a legend of the codes."""
         dl = self.dls.valid if dl is None else dl
-        x, y = next(iter(dl))
+        x, y = first_batch(dl, "show_results")[:2]
         x, y = x[:max_n], y[:max_n]
         self.model.eval()
         with torch.no_grad(), self.autocast:
@@ -257,4 +258,6 @@ class SegmentationTask(Task):
     def learner(self, dls, model: nn.Module, config: UnetConfig) -> UnetLearner:
         loss = SegmentationLoss(dls.void_code) if self.loss == "segmentation" else None
         spec = get_arch(config.arch)
-        return UnetLearner(dls, model, spec, loss_func=loss, metrics=[], progress=False, device="cpu")
+        void = dls.void_code  # the factory's default metrics, so that validate() after set_data reports them
+        metrics = [pixel_accuracy(void), mean_iou(void)] if isinstance(loss, nn.CrossEntropyLoss) else []
+        return UnetLearner(dls, model, spec, loss_func=loss, metrics=metrics, device="cpu")
