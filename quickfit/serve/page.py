@@ -26,7 +26,7 @@ _PAGE = """<!doctype html>
  label { display: grid; gap: .2rem; font-size: .9rem; color: #444; }
  input, select, textarea, button { font: inherit; padding: .35rem .5rem; }
  textarea { min-height: 6rem; } button { width: fit-content; padding: .4rem 1.2rem; cursor: pointer; }
- #preview, #output { max-width: 100%; max-height: 24rem; display: block; margin: .5rem 0; }
+ #preview, #output { width: 100%; max-width: 24rem; height: auto; display: block; margin: .5rem 0; }
  #prediction { font-size: 1.5rem; font-weight: 600; margin: .8rem 0 .4rem; }
  .bar { display: grid; grid-template-columns: 9rem 1fr 4rem; gap: .5rem; align-items: center; margin: .15rem 0; }
  .bar span:nth-child(2) { background: #e8e8e8; height: .9rem; border-radius: 3px; overflow: hidden; }
@@ -57,6 +57,7 @@ function build(info) {
   if (type === "image") {
     const file = el("input", { type: "file", id: "file", name: "file", accept: "image/*", required: "" });
     const preview = el("img", { id: "preview", alt: "", hidden: "" });
+    preview.addEventListener("load", crisp);
     file.addEventListener("change", () => { if (file.files[0]) { preview.src = URL.createObjectURL(file.files[0]); preview.hidden = false; } });
     form.append(field("Image", file), preview);
   } else if (type === "row") {
@@ -137,6 +138,10 @@ function show(out) {
   }
   if (out.image) { $("output").src = out.image; $("output").hidden = false; }
 }
+
+// a small picture (a GAN's 28 px digit, a thumbnail) is shown enlarged with its pixels sharp
+function crisp(ev) { ev.target.style.imageRendering = ev.target.naturalWidth < 256 ? "pixelated" : "auto"; }
+$("output").addEventListener("load", crisp);
 
 fetch("info").then((r) => r.json()).then(build).catch((e) => { $("about").textContent = "cannot read info: " + e; });
 </script>
