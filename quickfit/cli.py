@@ -28,7 +28,8 @@ from quickfit.cli_hooks import CommandError, TrainRequest, positive_int
 
 __all__ = ["CommandError", "build_parser", "main", "predict_files"]
 
-APP_COMMANDS = ("train", "lr-find")  # the commands whose options come from the applications
+APP_COMMANDS = ("train", "lr-find", "tune")  # the commands whose options come from the applications
+_HOOKS = {"train": "train", "lr-find": "lr_find", "tune": "tune"}  # command -> its AppCLI hook
 
 
 def _one_line(e: BaseException) -> str:
@@ -106,7 +107,7 @@ def _options_listing(flags: list[str]) -> str:
 def _app_for(args: argparse.Namespace, command: str):
     """The application that trains on `args.path` (`--app` or the one that claims it) and its request."""
     path = _existing(args.path, "data")
-    apps = [a for a in args.apps if getattr(a.cli, "lr_find" if command == "lr-find" else "train") is not None]
+    apps = [a for a in args.apps if getattr(a.cli, _HOOKS[command]) is not None]
     if args.app is not None:
         chosen = [a for a in apps if a.name == args.app]
     else:
@@ -170,6 +171,27 @@ def _cmd_lr_find(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     app, request = _app_for(args, "train")
     app.cli.train(request)
+    return 0
+
+
+# ---- tune ----------------------------------------------------------------------------------------------
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from quickfit.tuning import tune
+
+    app, request = _app_for(args, "tune")
+    spec = app.cli.tune(request)
+    where = f"in {args.storage} (study {args.study!r})" if args.storage else "in memory"
+    print(f"tune: {args.trials} trials of the {args.sampler} sampler {where}, {spec.direction} {spec.metric}")
+    result = tune(spec.objective, spec.space, n_trials=args.trials, sampler=args.sampler, storage=args.storage,
+                  seed=args.seed, direction=spec.direction, study=args.study)  # fmt: skip
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    result.trials.to_csv(out / "trials.csv", index=False)
+    result.plot_history().savefig(out / "history.png")
+    if len(result.trials) >= 3:  # the importance needs a few finished trials
+        result.plot_importance().savefig(out / "importance.png")
+    print(f"best {spec.metric} {result.best_value:.6g} with {result.best_params}")
+    print(f"trials table and plots saved to {out.resolve()}")
     return 0
 
 
@@ -351,6 +373,28 @@ def build_parser(apps: Sequence | None = None, failed_apps: dict[str, str] | Non
     if failed_apps:
         train.description += " Not available: " + "; ".join(f"{n} ({why})" for n, why in failed_apps.items())
     train.set_defaults(run=_cmd_train)
+
+    tune = commands.add_parser(
+        "tune",
+        help="search hyper-parameters (learning rate, weight decay, dropout, ...) on your data",
+        description="Train a model per trial with hyper-parameters chosen by a sampler, print a table of the "
+        "trials and the best, save trials.csv, history.png and importance.png. With --storage the study is "
+        "kept in a database: run the same command again to resume it, or in several processes to share it. "
+        "Needs optuna and scikit-learn: pip install 'quickfit[tune]'.",
+    )
+    tune.add_argument("path", metavar="PATH", help="the data: a folder or a file an application trains on")
+    offering = app_options(tune, "tune")
+    epochs = "; ".join(f"{a.name}: {a.cli.epochs_help} (default {a.cli.epochs})" for a in offering)
+    tune.add_argument("--epochs", type=_positive_int, default=None, metavar="N", help=f"epochs per trial. {epochs}")
+    tune.add_argument("--trials", type=_positive_int, default=20, help="finished trials to reach (default 20)")
+    tune.add_argument("--sampler", default="forest", choices=("forest", "tpe", "random"), help="default forest")
+    tune.add_argument("--storage", default=None, help="a database URL such as sqlite:///study.db (default: memory)")
+    tune.add_argument("--study", default="quickfit", help="the study's name in the storage (default quickfit)")
+    tune.add_argument("--out", default="quickfit-tune", help="folder for trials.csv and the plots")
+    tune.add_argument("--seed", type=int, default=42, help="seed of the split, the weights and the sampler")
+    progress_option(tune)
+    tune.description += f" PATH: {trains_on(offering)}."
+    tune.set_defaults(run=_cmd_tune)
 
     predict = commands.add_parser(
         "predict",

@@ -42,6 +42,7 @@ __all__ = [
     "CommandError",
     "Option",
     "TrainRequest",
+    "TuneSpec",
     "format_prediction",
     "import_command_module",
     "positive_int",
@@ -121,6 +122,18 @@ class TrainRequest:
 
 
 @dataclass(frozen=True)
+class TuneSpec:
+    """What an application's `tune` hook gives `quickfit tune`: `objective(params) -> float` (trains a
+    learner on the request's data with `params`), the default `space` (`qf.Uniform`, `qf.LogUniform`,
+    `qf.Int`, `qf.Choice` by name), the `metric` it returns and whether to "maximize" or "minimize" it."""
+
+    objective: Callable[[dict], float]
+    space: dict[str, Any]
+    metric: str
+    direction: str = "maximize"
+
+
+@dataclass(frozen=True)
 class AppCLI:
     """An application's command-line hooks (all optional but `trains_on` / `predict_inputs`).
 
@@ -130,6 +143,7 @@ class AppCLI:
     - `train(request) -> dict`: trains, prints its progress and result, exports to `request.out`;
       returns at least `{"model": path}` (plus final metrics).
     - `lr_find(request) -> Learner`: the learner `quickfit lr-find PATH` sweeps (None: not offered).
+    - `tune(request) -> TuneSpec`: what `quickfit tune PATH` searches (None: not offered).
     - `options`: its own options of `train` / `lr-find`; `epochs` / `epochs_help`: its default number
       of epochs and what one `--epochs` counts.
     - `predict(model, inputs) -> [(input, prediction)]`: loads the export `model` and prints one line
@@ -142,6 +156,7 @@ class AppCLI:
     claims: Callable[[Path], bool] | None = None
     train: Callable[[TrainRequest], dict] | None = None
     lr_find: Callable[[TrainRequest], Any] | None = None
+    tune: Callable[[TrainRequest], TuneSpec] | None = None
     options: tuple[Option, ...] = ()
     epochs: int = 5
     epochs_help: str = "epochs of fit_one_cycle"

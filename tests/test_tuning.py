@@ -153,3 +153,21 @@ def test_learner_objective_searches_factory_and_fit_arguments_and_prunes():
     torch.manual_seed(0)
     learn = _factory()
     learn.fit(1, 1e-2, cbs=[qf.PruneTrial("accuracy")])  # outside a search: does nothing
+
+
+def test_quickfit_tune_command_on_a_csv(tmp_path, capsys):
+    pd = pytest.importorskip("pandas")
+    from quickfit.cli import main
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(200, generator=g)
+    df = pd.DataFrame({"a": a.tolist(), "c": ["u", "v", "w", "x"] * 50, "y": (a > 0).long().tolist()})
+    df["y"] = df["y"].map({0: "no", 1: "yes"})
+    df.to_csv(tmp_path / "d.csv", index=False)
+    out = tmp_path / "out"
+    argv = ["tune", str(tmp_path / "d.csv"), "--target", "y", "--trials", "3", "--epochs", "1"]
+    assert main([*argv, "--out", str(out), "--sampler", "random"]) == 0
+    text = capsys.readouterr().out
+    assert "best accuracy" in text and "trial  state" in text
+    assert {"trials.csv", "history.png", "importance.png"} <= {f.name for f in out.iterdir()}
+    assert main([*argv, "--sampler", "bayes"]) == 2  # argparse names the choices

@@ -23,6 +23,12 @@ def _train(req: TrainRequest) -> dict:
     return train_request(req)
 
 
+def _tune(req: TrainRequest):
+    from quickfit.tabular.cli import tune_request
+
+    return tune_request(req)
+
+
 def _lr_find(req: TrainRequest):
     from quickfit.tabular.cli import lr_find_request
 
@@ -35,6 +41,7 @@ CLI = AppCLI(
     claims=lambda path: Path(path).is_file() and Path(path).suffix.lower() == ".csv",
     train=_train,
     lr_find=_lr_find,
+    tune=_tune,
     options=(
         Option("--target", "the column to predict (required)", metavar="COLUMN"),
         Option(

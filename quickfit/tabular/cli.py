@@ -24,7 +24,7 @@ from quickfit.seed import set_seed
 from quickfit.tabular.data import TabularDataLoaders
 from quickfit.tabular.learner import tabular_learner
 
-__all__ = ["csv_learner", "train_csv", "train_request", "lr_find_request"]
+__all__ = ["csv_learner", "train_csv", "train_request", "lr_find_request", "tune_request"]
 
 
 def _columns(path: Path) -> list[str]:
@@ -140,6 +140,38 @@ def train_request(req: TrainRequest) -> dict:
     return train_csv(
         req.path, o["target"], req.epochs, req.out, req.seed, req.lr, req.progress, bool(o["log_y"]), o["y_block"]
     )
+
+
+def tune_request(req: TrainRequest):
+    """The `tune` hook: each trial trains `tabular_learner` on the CSV (read and split once) for
+    `req.epochs` epochs of one cycle; searched: the rate, weight decay, dropouts and layer sizes."""
+    from quickfit.cli_hooks import TuneSpec
+    from quickfit.tuning import Choice, LogUniform, Uniform, learner_objective
+
+    o = req.options
+    base = csv_learner(req.path, o["target"], req.seed, False, bool(o["log_y"]), o["y_block"])
+    dls, log_y = base.dls, bool(o["log_y"])
+    metric = "accuracy" if dls.is_classification else "rmse"
+
+    def make(layers=(200, 100), ps=0.0, embed_p=0.0, wd=None):
+        learn = tabular_learner(dls, layers=layers, ps=ps, embed_p=embed_p, wd=wd, log_y=log_y, progress=False)
+        learn.recorder.log_table = False  # the search prints one line per trial instead
+        return learn
+
+    space = {
+        "lr": LogUniform(1e-4, 3e-2),
+        "wd": LogUniform(1e-6, 0.3),
+        "ps": Uniform(0.0, 0.5),
+        "embed_p": Uniform(0.0, 0.5),
+        "layers": Choice([[200, 100], [400, 200], [1000, 500], [200, 200, 100]]),
+    }
+    objective = learner_objective(make, metric=metric, epochs=req.epochs, seed=req.seed)
+
+    def one_thread(params: dict) -> float:
+        with _cpu_threads(base):
+            return objective(params)
+
+    return TuneSpec(one_thread, space, metric, "maximize" if metric == "accuracy" else "minimize")
 
 
 def lr_find_request(req: TrainRequest) -> Learner:

@@ -40,6 +40,11 @@ def _lr_find(req: TrainRequest):
     return _commands("lr-find").lr_find_learner(req.path, o["arch"], o["size"], seed=req.seed, progress=req.progress)
 
 
+def _tune(req: TrainRequest):
+    o = req.options
+    return _commands("tune").tune_command(req.path, o["arch"], req.epochs, o["size"], seed=req.seed)
+
+
 def _predict(model: Path, inputs: list[str]) -> list:
     return _commands("predict").predict_command(model, [Path(i) for i in inputs])
 
@@ -50,6 +55,7 @@ CLI = AppCLI(
     claims=lambda path: Path(path).is_dir(),
     train=_train,
     lr_find=_lr_find,
+    tune=_tune,
     options=(
         Option("--arch", "model architecture", default=DEFAULT_ARCH),
         Option("--size", "image size in pixels", type=positive_int, default=224),

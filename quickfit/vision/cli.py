@@ -23,7 +23,7 @@ from quickfit.vision.augment import aug_transforms
 from quickfit.vision.data import ImageDataLoaders
 from quickfit.vision.learner import VisionLearner, vision_learner
 
-__all__ = ["train_command", "predict_command", "fine_tune_recipe"]
+__all__ = ["train_command", "predict_command", "fine_tune_recipe", "tune_command"]
 
 
 def _accuracy(learn: VisionLearner, use_tta: bool = False) -> float:
@@ -113,17 +113,39 @@ def folder_learner(
     check_arch(arch)
     _refuse_segmentation_layout(path)
     set_seed(seed)
+    dls = _folder_dls(path, size, bs, seed)
+    print(f"{dls}; classes: {', '.join(map(str, dls.vocab))}")
+    return vision_learner(dls, arch, path=learner_path, progress=progress)
+
+
+def _folder_dls(path: Path, size: int, bs: int, seed: int) -> ImageDataLoaders:
     tfms = aug_transforms()
     valid = _valid_folder(path)
     if valid is not None:
-        dls = ImageDataLoaders.from_folder(path, valid=valid, size=size, bs=bs, batch_tfms=tfms)
-    else:
-        train = "train" if (path / "train").is_dir() else "."
-        dls = ImageDataLoaders.from_folder(
-            path, train=train, valid_pct=0.2, seed=seed, size=size, bs=bs, batch_tfms=tfms
-        )
-    print(f"{dls}; classes: {', '.join(map(str, dls.vocab))}")
-    return vision_learner(dls, arch, path=learner_path, progress=progress)
+        return ImageDataLoaders.from_folder(path, valid=valid, size=size, bs=bs, batch_tfms=tfms)
+    train = "train" if (path / "train").is_dir() else "."
+    return ImageDataLoaders.from_folder(path, train=train, valid_pct=0.2, seed=seed, size=size, bs=bs, batch_tfms=tfms)
+
+
+def tune_command(path: str | Path, arch: str = "efficientnet_lite0", epochs: int = 3, size: int = 224, seed: int = 42):
+    """What `quickfit tune FOLDER` searches: each trial runs `fine_tune_recipe` (`epochs` in all) on a fresh
+    `vision_learner` at the head's rate `lr`, with weight decay `wd` and head dropout `ps`; returns a
+    `TuneSpec` whose objective is the validation accuracy with TTA. The images are listed once."""
+    from quickfit.cli_hooks import TuneSpec
+    from quickfit.tuning import LogUniform, Uniform
+
+    path = Path(path)
+    set_seed(seed)
+    dls = _folder_dls(path, size, 32, seed)
+
+    def objective(params: dict) -> float:
+        set_seed(seed)
+        learn = vision_learner(dls, arch, ps=params["ps"], wd=params["wd"], progress=False)
+        learn.recorder.log_table = False
+        return fine_tune_recipe(learn, epochs, lr=params["lr"], verbose=False)
+
+    space = {"lr": LogUniform(1e-4, 3e-2), "wd": LogUniform(1e-5, 0.1), "ps": Uniform(0.0, 0.7)}
+    return TuneSpec(objective, space, "accuracy", "maximize")
 
 
 def train_command(
