@@ -53,7 +53,7 @@ def test_each_file_decoded_once_over_epochs(tmp_path, count_decodes, workers):
     assert dls.train.dataset.cache.n_cached == 12 and count_decodes() == []  # built from the headers alone
     for _ in range(3):
         for dl in (dls.train, dls.valid):
-            for x, y in dl:
+            for x, _ in dl:
                 assert x.shape[1:] == (3, 32, 32)
     decoded = count_decodes()
     assert len(decoded) == 24 and len(set(decoded)) == 24  # 12 train + 12 valid files, once each
