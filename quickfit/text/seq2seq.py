@@ -207,6 +207,16 @@ class Seq2SeqLearner(Learner):
         token (`alpha` the length-normalisation exponent). `max_len` defaults to 1.5x the source + 10.
         Sentences are translated `bs` at a time, sorted by length (less padding), returned in order.
         """
+        blank = (
+            set()
+            if isinstance(sentences, str)
+            else {i for i, t in enumerate(sentences) if isinstance(t, str) and not t.strip()}
+        )
+        if blank:  # an empty sentence translates to an empty one, as a classifier takes an empty text
+            sentences = list(sentences)
+            rest = [t for i, t in enumerate(sentences) if i not in blank]
+            done = iter(self.translate(rest, beam_size, max_len, bs, alpha) if rest else [])
+            return ["" if i in blank else next(done) for i in range(len(sentences))]
         ids, offsets = self.dls.encode_sources(sentences)
         n = len(offsets) - 1
         dl = Seq2SeqDataLoader((ids, offsets), (np.zeros(2 * n, np.int32), np.arange(0, 2 * n + 1, 2)), bs=bs,

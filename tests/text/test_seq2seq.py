@@ -438,3 +438,13 @@ def test_transformer_beam_search_reorders_the_cache_with_the_hypotheses():
         low, _ = greedy_search(lambda t, s: model.step(t, s, model.encode(src)), model.init_state(model.encode(src)),
                                bos=2, eos=3, max_len=10)  # fmt: skip
     assert low.shape[0] == 3
+
+
+def test_an_empty_sentence_translates_to_an_empty_one(tmp_path):
+    """Issue 29, item 15: translate([""]) raised where the text classifier accepts an empty text."""
+    from tests.fixtures.make_exports import trained
+
+    learn = trained("seq2seq", tmp_path)
+    full = learn.translate(["3 1 4", "6 5"])
+    assert learn.translate(["", "3 1 4", "  ", "6 5"]) == ["", full[0], "", full[1]]
+    assert learn.predict("") == ""
