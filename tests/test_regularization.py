@@ -212,3 +212,18 @@ def test_oversampled_shards_are_one_shared_draw():
         torch.testing.assert_close(torch.cat([a, b]), batch)
     plain = TensorBatches(x, y, bs=4).oversampled()
     assert plain.weights is not None and plain.shard(1, 2).world_size == 2
+
+
+def test_swa_keeps_the_statistics_of_a_frozen_batchnorm():
+    torch.manual_seed(0)
+    x, y = torch.randn(16, 3) + 5, torch.randint(0, 2, (16,))
+    frozen = nn.BatchNorm1d(3, momentum=0.0)  # training leaves its statistics alone too
+    frozen.running_mean.fill_(0.5)
+    frozen.requires_grad_(False)
+    model = nn.Sequential(frozen, nn.Linear(3, 3), nn.BatchNorm1d(3), nn.Linear(3, 2))
+    learn = _learner(x, y, model, cbs=[qf.SWA(start_epoch=0)], bs=8)
+    learn.fit(1, 1e-2)
+    torch.testing.assert_close(frozen.running_mean, torch.full((3,), 0.5))  # untouched: frozen
+    with torch.no_grad():
+        h = model[1](frozen.eval()(x))
+    torch.testing.assert_close(model[2].running_mean, h.mean(0))  # the trained one: recomputed

@@ -7,8 +7,9 @@ From `start_epoch` on, every group's learning rate is held at `lr` (None: the sc
 and the weights are averaged at the end of each epoch: `avg += (w - avg) / (n + 1)`, the mean of the
 `n + 1` snapshots. At the end of the fit the averaged weights replace the model's, and BatchNorm's
 running statistics, which belong to no snapshot, are recomputed with one pass over the training data
-(train mode, no gradients, cumulative averages). The epoch table shows the last snapshot, not the
-average: validate after the fit. Costs one copy of the weights in memory and one training-data pass.
+(no gradients, cumulative averages; frozen BatchNorms of a pretrained body keep theirs). The epoch
+table shows the last snapshot, not the average: validate after the fit. Costs one copy of the weights
+in memory and one pass over the training data.
 """
 
 from __future__ import annotations
@@ -24,18 +25,27 @@ __all__ = ["SWA", "recompute_bn_stats"]
 
 @torch.no_grad()
 def recompute_bn_stats(learn, dl=None) -> None:
-    """Reset every BatchNorm's running mean and variance and recompute them over `dl` (default the
-    training data) as exact averages over its batches."""
+    """Reset the running mean and variance of every trained BatchNorm and recompute them over `dl`
+    (default the training data) as exact averages over its batches. A frozen BatchNorm (its weight
+    does not train: a pretrained body's) keeps its statistics; the model runs in eval mode otherwise
+    (no dropout), as it will predict."""
     model = learn.model
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    norms = [
+        m
+        for m in model.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm)
+        and m.track_running_stats
+        and (m.weight is None or m.weight.requires_grad)
+    ]
     if not norms:
         return
     momenta = [m.momentum for m in norms]
+    was_training = model.training
+    model.eval()
     for m in norms:
         m.reset_running_stats()
         m.momentum = None  # a cumulative average over the pass, not an exponential one
-    was_training = model.training
-    model.train()
+        m.train()
     n_inp = getattr(learn.dls, "n_inp", 1)
     try:
         for batch in dl if dl is not None else learn.dls.train:
