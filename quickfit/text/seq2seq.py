@@ -207,13 +207,10 @@ class Seq2SeqLearner(Learner):
         token (`alpha` the length-normalisation exponent). `max_len` defaults to 1.5x the source + 10.
         Sentences are translated `bs` at a time, sorted by length (less padding), returned in order.
         """
-        blank = (
-            set()
-            if isinstance(sentences, str)
-            else {i for i, t in enumerate(sentences) if isinstance(t, str) and not t.strip()}
-        )
-        if blank:  # an empty sentence translates to an empty one, as a classifier takes an empty text
+        if not isinstance(sentences, str):  # (a str is refused by encode_sources) a one-pass iterable: read once
             sentences = list(sentences)
+        blank = set() if isinstance(sentences, str) else {i for i, t in enumerate(sentences) if _blank(t)}
+        if blank:  # an empty sentence translates to an empty one, as a classifier takes an empty text
             rest = [t for i, t in enumerate(sentences) if i not in blank]
             done = iter(self.translate(rest, beam_size, max_len, bs, alpha) if rest else [])
             return ["" if i in blank else next(done) for i in range(len(sentences))]
@@ -403,3 +400,7 @@ class TranslationTask(Task):
             )
         return Seq2SeqLearner(dls, model, Seq2SeqLoss(dls.pad_idx, self.label_smoothing), metrics=[token_accuracy],
                               device="cpu", step=Seq2SeqStep())  # fmt: skip
+
+
+def _blank(text) -> bool:
+    return isinstance(text, str) and not text.strip()
