@@ -2,10 +2,10 @@
 
     python tests/vision/phases_resize_script.py DATA OUT [--kill-at EPOCH BATCH] [--resume]
 
-Trains a pretrained EfficientNet-Lite0 (body frozen) through two phases (fractional: a short test), each with its own data, with
-`checkpoint="run"`; `--kill-at` SIGKILLs this process before that training batch (no cleanup, no
-flush, as the kernel would), `--resume` continues from the checkpoint. Writes OUT/weights.safetensors
-and OUT/rows.json (the epoch table without times) at the end.
+Trains a pretrained EfficientNet-Lite0 (body frozen) through two phases (fractional: a short test),
+each with its own data, with `checkpoint="run"`; `--kill-at` SIGKILLs this process before that
+training batch (no cleanup, no flush, as the kernel would), `--resume` continues from the checkpoint.
+Writes OUT/weights.safetensors and OUT/rows.json (the epoch table without times) at the end.
 """
 
 from __future__ import annotations
