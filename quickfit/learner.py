@@ -398,8 +398,24 @@ class Learner(InferenceMixin, SavingMixin):
         with self.added_cbs(fit_cbs):
             try:
                 self._with_events(self._do_fit, "fit", CancelFitException)
+            except KeyboardInterrupt:
+                self._say_interrupted(checkpoint)
+                raise
             finally:
                 self("cleanup_fit")
+
+    def _say_interrupted(self, checkpoint: str | None) -> None:
+        """Ctrl-C: what was kept, and how to go on (the learner stays usable; checkpoints are atomic)."""
+        if not self.is_main_process:
+            return
+        msg = (f"\nInterrupted at epoch {self.epoch}, batch {self.iter}: the learner keeps the weights of that moment "
+               "(usable: learn.predict, learn.validate, learn.save). ")  # fmt: skip
+        if checkpoint is not None and self._file(checkpoint).exists():
+            msg += (f"{self._file(checkpoint)} holds the last finished epoch: run the same fit call with resume=True "
+                    "to continue from it.")  # fmt: skip
+        else:
+            msg += "To be able to resume an interrupted fit, pass checkpoint='name' (and resume=True to continue)."
+        print(msg, flush=True)
 
     def fit_phases(
         self,

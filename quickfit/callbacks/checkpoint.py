@@ -8,6 +8,7 @@ a name with "loss" or "error" in it is better when lower, anything else when hig
 
 from __future__ import annotations
 
+import difflib
 import math
 
 from tqdm.auto import tqdm
@@ -24,6 +25,18 @@ class _Monitor(Callback):
         self.monitor, self.min_delta = monitor, abs(min_delta)
         self.lower_is_better = mode == "min" if mode else any(w in monitor for w in ("loss", "error", "rmse", "mae"))
         self.best = math.inf if self.lower_is_better else -math.inf
+
+    def before_fit(self, learn) -> None:
+        """A misspelt or absent column is refused now, not after the first epoch's training."""
+        names = ["train_loss", "valid_loss", *[m.name for m in learn.metrics]]
+        if self.monitor not in names:
+            close = difflib.get_close_matches(self.monitor, names, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"{type(self).__name__} cannot monitor {self.monitor!r}{hint}: the epoch table has "
+                             f"{', '.join(names)}")  # fmt: skip
+        if self.monitor != "train_loss" and getattr(learn.dls, "valid", None) is None:
+            raise ValueError(f"{type(self).__name__} monitors {self.monitor!r}, but the data has no validation set "
+                             "(valid_pct=0?): monitor 'train_loss', or keep some validation data")  # fmt: skip
 
     def _current(self, learn) -> float | None:
         names = learn.recorder.names

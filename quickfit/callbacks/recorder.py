@@ -6,7 +6,9 @@
     learn.recorder.plot_metrics().savefig("metrics.png")   # losses and each metric per epoch
 
 Losses stay on the device and are read in chunks of `sync_every` batches: reading a CUDA tensor
-(`.item()`) waits for the GPU, and doing it every batch stalls the pipeline.
+(`.item()`) waits for the GPU, and doing it every batch stalls the pipeline. A non-finite loss is
+therefore seen up to 15 steps late: `last_good` (quickfit/callbacks/last_good.py) puts back the weights
+and optimizer state of the last read whose losses were finite before NonFiniteLossError is raised.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from quickfit.callbacks.core import Callback, Order
+from quickfit.callbacks.last_good import LastGoodState
 from quickfit.data.core import batch_size_of
 
 __all__ = ["Recorder", "NonFiniteLossError"]
@@ -43,6 +46,7 @@ class Recorder(Callback):
     def __init__(self):
         self.losses, self.lrs, self.moms, self.values = [], [], [], []
         self.log_table, self.check_finite, self.epoch_logged = True, True, False
+        self.last_good: LastGoodState | None = LastGoodState()  # None: no copy (a model too big to hold twice)
         self.last_valid: list[float] = []
         self.lr_find_lrs, self.lr_find_losses, self.lr_find_suggestions = [], [], None
         self._pending: list[tuple[int, int, torch.Tensor]] = []
@@ -77,7 +81,7 @@ class Recorder(Callback):
             self.lrs.append(group["lr"])
             self.moms.append(group["betas"][0] if "betas" in group else group.get("momentum", 0.0))
             if len(self._pending) >= self.sync_every:
-                self.flush()
+                self.flush(learn)
         elif learn.yb is not None:
             n = batch_size_of((learn.yb,))
             totals = torch.stack(
@@ -90,8 +94,13 @@ class Recorder(Callback):
             for m in learn.metrics:
                 m.accumulate(learn.pred, learn.yb)
 
-    def flush(self) -> None:
-        """Read the pending losses from the device and check they are finite."""
+    def before_train(self, learn) -> None:
+        if self.check_finite and self.last_good is not None:  # the state the first steps start from
+            self.last_good.save(learn, (learn.epoch, -1))
+
+    def flush(self, learn=None) -> None:
+        """Read the pending losses from the device and check they are finite (with `learn`, in training:
+        keep a copy of the state they came to, or put the last good one back if one is not)."""
         if not self._pending:
             return
         values = torch.stack([loss for _, _, loss in self._pending]).float().cpu().tolist()
@@ -100,19 +109,37 @@ class Recorder(Callback):
             if self.check_finite and not math.isfinite(v):  # a Python float: no tensor per value
                 raise NonFiniteLossError(
                     f"the training loss became {v} at epoch {epoch}, batch {i}; training stopped. "
-                    "Lower the learning rate (try learn.lr_find()), clip gradients (GradientClip) "
-                    "or check the data of that batch for NaN/inf values."
+                    f"{self._restored(learn)}Lower the learning rate (try learn.lr_find()), clip gradients "
+                    "(GradientClip) or check the data of that batch for NaN/inf values."
                 )
+        if learn is not None and learn.training and self.check_finite and self.last_good is not None:
+            self.last_good.save(learn, pending[-1][:2])
         self.losses.extend(values)
         if hasattr(self, "_epoch_losses"):
             self._epoch_losses.extend(values)
+
+    def _restored(self, learn) -> str:
+        """What the error says of the learner's state: restored (and where from) and the checkpoints kept."""
+        from quickfit.callbacks.resume import ResumeCheckpoint
+
+        kept = [f"{learn._file(cb.name)}" for cb in learn.cbs if isinstance(cb, ResumeCheckpoint)] if learn else []
+        ckpt = f"The last checkpoint ({kept[0]}) is intact" if kept else "Checkpoints saved before are intact"
+        ckpt += ": no epoch with a non-finite loss is saved. "
+        good = self.last_good
+        if learn is None or good is None or not learn.training:
+            return ckpt
+        if not good.restore(learn):
+            return f"The weights could not be put back to finite values. {ckpt}"
+        epoch, batch = good.where
+        at = f"at the start of epoch {epoch}" if batch < 0 else f"after epoch {epoch}, batch {batch}"
+        return f"The weights and optimizer state are back to those {at} (the last finite losses). {ckpt}"
 
     @property
     def last_loss(self) -> float | None:
         return self.losses[-1] if self.losses else None
 
     def after_train(self, learn) -> None:
-        self.flush()
+        self.flush(learn)
 
     def after_validate(self, learn) -> None:
         from quickfit.callbacks.distributed import all_reduce_sum
@@ -128,7 +155,7 @@ class Recorder(Callback):
         self.last_valid = values
 
     def after_epoch(self, learn) -> None:
-        self.flush()
+        self.flush(learn)
         # epoch_logged: whether this epoch has a row (values[-1]); later callbacks read the row only then
         # (no row for an epoch cancelled before it trained a batch or validated: nothing happened in it)
         started = getattr(self, "_open_epoch", None) == learn.epoch
