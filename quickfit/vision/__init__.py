@@ -36,6 +36,7 @@ from quickfit.vision.gan import (
 )
 from quickfit.vision.image import get_image_files, load_image, verify_images
 from quickfit.vision.image2image import ImageToImageDataLoaders
+from quickfit.vision.image2image_learner import ImageToImageLearner, image2image_learner
 from quickfit.vision.image_metrics import PSNR, psnr, rgb_to_luma
 from quickfit.vision.interpret import ClassificationInterpretation, grad_cam, plot_grad_cam
 from quickfit.vision.learner import (
@@ -60,12 +61,15 @@ from quickfit.vision.models import (
     resnet50,
     resnext50_32x4d,
 )
+from quickfit.vision.models.small import darknet, resnet9, wrn_22
 from quickfit.vision.models.unet import DynamicUnet
 from quickfit.vision.points import PointDataLoaders, PointsLearner, PointsLoss
 from quickfit.vision.seg_interpret import SegmentationInterpretation
 from quickfit.vision.seg_loss import SegmentationLoss, class_weights
 from quickfit.vision.seg_metrics import dice, mean_iou, pixel_accuracy
 from quickfit.vision.segmentation import SegmentationDataLoaders
+from quickfit.vision.small_images import PadCropFlip, SmallImageDataLoaders
+from quickfit.vision.small_learner import SmallImageModelConfig, flip_tta, small_image_learner
 from quickfit.vision.style import StyleLoss, StyleNet, style_learner, style_transfer
 from quickfit.vision.targets import Target, outside
 from quickfit.vision.transforms import RandomResizedCrop, Resize
@@ -80,6 +84,8 @@ __all__ = [
     "GANSamples",
     "GeneratorEMA",
     "ImageToImageDataLoaders",
+    "ImageToImageLearner",
+    "image2image_learner",
     "PSNR",
     "psnr",
     "rgb_to_luma",
@@ -147,5 +153,13 @@ __all__ = [
     "unet_learner",
     "verify_images",
     "vision_learner",
+    "PadCropFlip",
+    "SmallImageDataLoaders",
+    "SmallImageModelConfig",
+    "darknet",
+    "flip_tta",
+    "resnet9",
+    "small_image_learner",
+    "wrn_22",
 ]
 from quickfit.vision.app import APP as APP  # registers the application (load_learner, the CLI)

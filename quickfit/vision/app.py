@@ -16,6 +16,7 @@ from quickfit.vision.image import IMAGE_EXTENSIONS
 from quickfit.vision.image2image_learner import ImageToImageConfig, ImageToImageTask
 from quickfit.vision.learner import ImagesTask, VisionModelConfig
 from quickfit.vision.points import PointsTask
+from quickfit.vision.small_learner import SmallImageModelConfig
 from quickfit.vision.unet import SegmentationTask, UnetConfig
 
 __all__ = ["APP", "CLI", "DEFAULT_ARCH"]
@@ -71,7 +72,7 @@ CLI = AppCLI(
 APP = register_app(
     App(
         "vision",
-        models=(VisionModelConfig, UnetConfig, ImageToImageConfig, GANConfig),
+        models=(VisionModelConfig, UnetConfig, ImageToImageConfig, GANConfig, SmallImageModelConfig),
         tasks=(ImagesTask, PointsTask, SegmentationTask, ImageToImageTask, GANTask),
         cli=CLI,
     )

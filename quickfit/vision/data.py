@@ -35,6 +35,7 @@ from quickfit.vision.cache import DecodeCache, default_cache_bytes
 from quickfit.vision.image import get_image_files
 from quickfit.vision.labels import class_folder_labels, labels_to_targets, read_table_labels, subfolders
 from quickfit.vision.loader import ImageDataset, ImageItems, ImageLoader
+from quickfit.vision.small_images import SmallImageDataLoaders
 from quickfit.vision.transforms import ItemTransform, Resize, item_tfm_from_dict
 
 __all__ = ["ImageDataLoaders", "image_dls_from_export", "random_split"]
@@ -388,12 +389,21 @@ class ImageDataLoaders(DataLoaders):
         cache: bool | int = False,
         size: int | tuple[int, int] | None = None,
         test: str | None = None,
-    ) -> ImageDataLoaders:
+        small: bool = False,
+    ) -> ImageDataLoaders | SmallImageDataLoaders:
         """Images in `path/train/<class>/` (and `path/valid/<class>/`); the label is the class folder.
 
         With `valid_pct` the training images are split at random instead (reproducibly with `seed`)
         and no validation folder is needed. `test` names an unlabelled folder for `test_dl()`.
-        `size` (default 224) sets `Resize(size)` when `item_tfms` is not given."""
+        `size` (default 224) sets `Resize(size)` when `item_tfms` is not given.
+        `small=True` (images of at most 64 px, CIFAR-10): a `SmallImageDataLoaders` instead, every file
+        decoded once into memory and augmented per batch (quickfit/vision/small_images.py); `size`
+        (default: the images' own) and `bs` apply, the item and batch transforms do not."""
+        if small:
+            if item_tfms is not None or batch_tfms is not None or test is not None:
+                raise ValueError("from_folder(small=True) makes its own augmentation: drop item_tfms, batch_tfms, test")
+            side = size if isinstance(size, int) or size is None else int(max(size))
+            return SmallImageDataLoaders.from_folder(path, train, valid, valid_pct, seed, bs=bs, size=side)
         path = Path(path).absolute()
         if not path.is_dir():
             raise FileNotFoundError(f"image folder {path} does not exist")

@@ -23,6 +23,7 @@ from torch import nn
 from quickfit.vision.models.efficientnet_lite import efficientnet_lite1, efficientnet_lite2
 from quickfit.vision.models.efficientnet_lite0 import LITE_STATS, efficientnet_lite0
 from quickfit.vision.models.resnet import resnet18, resnet34, resnet50, resnext50_32x4d
+from quickfit.vision.models.small import CIFAR_STATS, darknet, resnet9, wrn_22
 
 __all__ = ["ArchSpec", "ARCHS", "IMAGENET_STATS", "register_arch", "get_arch", "arch_names"]
 
@@ -52,6 +53,10 @@ def _lite_cut(model: nn.Module) -> nn.Sequential:
     return model.features
 
 
+def _small_cut(model: nn.Module) -> nn.Sequential:
+    return model.body
+
+
 ARCHS: dict[str, ArchSpec] = {}
 
 
@@ -70,6 +75,11 @@ register_arch(ArchSpec("resnext50_32x4d", resnext50_32x4d, _resnet_cut, 6, IMAGE
 register_arch(ArchSpec("efficientnet_lite0", efficientnet_lite0, _lite_cut, 5, LITE_STATS, 1280))
 register_arch(ArchSpec("efficientnet_lite1", efficientnet_lite1, _lite_cut, 5, LITE_STATS, 1280))
 register_arch(ArchSpec("efficientnet_lite2", efficientnet_lite2, _lite_cut, 5, LITE_STATS, 1280))
+# Small images from scratch (models/small.py; stride-1 stems, builders take n_out and width): bodies are
+# resnet9's prep, layer1 | layer2, layer3; darknet's stem, 3 groups | 2 groups; wrn_22's stem, group 1 | 2, 3.
+register_arch(ArchSpec("resnet9", resnet9, _small_cut, 2, CIFAR_STATS, 512))
+register_arch(ArchSpec("darknet", darknet, _small_cut, 4, CIFAR_STATS, 1024))
+register_arch(ArchSpec("wrn_22", wrn_22, _small_cut, 2, CIFAR_STATS, 384))
 
 
 def arch_names() -> list[str]:
