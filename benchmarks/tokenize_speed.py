@@ -65,7 +65,7 @@ def main() -> None:
         nlp = spacy.blank("en")
         spacy_tok = Tokenizer(splitter="spacy")
         contenders["spaCy baseline (1 process)"] = lambda: [[t.text for t in d] for d in nlp.tokenizer.pipe(texts)]
-        contenders["spaCy + quickfit's rules (1 process)"] = lambda: tokenize_texts(texts, spacy_tok, n_workers=1)
+        contenders["spaCy + quickfit's rules (1 process)"] = lambda: tokenize_texts(texts, spacy_tok, num_workers=1)
     except ImportError:
         print("spaCy is not installed (pip install spacy, or the `bench` extra): no baseline row")
 
@@ -80,10 +80,10 @@ def main() -> None:
 
     tok = Tokenizer()
     contenders["HF encode_batch, split only (Rust threads)"] = hf_batch
-    contenders["quickfit, 1 process, cold"] = lambda: tokenize_texts(texts, tok, n_workers=1)
-    contenders[f"quickfit, {args.workers} processes, cold"] = lambda: tokenize_texts(texts, tok, n_workers=args.workers)
+    contenders["quickfit, 1 process, cold"] = lambda: tokenize_texts(texts, tok, num_workers=1)
+    contenders[f"quickfit, {args.workers} processes, cold"] = lambda: tokenize_texts(texts, tok, args.workers)
     with tempfile.TemporaryDirectory() as cache:
-        tokenize_texts(texts, tok, n_workers=args.workers, cache_dir=cache)  # fills the cache
+        tokenize_texts(texts, tok, num_workers=args.workers, cache_dir=cache)  # fills the cache
         contenders["quickfit, cached"] = lambda: tokenize_texts(texts, tok, cache_dir=cache)
         # Rounds run every contender once, so a change in the machine's load hits them all alike.
         runs = {name: [] for name in contenders}
@@ -93,7 +93,7 @@ def main() -> None:
 
     chars = sum(map(len, texts))
     auto = "1 process" if chars < PARALLEL_MIN_CHARS else f"{default_workers()} processes"
-    print(f"tokenize_texts(texts, tok) with n_workers=None uses {auto} for {chars / 1e6:.1f}M characters")
+    print(f"tokenize_texts(texts, tok) with num_workers=None uses {auto} for {chars / 1e6:.1f}M characters")
     base = min(runs[next(iter(runs))])[0]  # speed-ups are against the first row
     print(f"\nload average {os.getloadavg()[0]:.1f} (wall times suffer when it is above the core count)")
     print(f"{'':45s} {'best s':>7s} {'median s':>9s} {'CPU s':>6s} {'texts/s':>9s} {'speed-up':>9s}")

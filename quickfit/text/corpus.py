@@ -10,12 +10,12 @@ indices back to back, and the offsets where each text starts: building a vocabul
     corpus.to_lists()[0]          # ['xxbos', 'xxmaj', 'hello', ...]
     corpus.counts()               # occurrences of each of corpus.tokens
 
-The texts are cut into `n_workers` contiguous chunks of about the same number of characters; this
+The texts are cut into `num_workers` contiguous chunks of about the same number of characters; this
 process tokenizes the first while forked workers (spawned where fork does not exist) do the others
 and send back their own small token table and an int32 array, which costs far less to pass between
 processes than lists of strings. Measured on SST-2 (67k short sentences): Hugging Face's
 `encode_batch`, parallel in Rust, was slower than this (it builds full encodings with offsets).
-Below `PARALLEL_MIN_CHARS` characters (with `n_workers=None`) one process is faster: starting
+Below `PARALLEL_MIN_CHARS` characters (with `num_workers=None`) one process is faster: starting
 workers costs more than it saves.
 """
 
@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from quickfit.deprecation import renamed_argument
 from quickfit.text.tokens import TokenizedCorpus, gather_texts
 
 if TYPE_CHECKING:
@@ -158,10 +159,13 @@ def _save(path: Path, corpus: TokenizedCorpus, model: str | None) -> None:
 def tokenize_corpus(
     texts: Sequence[str],
     tokenizer: Tokenizer,
-    n_workers: int | None = None,
+    num_workers: int | None = None,
     cache_dir: str | Path | None = None,
+    *,
+    n_workers: int | None = None,  # deprecated: num_workers
 ) -> TokenizedCorpus:
     """Tokenize `texts` into a `TokenizedCorpus` (see `quickfit.text.tokenize.tokenize_texts`)."""
+    num_workers = renamed_argument(num_workers, n_workers, "num_workers", "n_workers", "tokenize_corpus")
     texts = list(texts)
     check_texts(texts)
     path = None
@@ -173,16 +177,16 @@ def tokenize_corpus(
             if model is not None and not tokenizer.is_trained:
                 tokenizer.set_subword_model(model)
             return corpus
-    if n_workers is None:
-        n_workers = default_workers() if sum(map(len, texts)) >= PARALLEL_MIN_CHARS else 1
+    if num_workers is None:
+        num_workers = default_workers() if sum(map(len, texts)) >= PARALLEL_MIN_CHARS else 1
     trained_here = not tokenizer.is_trained
     if trained_here:
         # Words in parallel, then the subword model trains on them and cuts them (Rust, threaded).
-        words = _run(texts, tokenizer.word_level(), n_workers)
+        words = _run(texts, tokenizer.word_level(), num_workers)
         tokenizer.train(texts, words=words.to_lists())
         corpus = tokenizer.subword_corpus(words)
     else:
-        corpus = _run(texts, tokenizer, n_workers)
+        corpus = _run(texts, tokenizer, num_workers)
     if path is not None:
         try:
             _save(path, corpus, tokenizer.subword_model if trained_here else None)

@@ -29,8 +29,10 @@ import torch
 
 from quickfit.data.core import DataLoaders
 from quickfit.data.split import check_columns, split_rows
+from quickfit.deprecation import renamed_argument
 from quickfit.text.corpus import TokenizedCorpus, check_texts, gather_texts, tokenize_corpus
 from quickfit.text.loaders import LMDataLoader, SortishDataLoader
+from quickfit.text.rules import detokenize
 from quickfit.text.tokenize import Tokenizer
 from quickfit.text.tokens import reverse_texts
 from quickfit.text.vocab import Vocab
@@ -153,9 +155,11 @@ class TextDataLoaders(DataLoaders):
         min_freq: int | None = None,
         max_vocab: int = 60000,
         pad_first: bool = False,
-        n_workers: int | None = None,
+        num_workers: int | None = None,
         cache_dir: str | Path | bool | None = None,
         backwards: bool = False,
+        *,
+        n_workers: int | None = None,  # deprecated: num_workers
     ) -> TextDataLoaders:
         """Loaders from a DataFrame: `text_col` holds the texts, `label_col` the labels (classifier).
 
@@ -168,6 +172,7 @@ class TextDataLoaders(DataLoaders):
         - `backwards`: each text read from its last token to its first (a backward language model, and
           the classifier on its encoder: same vocab, same labels).
         """
+        num_workers = renamed_argument(num_workers, n_workers, "num_workers", "n_workers", "TextDataLoaders.from_df")
         if not isinstance(df, pd.DataFrame):
             raise TypeError(f"TextDataLoaders.from_df: df must be a pandas DataFrame, got {type(df).__name__}")
         _check_column(df, text_col, "text_col")
@@ -187,7 +192,7 @@ class TextDataLoaders(DataLoaders):
         tokenizer = tokenizer if tokenizer is not None else Tokenizer()
         if cache_dir is None:
             cache_dir = default_token_cache()
-        corpus = tokenize_corpus(texts, tokenizer, n_workers=n_workers, cache_dir=cache_dir or None)
+        corpus = tokenize_corpus(texts, tokenizer, num_workers, cache_dir=cache_dir or None)
         shared_vocab = vocab is not None
         if vocab is None:
             train_corpus = TokenizedCorpus(corpus.tokens, *_subset(corpus.ids, corpus.offsets, train_idx))
@@ -235,11 +240,14 @@ class TextDataLoaders(DataLoaders):
         min_freq: int | None = None,
         max_vocab: int = 60000,
         pad_first: bool = False,
-        n_workers: int | None = None,
+        num_workers: int | None = None,
         cache_dir: str | Path | bool | None = None,
         backwards: bool = False,
+        *,
+        n_workers: int | None = None,  # deprecated: num_workers
     ) -> TextDataLoaders:
         """`from_df` on a CSV file (`sep="\\t", quoting=csv.QUOTE_NONE` reads GLUE-style TSVs)."""
+        num_workers = renamed_argument(num_workers, n_workers, "num_workers", "n_workers", "TextDataLoaders.from_csv")
         csv_path = Path(csv_path)
         if not csv_path.is_file():
             raise FileNotFoundError(f"TextDataLoaders.from_csv: no file {csv_path}")
@@ -247,7 +255,7 @@ class TextDataLoaders(DataLoaders):
         try:
             return cls.from_df(
                 df, text_col, label_col, is_lm, valid_pct, valid_col, seed, bs, seq_len, vocab, tokenizer,
-                min_freq, max_vocab, pad_first, n_workers, cache_dir, backwards,
+                min_freq, max_vocab, pad_first, num_workers, cache_dir, backwards,
             )  # fmt: skip
         except (KeyError, TypeError, ValueError) as e:
             raise type(e)(f"{csv_path}: {e.args[0] if e.args else e}") from e
@@ -267,16 +275,20 @@ class TextDataLoaders(DataLoaders):
         min_freq: int | None = None,
         max_vocab: int = 60000,
         pad_first: bool = False,
-        n_workers: int | None = None,
+        num_workers: int | None = None,
         cache_dir: str | Path | bool | None = None,
         suffix: str = ".txt",
         backwards: bool = False,
+        *,
+        n_workers: int | None = None,  # deprecated: num_workers
     ) -> TextDataLoaders:
         """Texts from `path/train/<label>/*.txt` and `path/valid/<label>/*.txt` (a file per text).
 
         For a language model (`is_lm=True`) every `*.txt` under the two folders is read, labels or
         not (e.g. IMDB's `train/unsup`).
         """
+        where = "TextDataLoaders.from_folder"
+        num_workers = renamed_argument(num_workers, n_workers, "num_workers", "n_workers", where)
         path = Path(path)
         rows, empty, labels = [], [], {}
         for name, is_valid in ((train, False), (valid, True)):
@@ -306,7 +318,7 @@ class TextDataLoaders(DataLoaders):
         df = pd.DataFrame(rows, columns=["text", "label", "is_valid"])
         return cls.from_df(
             df, "text", None if is_lm else "label", is_lm, 0.2, "is_valid", seed, bs, seq_len, vocab, tokenizer,
-            min_freq, max_vocab, pad_first, n_workers, cache_dir, backwards,
+            min_freq, max_vocab, pad_first, num_workers, cache_dir, backwards,
         )  # fmt: skip
 
     # --- predicting ----------------------------------------------------------------------------
@@ -336,6 +348,27 @@ class TextDataLoaders(DataLoaders):
             ids, offsets, labels=y, bs=bs or self.bs, sort=False, pad_idx=self.pad_idx, pad_first=self.pad_first
         )
         return dl if self.device is None else dl.to(self.device)
+
+    def decode(self, ids: torch.Tensor | Sequence[int]) -> str:
+        """The text of token ids (padding skipped, read forwards again if `backwards`), detokenized."""
+        tokens = [t for t in self.vocab.decode(ids) if t != "xxpad"]
+        return detokenize(self.tokenizer.decode(tokens[::-1] if self.backwards else tokens))
+
+    def show_batch(self, max_n: int = 10, split: str = "train") -> pd.DataFrame:
+        """Print up to `max_n` rows of one batch decoded, and return them as a DataFrame: (text, label)
+        for a classifier, (text, target) for a language model (the target: the text one token on)."""
+        dl = self.train if split == "train" else self.valid
+        if dl is None:
+            raise ValueError(f"show_batch: these loaders have no {split} data")
+        x, y = next(iter(dl))[:2]
+        texts = [self.decode(row) for row in x[:max_n].cpu()]
+        if self.is_lm:
+            df = pd.DataFrame({"text": texts, "target": [self.decode(row) for row in y[:max_n].cpu()]})
+        else:
+            df = pd.DataFrame({"text": texts, "label": [self.classes[int(i)] for i in y[:max_n]]})
+        with pd.option_context("display.max_colwidth", 100):
+            print(df.to_string())
+        return df
 
     def decode_pred(self, pred: torch.Tensor) -> tuple[Any, int, torch.Tensor]:
         """`(label, index, probabilities)` of one prediction (for a language model, the next token)."""

@@ -45,6 +45,7 @@ from quickfit.text.models.core import (
     encoder_of,
 )
 from quickfit.text.pretrained import lm_sizes, load_pretrained_lm, match_vocab
+from quickfit.text.rules import detokenize
 from quickfit.text.vectors import VocabVectors, embedding_vectors
 
 __all__ = [
@@ -252,7 +253,8 @@ class LMLearner(TextLearner):
     ) -> str | list[str]:
         """Continue ``text`` with ``n_words`` tokens sampled from the model (``temperature`` 0: greedy).
 
-        Returns the decoded text (the tokenizer's rules undone), or the tokens with ``decode=False``.
+        Returns the decoded text (the tokenizer's rules undone, then ``detokenize``: no space before
+        punctuation, "it's" joined), or the tokens with ``decode=False``.
         A backward model (data ``backwards=True``) writes the ``n_words`` that come *before* ``text``.
         """
         tokenizer = getattr(self.dls, "tokenizer", None)
@@ -295,7 +297,7 @@ class LMLearner(TextLearner):
             model.train(was_training)
         new = [itos[i] for i in new_ids]
         out = new[::-1] + tokens if backwards else tokens + new
-        return tokenizer.decode(out) if decode else out
+        return detokenize(tokenizer.decode(out)) if decode else out
 
 
 def _reset(model: nn.Module) -> None:

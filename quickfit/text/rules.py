@@ -8,6 +8,7 @@ and `undo_rules` puts everything back (up to whitespace):
     replace_rep("sooooo good")                 # 's xxrep 5 o  good'
     case_markers(["The", "BBC", "is", "I"])    # ['xxmaj', 'the', 'xxup', 'bbc', 'is', 'xxmaj', 'i']
     undo_rules(["xxbos", "xxmaj", "so", "xxwrep", "3", "xxup", "no"])   # 'So NO NO NO'
+    detokenize("it ' s a t - shirt , ok .")    # "it's a t-shirt, ok." (what a writer would type)
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ __all__ = [
     "replace_wrep",
     "case_markers",
     "undo_rules",
+    "detokenize",
 ]
 
 UNK, PAD, BOS, EOS, FLD = "xxunk", "xxpad", "xxbos", "xxeos", "xxfld"
@@ -173,3 +175,19 @@ def undo_rules(tokens: Sequence[str]) -> str:
             res.append(t)
             i += 1
     return " ".join(res)
+
+
+_DETOK = [
+    (re.compile(r" ([.,!?;:%)\]}])"), r"\1"),  # no space before closing punctuation
+    (re.compile(r"([(\[{$]) "), r"\1"),
+    (re.compile(r"(\w) ' (s|t|re|ve|ll|d|m)\b", re.IGNORECASE), r"\1'\2"),  # it ' s -> it's, don ' t
+    (re.compile(r"(\w) - (?=\w)"), r"\1-"),  # t - shirt -> t-shirt (Multi30k writes hyphens inside words)
+    (re.compile(r"(\w) / (?=\w)"), r"\1/"),
+]
+
+
+def detokenize(text: str) -> str:
+    """A tokenizer-decoded text (tokens joined by spaces) with the spaces a writer would not put back."""
+    for pattern, repl in _DETOK:
+        text = pattern.sub(repl, text)
+    return text

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import Tensor
 
@@ -249,8 +250,9 @@ class Seq2SeqLearner(Learner):
         hyps = self.translate(src_sentences, beam_size=beam_size, max_len=max_len)
         return CorpusBLEU(lowercase=lowercase).score(hyps, ref_sentences)
 
-    def show_results(self, n: int = 5, beam_size: int = 1, dl: Iterable | None = None) -> list[tuple[str, str, str]]:
-        """Print (and return) source, reference and prediction of the first `n` pairs of `dl` (validation)."""
+    def show_results(self, n: int = 5, beam_size: int = 1, dl: Iterable | None = None) -> pd.DataFrame:
+        """Print source, reference and prediction of the first `n` pairs of `dl` (validation), and return
+        them as a DataFrame (columns source, reference, prediction), as the other texts and tables do."""
         dl = _base(dl if dl is not None else self.dls.valid)
         if not isinstance(dl, Seq2SeqDataLoader):
             raise ValueError("show_results needs a Seq2SeqDataLoader (the learner's data has no validation set?)")
@@ -262,7 +264,7 @@ class Seq2SeqLearner(Learner):
             ref = dl.raw_targets[i] if dl.raw_targets is not None else self.dls.decode(t)
             rows.append((self.dls.decode_source(s), ref, self.dls.decode(p)))
             print(f"source:     {rows[-1][0]}\nreference:  {rows[-1][1]}\nprediction: {rows[-1][2]}\n")
-        return rows
+        return pd.DataFrame(rows, columns=["source", "reference", "prediction"])
 
 
 def seq2seq_learner(

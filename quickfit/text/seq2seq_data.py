@@ -22,7 +22,6 @@ scores about 99 BLEU against itself on Multi30k (see docs/seq2seq.md).
 from __future__ import annotations
 
 import math
-import re
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,9 +33,11 @@ import torch
 
 from quickfit.data.core import DataLoaders, random_split
 from quickfit.data.loader import LoaderBase
+from quickfit.deprecation import renamed_argument
 from quickfit.text.corpus import tokenize_corpus
 from quickfit.text.data import default_token_cache
 from quickfit.text.loaders import _epoch_rng
+from quickfit.text.rules import detokenize
 from quickfit.text.tokenize import Tokenizer
 from quickfit.text.tokens import TokenizedCorpus
 from quickfit.text.vocab import Vocab
@@ -45,21 +46,6 @@ __all__ = ["Seq2SeqDataLoader", "Seq2SeqDataLoaders", "detokenize", "seq2seq_dls
 
 _EXPORT_VERSION = 1
 TOO_LONG = ("drop", "error")
-
-_DETOK = [
-    (re.compile(r" ([.,!?;:%)\]}])"), r"\1"),  # no space before closing punctuation
-    (re.compile(r"([(\[{$]) "), r"\1"),
-    (re.compile(r"(\w) ' (s|t|re|ve|ll|d|m)\b", re.IGNORECASE), r"\1'\2"),  # it ' s -> it's, don ' t
-    (re.compile(r"(\w) - (?=\w)"), r"\1-"),  # t - shirt -> t-shirt (Multi30k writes hyphens inside words)
-    (re.compile(r"(\w) / (?=\w)"), r"\1/"),
-]
-
-
-def detokenize(text: str) -> str:
-    """A tokenizer-decoded text (tokens joined by spaces) with the spaces a writer would not put back."""
-    for pattern, repl in _DETOK:
-        text = pattern.sub(repl, text)
-    return text
 
 
 def source_tokenizer() -> Tokenizer:
@@ -233,8 +219,10 @@ class Seq2SeqDataLoaders(DataLoaders):
         src_tokenizer: Tokenizer | None = None,
         tgt_tokenizer: Tokenizer | None = None,
         seed: int | None = None,
-        n_workers: int | None = None,
+        num_workers: int | None = None,
         cache_dir: str | Path | bool | None = None,
+        *,
+        n_workers: int | None = None,  # deprecated: num_workers
     ) -> Seq2SeqDataLoaders:
         """Loaders from text files of one sentence a line, line i of a source file translated by line i of its target.
 
@@ -245,6 +233,8 @@ class Seq2SeqDataLoaders(DataLoaders):
         - `src_tokenizer` / `tgt_tokenizer`: default `source_tokenizer()` / `target_tokenizer()`; a
           target tokenizer must add `xxbos` and `xxeos`.
         """
+        where = "Seq2SeqDataLoaders.from_files"
+        num_workers = renamed_argument(num_workers, n_workers, "num_workers", "n_workers", where)
         if (src_valid is None) != (tgt_valid is None):
             raise ValueError("from_files: pass both src_valid and tgt_valid, or neither")
         src, tgt = _read_lines(src_train), _read_lines(tgt_train)
@@ -256,7 +246,7 @@ class Seq2SeqDataLoaders(DataLoaders):
             src, tgt = src + vs, tgt + vt
             is_valid = np.concatenate([is_valid, np.ones(len(vs), dtype=bool)])
         return cls._build(src, tgt, is_valid, bs, max_len, too_long, min_freq, max_vocab, shared_vocab,
-                          src_tokenizer, tgt_tokenizer, seed, n_workers, cache_dir)  # fmt: skip
+                          src_tokenizer, tgt_tokenizer, seed, num_workers, cache_dir)  # fmt: skip
 
     @classmethod
     def from_df(
@@ -275,11 +265,14 @@ class Seq2SeqDataLoaders(DataLoaders):
         src_tokenizer: Tokenizer | None = None,
         tgt_tokenizer: Tokenizer | None = None,
         seed: int | None = None,
-        n_workers: int | None = None,
+        num_workers: int | None = None,
         cache_dir: str | Path | bool | None = None,
+        *,
+        n_workers: int | None = None,  # deprecated: num_workers
     ) -> Seq2SeqDataLoaders:
         """Loaders from a DataFrame of pairs: the rows where the boolean `valid_col` is true validate,
         or a random `valid_pct` of them (`seed` fixes it). Other arguments as in `from_files`."""
+        num_workers = renamed_argument(num_workers, n_workers, "num_workers", "n_workers", "Seq2SeqDataLoaders.from_df")
         if not isinstance(df, pd.DataFrame):
             raise TypeError(f"Seq2SeqDataLoaders.from_df: df must be a pandas DataFrame, got {type(df).__name__}")
         for name, col in (("src_col", src_col), ("tgt_col", tgt_col)) + (
@@ -299,11 +292,11 @@ class Seq2SeqDataLoaders(DataLoaders):
             is_valid = np.zeros(len(df), dtype=bool)
             is_valid[random_split(len(df), valid_pct, seed)] = True
         return cls._build(src, tgt, is_valid, bs, max_len, too_long, min_freq, max_vocab, shared_vocab,
-                          src_tokenizer, tgt_tokenizer, seed, n_workers, cache_dir)  # fmt: skip
+                          src_tokenizer, tgt_tokenizer, seed, num_workers, cache_dir)  # fmt: skip
 
     @classmethod
     def _build(cls, src, tgt, is_valid, bs, max_len, too_long, min_freq, max_vocab, shared_vocab,
-               src_tok, tgt_tok, seed, n_workers, cache_dir) -> Seq2SeqDataLoaders:  # fmt: skip
+               src_tok, tgt_tok, seed, num_workers, cache_dir) -> Seq2SeqDataLoaders:  # fmt: skip
         if too_long not in TOO_LONG:
             raise ValueError(f"too_long must be one of {TOO_LONG}, got {too_long!r}")
         if max_len is not None and (isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1):
@@ -313,8 +306,8 @@ class Seq2SeqDataLoaders(DataLoaders):
         if not (tgt_tok.add_bos and tgt_tok.add_eos):
             raise ValueError("the target tokenizer must add xxbos and xxeos: Tokenizer(add_bos=True, add_eos=True)")
         cache = default_token_cache() if cache_dir is None else (cache_dir or None)
-        src_corpus = tokenize_corpus(src, src_tok, n_workers=n_workers, cache_dir=cache)
-        tgt_corpus = tokenize_corpus(tgt, tgt_tok, n_workers=n_workers, cache_dir=cache)
+        src_corpus = tokenize_corpus(src, src_tok, num_workers, cache_dir=cache)
+        tgt_corpus = tokenize_corpus(tgt, tgt_tok, num_workers, cache_dir=cache)
         train_idx, valid_idx = np.flatnonzero(~is_valid), np.flatnonzero(is_valid)
         if max_len is not None:
             long = (src_corpus.lengths[train_idx] > max_len) | (tgt_corpus.lengths[train_idx] > max_len)
@@ -378,6 +371,17 @@ class Seq2SeqDataLoaders(DataLoaders):
     def decode_source(self, ids: torch.Tensor | Sequence[int]) -> str:
         ids = ids.tolist() if isinstance(ids, torch.Tensor) else list(ids)
         return detokenize(self.src_tokenizer.decode([t for t in self.src_vocab.decode(ids) if t != "xxpad"]))
+
+    def show_batch(self, max_n: int = 10, split: str = "train") -> pd.DataFrame:
+        """Print up to `max_n` pairs of one batch decoded, and return them as a DataFrame (source, target)."""
+        dl = self.train if split == "train" else self.valid
+        if dl is None:
+            raise ValueError(f"show_batch: these loaders have no {split} data")
+        src, _, tgt_out = next(iter(dl))
+        sources, targets = [self.decode_source(s) for s in src[:max_n]], [self.decode(t) for t in tgt_out[:max_n]]
+        df = pd.DataFrame({"source": sources, "target": targets})
+        print(df.to_string())
+        return df
 
     # --- export --------------------------------------------------------------------------------
     def export_info(self) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from quickfit.deprecation import renamed_argument
 from quickfit.text.corpus import tokenize_corpus
 from quickfit.text.pipeline import TokenTable, flag_texts, words_corpus
 from quickfit.text.rules import DEFAULT_RULES, SPECIAL_TOKENS, undo_rules
@@ -289,11 +290,14 @@ class Tokenizer:
 def tokenize_texts(
     texts: Sequence[str],
     tokenizer: Tokenizer,
-    n_workers: int | None = None,
+    num_workers: int | None = None,
     cache_dir: str | Path | None = None,
+    *,
+    n_workers: int | None = None,  # deprecated: num_workers
 ) -> list[list[str]]:
-    """Tokens of every text, computed in parallel over `n_workers` processes (all cores by default;
+    """Tokens of every text, computed in parallel over `num_workers` processes (all cores by default;
     small inputs run in this process) and cached in `cache_dir` (None: no cache) under a hash of
     the texts and the tokenizer settings, so a second call is a file read. An untrained subword
     tokenizer is trained on `texts` first (and the trained model is cached too)."""
-    return tokenize_corpus(texts, tokenizer, n_workers=n_workers, cache_dir=cache_dir).to_lists()
+    num_workers = renamed_argument(num_workers, n_workers, "num_workers", "n_workers", "tokenize_texts")
+    return tokenize_corpus(texts, tokenizer, num_workers, cache_dir).to_lists()

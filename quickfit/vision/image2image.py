@@ -368,7 +368,7 @@ class ImageToImageDataLoaders(DataLoaders):
         cls,
         pairs: Sequence[tuple[str | Path, str | Path]],
         valid_pct: float = 0.2,
-        seed: int = 0,
+        seed: int | None = None,
         valid_pairs: Sequence[tuple[str | Path, str | Path]] | None = None,
         size: int = 128,
         bs: int = 16,
@@ -379,8 +379,9 @@ class ImageToImageDataLoaders(DataLoaders):
         device: torch.device | str | None = None,
         cache: bool = False,
     ) -> ImageToImageDataLoaders:
-        """(input file, target file) pairs; a random `valid_pct` held out (with `seed`) unless `valid_pairs`
-        are given. The other arguments are the constructor's."""
+        """(input file, target file) pairs; a random `valid_pct` held out (`seed` fixes it; None, as in
+        every application, draws a new split) unless `valid_pairs` are given. The other arguments are
+        the constructor's."""
         pairs = [(Path(a), Path(b)) for a, b in pairs]
         missing = [str(p) for pair in pairs for p in pair if not p.is_file()]
         if missing:
@@ -408,7 +409,7 @@ class ImageToImageDataLoaders(DataLoaders):
         bs: int = 16,
         batch_tfms: Sequence | None = None,
         scale: int | None = None,
-        seed: int = 0,
+        seed: int | None = None,
         upsample: bool = True,
         num_workers: int | None = None,
         device: torch.device | str | None = None,
@@ -436,7 +437,7 @@ class ImageToImageDataLoaders(DataLoaders):
         bs: int = 16,
         batch_tfms: Sequence | None = None,
         scale: int | None = None,
-        seed: int = 0,
+        seed: int | None = None,
         upsample: bool = True,
         num_workers: int | None = None,
         device: torch.device | str | None = None,

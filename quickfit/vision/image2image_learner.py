@@ -1,7 +1,6 @@
 """A U-Net generator for image-to-image data (super-resolution, restoration): build, show, export.
 
-    from quickfit.vision.image2image import ImageToImageDataLoaders
-    from quickfit.vision.image2image_learner import image2image_learner
+    from quickfit.vision import ImageToImageDataLoaders, image2image_learner
 
     dls = ImageToImageDataLoaders.from_folders("photos_lr", "photos", size=64, bs=16)
     learn = image2image_learner(dls, "efficientnet_lite0", encoder_cut=5)   # pixel (L1) loss by default

@@ -44,7 +44,7 @@ class SegmentationInterpretation:
         preds, counts = [], []
         for (mask, _), mask_src in zip(learn.predict_masks(items.paths, bs=bs), items.targets):
             truth = torch.from_numpy(load_mask(mask_src, target).astype(np.int64))
-            counts.append(torch.stack(confusion_counts(mask, truth, n, target.void)))
+            counts.append(torch.stack(confusion_counts(mask, truth, n, target.void_code)))
             preds.append(mask.numpy().astype(np.uint8 if n <= 256 else np.int32))
         return cls(learn, list(items.paths), list(items.targets), preds, torch.stack(counts))
 

@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from quickfit.vision.targets import void_index
+
 __all__ = ["SegmentationLoss", "class_weights", "soft_dice_loss"]
 
 
@@ -46,8 +48,9 @@ class SegmentationLoss(nn.CrossEntropyLoss):
         w = None if weight is None else torch.as_tensor(weight, dtype=torch.float32).flatten()
         if w is not None and (not torch.isfinite(w).all() or (w < 0).any()):
             raise ValueError(f"weight must be finite and >= 0 per class, got {w.tolist()}")
-        super().__init__(weight=w, ignore_index=-100 if void_code is None else int(void_code))
-        self.void_code = None if void_code is None else int(void_code)
+        void_code = void_index(void_code, where="SegmentationLoss: void_code")
+        super().__init__(weight=w, ignore_index=-100 if void_code is None else void_code)
+        self.void_code = void_code
         self.dice, self.smooth = float(dice), float(smooth)
 
     def forward(self, pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,8 @@
 
 Masks are single-channel PNGs of class indices (L / I modes), palette PNGs (their indices), or RGB
 colour masks with `palette={(r, g, b): index}`. `codes` names the classes (a list, or a text file
-with one name per line); pixels of `void_code` are ignored by the loss and the metrics. A missing
+with one name per line); pixels of `void_code` (an index, or a name of the codes: "Void") are
+ignored by the loss and the metrics. A missing
 mask, a mask of another size than its image, or a colour mask without a palette is an error when
 the loaders are built; a mask value outside the codes, when its batch is loaded. The mask gets the
 image's crop (nearest-neighbour) and the same batch augmentation (see `quickfit.vision.targets`).
@@ -39,7 +40,7 @@ from quickfit.vision.data import ImageDataLoaders, _item_tfm, random_split
 from quickfit.vision.image import IMAGE_EXTENSIONS, SourceImage, get_image_files, open_image
 from quickfit.vision.loader import ImageItems
 from quickfit.vision.seg_loss import SegmentationLoss
-from quickfit.vision.targets import Target
+from quickfit.vision.targets import Target, void_index
 from quickfit.vision.transforms import ItemTransform, item_tfm_from_dict
 
 __all__ = ["SegmentationDataLoaders", "SegmentationLoss", "segmentation_dls_from_export", "read_codes", "mask_colours"]
@@ -106,17 +107,15 @@ class SegmentationDataLoaders(ImageDataLoaders):
         batch_tfms: Sequence[Callable] | None = None,
         bs: int = 8,
         num_workers: int | None = None,
-        void_code: int | None = None,
+        void_code: int | str | None = None,
         palette: dict[tuple[int, int, int], int] | None = None,
         path: str | Path = ".",
         test_items: Sequence[Path | Image.Image] | None = None,
         device: torch.device | str | None = None,
     ) -> None:
         self.codes = list(codes)
-        if void_code is not None and int(void_code) < 0:
-            raise ValueError(f"void_code must be a class index (>= 0), got {void_code}")
-        self.void_code = None if void_code is None else int(void_code)
-        self.target = Target("mask", n_codes=len(self.codes), void=self.void_code, palette=palette)
+        self.void_code = void_index(void_code, self.codes)
+        self.target = Target("mask", n_codes=len(self.codes), void_code=self.void_code, palette=palette)
         super().__init__(
             train_items,
             valid_items,
@@ -205,14 +204,15 @@ class SegmentationDataLoaders(ImageDataLoaders):
         batch_tfms: Sequence[Callable] | None = None,
         bs: int = 8,
         num_workers: int | None = None,
-        void_code: int | None = None,
+        void_code: int | str | None = None,
         palette: dict[tuple[int, int, int], int] | None = None,
         size: int | tuple[int, int] | None = None,
     ) -> SegmentationDataLoaders:
         """Images and their mask files, each flagged training or validation; the other constructors end here."""
         path = Path(path).absolute()
         names = read_codes(codes, path)
-        target = Target("mask", n_codes=len(names), void=void_code, palette=palette)
+        void_code = void_index(void_code, names)
+        target = Target("mask", n_codes=len(names), void_code=void_code, palette=palette)
         _check_pairs(images, masks, target)
         tr = [i for i, v in enumerate(is_valid) if not v]
         va = [i for i, v in enumerate(is_valid) if v]
@@ -245,7 +245,7 @@ class SegmentationDataLoaders(ImageDataLoaders):
         item_tfms: ItemTransform | None = None,
         batch_tfms: Sequence[Callable] | None = None,
         bs: int = 8,
-        void_code: int | None = None,
+        void_code: int | str | None = None,
         num_workers: int | None = None,
         palette: dict[tuple[int, int, int], int] | None = None,
         size: int | tuple[int, int] | None = None,
@@ -276,7 +276,7 @@ class SegmentationDataLoaders(ImageDataLoaders):
         valid_images: str | None = "val",
         valid_masks: str | None = "valannot",
         codes: Sequence[str] | str | Path = (),
-        void_code: int | None = None,
+        void_code: int | str | None = None,
         item_tfms: ItemTransform | None = None,
         batch_tfms: Sequence[Callable] | None = None,
         bs: int = 8,
@@ -384,7 +384,7 @@ def segmentation_dls_from_export(info: dict, device: torch.device | str | None =
         item_tfm_from_dict(info["item_tfm"]),
         batch_tfms=batch_tfms,
         bs=int(info.get("bs", 8)),
-        void_code=target.void,
+        void_code=target.void_code,
         palette=target.palette,
         device=device,
     )

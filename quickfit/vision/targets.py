@@ -6,7 +6,7 @@ transform (the same crop, resize and padding) and in the batch augmentation (the
 matrix and grid):
 
 - "mask": [H, W] class indices, resampled nearest-neighbour (never blended into a class that is not
-  there). Pixels that come from outside the image under "zeros" padding get the `void` code.
+  there). Pixels that come from outside the image under "zeros" padding get the `void_code`.
 - "points": [n, 2] (x, y), given in pixels of the original image ((0, 0) is its top-left corner,
   (W, H) its bottom-right one) and carried in [-1, 1] of the transformed image: -1 is the left / top
   edge, 1 the right / bottom one (grid_sample's `align_corners=False`). The augmentation moves them by
@@ -32,7 +32,7 @@ matrix and grid):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -41,11 +41,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from quickfit.deprecation import renamed_argument
 from quickfit.vision.image import open_image
 
 __all__ = [
     "Target",
     "TargetKind",
+    "void_index",
     "MaskError",
     "SPATIAL_KINDS",
     "load_mask",
@@ -75,8 +77,10 @@ class MaskError(RuntimeError):
 class Target:
     """What a batch's `y` is and how it moves. See the module docstring for each kind.
 
-    n_codes: masks, the number of classes (values must be in [0, n_codes) or `void`);
-    void: masks, the code the loss and metrics ignore (also what fills pixels from outside the image);
+    n_codes: masks, the number of classes (values must be in [0, n_codes) or `void_code`);
+    void_code: masks, the code the loss and metrics ignore (also what fills pixels from outside the
+      image); the same name as in `SegmentationDataLoaders`, `SegmentationLoss` and the metrics
+      (`void=` is its deprecated old name);
     palette: masks stored as RGB colours, {(r, g, b): class index};
     flip_pairs: points, index pairs swapped when an image is mirrored;
     lighting / normalize: image targets, whether they get the input's lighting change / normalization.
@@ -84,13 +88,18 @@ class Target:
 
     kind: TargetKind = "category"
     n_codes: int | None = None
-    void: int | None = None
+    void_code: int | None = None
     palette: dict[tuple[int, int, int], int] | None = field(default=None, hash=False)
     flip_pairs: tuple[tuple[int, int], ...] = ()
     lighting: bool = False
     normalize: bool = True
+    void: InitVar[int | None] = None
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, void: int | None) -> None:
+        if void is not None:  # frozen: the dataclass's own way to set a field after __init__
+            object.__setattr__(
+                self, "void_code", renamed_argument(self.void_code, void, "void_code", "void", "Target", 4)
+            )
         if self.kind not in _KINDS:
             raise ValueError(f"Target kind must be one of {', '.join(_KINDS)}; got {self.kind!r}")
         for pair in self.flip_pairs:
@@ -107,14 +116,14 @@ class Target:
         """uint8 when every code (and void) is known to fit in it: a quarter of the bytes to stack and copy."""
         if self.n_codes is None:
             return torch.int32
-        return torch.uint8 if max(self.n_codes, (self.void or 0) + 1) <= 256 else torch.int32
+        return torch.uint8 if max(self.n_codes, (self.void_code or 0) + 1) <= 256 else torch.int32
 
     def to_dict(self) -> dict:
         d: dict = {"kind": self.kind}
         if self.n_codes is not None:
             d["n_codes"] = self.n_codes
-        if self.void is not None:
-            d["void"] = self.void
+        if self.void_code is not None:
+            d["void"] = self.void_code  # the file's key since version 1
         if self.palette:
             d["palette"] = [[*rgb, i] for rgb, i in self.palette.items()]
         if self.flip_pairs:
@@ -137,11 +146,31 @@ class Target:
         )
 
 
+def void_index(void_code: int | str | None, codes: Sequence[str] | None = None, where: str = "void_code") -> int | None:
+    """The void class as an index: an index as it is, or a class name looked up in `codes` ("Void")."""
+    if void_code is None:
+        return None
+    if isinstance(void_code, str):
+        if codes is not None and void_code in codes:
+            return list(codes).index(void_code)
+        known = (
+            f"one of the codes {list(codes)}"
+            if codes is not None
+            else "a class index (only the data knows the names: pass dls.void_code)"
+        )
+        raise ValueError(f"{where}={void_code!r} is not {known}")
+    if isinstance(void_code, bool) or not isinstance(void_code, (int, np.integer)):
+        raise TypeError(f"{where} must be a class index or a class name, got {type(void_code).__name__}")
+    if void_code < 0:
+        raise ValueError(f"{where} must be a class index (>= 0), got {void_code}")
+    return int(void_code)
+
+
 # ---- item level: numpy / PIL, in the loader workers --------------------------------------------------
 
 
 def load_mask(src: str | Path | Image.Image | np.ndarray | torch.Tensor, target: Target) -> np.ndarray:
-    """A mask as an int array [H, W] of class indices, checked against `target.n_codes` / `void`.
+    """A mask as an int array [H, W] of class indices, checked against `target.n_codes` / `void_code`.
 
     Single-channel PNGs (L, I, I;16) hold the indices; palette PNGs (P) their palette indices; RGB(A)
     masks need `target.palette` ({(r, g, b): index}). Raises `MaskError` naming the file and values."""
@@ -161,11 +190,11 @@ def load_mask(src: str | Path | Image.Image | np.ndarray | torch.Tensor, target:
         raise MaskError(f"{where} must be one channel of class indices, got an array of shape {arr.shape}")
     if target.n_codes is not None:
         bad = (arr >= target.n_codes) | (arr < 0)
-        if target.void is not None:
-            bad &= arr != target.void
+        if target.void_code is not None:
+            bad &= arr != target.void_code
         if bad.any():
             values = sorted(int(v) for v in np.unique(arr[bad])[:10])
-            void = f" or the void code {target.void}" if target.void is not None else ""
+            void = f" or the void code {target.void_code}" if target.void_code is not None else ""
             raise MaskError(
                 f"{where} has values {values} outside the {target.n_codes} codes (0-{target.n_codes - 1}{void})"
             )
@@ -342,7 +371,7 @@ def warp_target(
         if grid is None or tuple(grid.shape[1:3]) != (h, w):
             grid = sampling_grid(mats.to(device=y.device, dtype=torch.float32), h, w)
         if target.kind == "mask":
-            return warp_mask(y, grid, pad_mode, 0 if target.void is None else target.void)
+            return warp_mask(y, grid, pad_mode, 0 if target.void_code is None else target.void_code)
         return F.grid_sample(y, grid, mode="bilinear", padding_mode=pad_mode, align_corners=False)
     if target.kind == "points":
         return warp_points(y, mats, target.flip_pairs)

@@ -122,7 +122,7 @@ class ItemTransform:
                 raise MaskError(
                     f"mask {_name(y)} is {arr.shape[1]}x{arr.shape[0]} but its image {_name(src)} is {w}x{h}"
                 )
-            fill = 0 if target.void is None else target.void
+            fill = 0 if target.void_code is None else target.void_code
             res = resize_mask(arr, box, out, pad, self.pad_mode, fill)
             return x, torch.from_numpy(np.array(res)).to(target.mask_dtype)  # a writable copy
         if target.kind == "points":

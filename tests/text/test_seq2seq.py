@@ -331,7 +331,8 @@ def test_show_results_prints_source_reference_prediction(toy_gru, capsys):
     rows = toy_gru.show_results(n=2)
     text = capsys.readouterr().out
     assert len(rows) == 2 and text.count("source:") == 2 and "reference:" in text and "prediction:" in text
-    assert rows[0][1] == toy_gru.dls.valid.raw_targets[0]
+    assert list(rows.columns) == ["source", "reference", "prediction"]
+    assert rows.reference[0] == toy_gru.dls.valid.raw_targets[0]
 
 
 def test_export_and_load_learner_translate_the_same(toy_gru, tmp_path):

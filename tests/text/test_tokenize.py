@@ -185,8 +185,8 @@ def test_settings_are_json_and_round_trip():
 def test_parallel_gives_the_same_result_as_serial():
     texts = [f"Text number {i}: {'ha ' * (i % 4)} REALLY {'o' * (i % 5)}k &amp; done." for i in range(60)]
     tok = Tokenizer()
-    serial = tokenize_texts(texts, tok, n_workers=1)
-    assert tokenize_texts(texts, tok, n_workers=2) == serial
+    serial = tokenize_texts(texts, tok, num_workers=1)
+    assert tokenize_texts(texts, tok, num_workers=2) == serial
     assert serial == [reference(t) for t in texts]
 
 
@@ -200,13 +200,13 @@ def test_cache_hit_does_not_tokenize_again(tmp_path, monkeypatch):
 
     monkeypatch.setattr(Tokenizer, "corpus", counting)
     texts = ["One text.", "Another ONE!", "third"]
-    first = tokenize_texts(texts, Tokenizer(), n_workers=1, cache_dir=tmp_path)
+    first = tokenize_texts(texts, Tokenizer(), num_workers=1, cache_dir=tmp_path)
     assert calls == [3] and len(list(tmp_path.glob("*.npz"))) == 1
-    assert tokenize_texts(texts, Tokenizer(), n_workers=1, cache_dir=tmp_path) == first
+    assert tokenize_texts(texts, Tokenizer(), num_workers=1, cache_dir=tmp_path) == first
     assert calls == [3]  # served from the cache
-    tokenize_texts(texts, Tokenizer(add_eos=True), n_workers=1, cache_dir=tmp_path)  # other settings
-    tokenize_texts(texts[:2] + ["third!"], Tokenizer(), n_workers=1, cache_dir=tmp_path)  # other texts
-    tokenize_texts(["One text.Another ONE!", "third"], Tokenizer(), n_workers=1, cache_dir=tmp_path)  # same chars
+    tokenize_texts(texts, Tokenizer(add_eos=True), num_workers=1, cache_dir=tmp_path)  # other settings
+    tokenize_texts(texts[:2] + ["third!"], Tokenizer(), num_workers=1, cache_dir=tmp_path)  # other texts
+    tokenize_texts(["One text.Another ONE!", "third"], Tokenizer(), num_workers=1, cache_dir=tmp_path)  # same chars
     assert calls == [3, 3, 3, 2] and len(list(tmp_path.glob("*.npz"))) == 4
 
 
@@ -274,7 +274,7 @@ def test_subword_pieces_word_by_word_equal_encoding_each_text():
 
 def test_subword_parallel_matches_serial():
     tok = Tokenizer(subword="bpe", vocab_size=100).train(SUBWORD_CORPUS)
-    assert tokenize_texts(SUBWORD_CORPUS, tok, n_workers=2) == tokenize_texts(SUBWORD_CORPUS, tok, n_workers=1)
+    assert tokenize_texts(SUBWORD_CORPUS, tok, num_workers=2) == tokenize_texts(SUBWORD_CORPUS, tok, num_workers=1)
 
 
 def test_subword_settings_are_checked():
@@ -290,7 +290,7 @@ def test_spacy_splitter():
     pytest.importorskip("spacy")
     tok = Tokenizer(splitter="spacy")
     assert tok("I don't like it   ALL!") == ["xxbos", "xxmaj", "i", "do", "n't", "like", "it", "xxup", "all", "!"]
-    assert tokenize_texts(["Hi there", "ha ha ha"], tok, n_workers=2) == [
+    assert tokenize_texts(["Hi there", "ha ha ha"], tok, num_workers=2) == [
         ["xxbos", "xxmaj", "hi", "there"],
         ["xxbos", "xxwrep", "3", "ha"],
     ]

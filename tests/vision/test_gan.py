@@ -55,7 +55,7 @@ def real_images(n: int = 256, seed: int = 0) -> torch.Tensor:
 
 def tiny_learner(tmp_path, loss="nonsaturating", switcher=None, seed=0, n=256, **kw) -> GANLearner:
     gen, crit = tiny_gan(seed)
-    dls = noise_dls(real_images(n), z_dim=Z, bs=32, valid_pct=0.125)
+    dls = noise_dls(real_images(n), z_dim=Z, bs=32, valid_pct=0.125, seed=0)
     return GANLearner(dls, gen, crit, loss=loss, switcher=switcher, path=tmp_path, progress=False, **kw)
 
 
@@ -303,7 +303,7 @@ def _ddp_train(rank: int, world_size: int, port: int, out_dir: str) -> None:
     torch.set_num_threads(1)
     gen, crit = tiny_gan(0)
     torch.manual_seed(100 + rank)  # different noise on each rank
-    dls = noise_dls(real_images(128), z_dim=Z, bs=16, valid_pct=0.125)
+    dls = noise_dls(real_images(128), z_dim=Z, bs=16, valid_pct=0.125, seed=0)
     learn = GANLearner(dls, gen, crit, loss="nonsaturating", path=out_dir, progress=False)
     learn.fit(1, 1e-2)
     torch.save({"state": learn.model.state_dict(), "init": tiny_gan(0)}, Path(out_dir) / f"rank{rank}.pt")
@@ -395,7 +395,7 @@ def test_export_and_load_learner_draw_the_same_images(tmp_path):
     torch.manual_seed(0)
     real = real_images(64).repeat(1, 1, 2, 2)  # 1 x 8 x 8
     gen = basic_generator(8, n_channels=1, z_dim=Z, nf=4)
-    learn = GANLearner(noise_dls(real, z_dim=Z, bs=16), gen, gan_critic(1, nf=4, n_blocks=1, in_size=8),
+    learn = GANLearner(noise_dls(real, z_dim=Z, bs=16, seed=0), gen, gan_critic(1, nf=4, n_blocks=1, in_size=8),
                        loss="nonsaturating", path=tmp_path, progress=False)  # fmt: skip
     learn.fit(1, 1e-3)
     f = learn.export("gan.qf")
@@ -434,6 +434,6 @@ def test_r1_under_ddp_is_refused_with_the_reason(tmp_path, monkeypatch):
 
     monkeypatch.setattr(env, "world_size", lambda: 2)
     gen, crit = tiny_gan()
-    dls = noise_dls(real_images(64), z_dim=Z, bs=16)
+    dls = noise_dls(real_images(64), z_dim=Z, bs=16, seed=0)
     with pytest.raises(ValueError, match="R1 penalty .* DistributedDataParallel does not support"):
         GANLearner(dls, gen, crit, loss=GANLoss("nonsaturating", r1=1.0), path=tmp_path, progress=False)

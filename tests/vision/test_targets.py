@@ -69,7 +69,7 @@ def test_item_pad_moves_points_and_fills_masks_with_void():
     tfm = Resize(8, method="pad", pad_mode="zeros")
     _, p = tfm.pair(img, torch.tensor([[4.0, 0.0]]), Target("points"))
     assert torch.allclose(p, torch.tensor([[0.0, -0.5]]))  # y = 0 of the image is row 2 of 8
-    _, m = tfm.pair(img, np.ones((4, 8), np.int64), Target("mask", n_codes=2, void=255))
+    _, m = tfm.pair(img, np.ones((4, 8), np.int64), Target("mask", n_codes=2, void_code=255))
     assert m[:2].eq(255).all() and m[2:6].eq(1).all() and m[6:].eq(255).all()
 
 
@@ -90,7 +90,7 @@ def test_item_mask_errors_name_the_problem(tmp_path):
     f = tmp_path / "m.png"
     Image.fromarray(np.full((4, 6), 7, np.uint8)).save(f)
     with pytest.raises(MaskError, match=r"m.png has values \[7\] outside the 3 codes \(0-2 or the void code 5\)"):
-        Resize(4).pair(img, f, Target("mask", n_codes=3, void=5))
+        Resize(4).pair(img, f, Target("mask", n_codes=3, void_code=5))
     Image.new("RGB", (6, 4), (10, 20, 30)).save(f)
     with pytest.raises(MaskError, match="RGB colour image; pass palette="):
         Resize(4).pair(img, f, Target("mask", n_codes=3))
@@ -184,7 +184,7 @@ def test_mask_gets_the_same_rotation_zoom_and_warp_as_its_image(pad_mode):
     img, mask = _blocky()
     torch.manual_seed(1)
     aff = AffineWarp(max_rotate=20, max_zoom=1.3, max_warp=0.2, p_affine=1.0, pad_mode=pad_mode)
-    x, y = apply_batch_tfms_pair(img, mask, Target("mask", n_codes=5, void=0), [aff])
+    x, y = apply_batch_tfms_pair(img, mask, Target("mask", n_codes=5, void_code=0), [aff])
     assert y.dtype == torch.int64 and y.shape == mask.shape
     assert not torch.equal(y, mask.long())  # something moved
     # Where bilinear resampling landed inside one block, the image shows the mask's class exactly.
