@@ -7,7 +7,8 @@ one process. Prints throughput, p50 / p99 latency, failed requests and the serve
 The model is efficientnet_lite0 (ImageNet weights from its pip package, a 2-class head: speed does not
 depend on what it learned), exported and served by the real command as a subprocess. The photos are
 hymenoptera's validation images when ../shared/data has them (else generated 500x375 JPEGs). Everything
-is bounded: a request gives up after 60 s, a run after 10 minutes.
+is bounded: a request gives up after 60 s; the loop stops after `--loop-seconds`, a server run after
+`--run-seconds` (requests not sent by then are counted apart, as "not sent", never as served).
 """
 
 from __future__ import annotations
@@ -62,18 +63,18 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def summary(name: str, latencies: list[float], failed: int, seconds: float, extra: str = "") -> dict:
+def summary(name: str, latencies: list[float], failed: int, seconds: float, extra: str = "", unsent: int = 0) -> dict:
     lat = sorted(latencies)
     p = lambda q: 1000 * lat[min(len(lat) - 1, int(q * len(lat)))] if lat else float("nan")
     n = len(latencies) + failed
     row = {"name": name, "rps": len(latencies) / seconds, "p50": p(0.50), "p99": p(0.99),
            "failed": failed / max(1, n), "extra": extra}  # fmt: skip
-    print(f"{name:<34} {row['rps']:7.1f} req/s  p50 {row['p50']:7.0f} ms  p99 {row['p99']:7.0f} ms  "
-          f"failed {100 * row['failed']:.1f}%  {extra}", flush=True)  # fmt: skip
+    print(f"| {name} | {len(latencies)} | {row['rps']:.2f} | {row['p50']:.0f} | {row['p99']:.0f} | "
+          f"{failed} ({100 * row['failed']:.1f}%) | {unsent} | {extra} |", flush=True)  # fmt: skip
     return row
 
 
-def predict_loop(model: Path, files: list[Path], n: int, threads: int) -> dict:
+def predict_loop(model: Path, files: list[Path], n: int, threads: int, seconds: float) -> dict:
     import torch
 
     import quickfit as qf
@@ -84,13 +85,16 @@ def predict_loop(model: Path, files: list[Path], n: int, threads: int) -> dict:
     lat = []
     start = time.perf_counter()
     for i in range(n):
+        if time.perf_counter() - start > seconds:
+            break
         t = time.perf_counter()
         learn.predict(files[i % len(files)])
         lat.append(time.perf_counter() - t)
-    return summary("learn.predict loop (1 process)", lat, 0, time.perf_counter() - start)
+    return summary("learn.predict loop, 1 process", lat, 0, time.perf_counter() - start, "", n - len(lat))
 
 
-def load(model: Path, files: list[Path], n: int, clients: int, threads: int, max_batch: int, tmp: Path) -> dict:
+def load(model: Path, files: list[Path], n: int, clients: int, threads: int, max_batch: int, tmp: Path,
+         seconds: float) -> dict:  # fmt: skip
     import httpx
 
     from tests.serve.browser import free_port, wait_healthy
@@ -108,11 +112,11 @@ def load(model: Path, files: list[Path], n: int, clients: int, threads: int, max
             for b in bodies[:4]:
                 c.post(url + "/predict", files={"file": ("p.jpg", b, "image/jpeg")}).raise_for_status()
         before = rss_mb(proc.pid)
-        deadline = time.monotonic() + 600
+        deadline = time.monotonic() + seconds
 
-        def one(i: int) -> float | None:
+        def one(i: int) -> float | str | None:
             if time.monotonic() > deadline:
-                return None
+                return "unsent"
             t = time.perf_counter()
             try:
                 r = client.post(url + "/predict", files={"file": ("p.jpg", bodies[i % len(bodies)], "image/jpeg")})
@@ -124,15 +128,17 @@ def load(model: Path, files: list[Path], n: int, clients: int, threads: int, max
         with httpx.Client(timeout=60, limits=limits) as client, ThreadPoolExecutor(clients) as pool:
             start = time.perf_counter()
             results = list(pool.map(one, range(n)))
-            seconds = time.perf_counter() - start
+            took = time.perf_counter() - start
         with httpx.Client(timeout=10) as c:
             health = c.get(url + "/health").json()
         after = rss_mb(proc.pid)
-        lat = [r for r in results if r is not None]
+        lat = [r for r in results if isinstance(r, float)]
+        unsent = sum(r == "unsent" for r in results)
+        failed = sum(r is None for r in results)
         mean_batch = health["items"] / max(1, health["batches"])
         name = f"serve --max-batch {max_batch}" + (" (no batching)" if max_batch == 1 else "")
         extra = f"mean batch {mean_batch:.1f}; server RSS {before:.0f} -> {after:.0f} MB"
-        return summary(name, lat, n - len(lat), seconds, extra)
+        return summary(name, lat, failed, took, extra, unsent)
     finally:
         proc.terminate()
         proc.wait(15)
@@ -144,6 +150,8 @@ def main() -> None:
     p.add_argument("--requests", type=int, default=500)
     p.add_argument("--clients", type=int, default=32)
     p.add_argument("--threads", type=int, default=2, help="torch threads, in the server and the loop")
+    p.add_argument("--loop-seconds", type=float, default=120, help="bound of the learn.predict loop")
+    p.add_argument("--run-seconds", type=float, default=480, help="bound of each server run")
     args = p.parse_args()
     print(f"uptime: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
     print(f"CPUs: {os.cpu_count()}; {args.requests} requests, {args.clients} clients, {args.threads} torch threads")
@@ -153,9 +161,10 @@ def main() -> None:
         model = export_classifier(tmp, files)
         size = Image.open(files[0]).size
         print(f"{len(files)} photos, e.g. {files[0].name} {size}; model {model.stat().st_size / 2**20:.1f} MB")
-        predict_loop(model, files, args.requests, args.threads)
-        load(model, files, args.requests, args.clients, args.threads, 16, tmp)
-        load(model, files, args.requests, args.clients, args.threads, 1, tmp)
+        print("| run | served | req/s | p50 ms | p99 ms | failed | not sent | |\n|---|---|---|---|---|---|---|---|")
+        predict_loop(model, files, args.requests, args.threads, args.loop_seconds)
+        load(model, files, args.requests, args.clients, args.threads, 16, tmp, args.run_seconds)
+        load(model, files, args.requests, args.clients, args.threads, 1, tmp, args.run_seconds)
     print(f"uptime: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
 
 
