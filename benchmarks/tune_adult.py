@@ -64,8 +64,12 @@ def main() -> None:
     parser.add_argument("--bs", type=int, default=256)
     parser.add_argument("--storage", default="sqlite:///tune_adult.db", help="'' for in memory")
     parser.add_argument("--plot", default=str(ROOT / "docs" / "img" / "tune_adult.png"))
-    parser.add_argument("--json", default="tune_adult.json")
+    parser.add_argument("--json", default="tune_adult.json", help="the results, written after each search")
+    parser.add_argument("--replot", action="store_true", help="only draw --plot from the results in --json")
     args = parser.parse_args()
+    if args.replot:
+        plot(json.loads(Path(args.json).read_text()), args.samplers, args.plot)
+        return
     torch.set_num_threads(1)  # a small MLP: one thread is fastest (docs/tabular.md)
 
     train = read_adult(DATA / "adult.data.gz")
@@ -73,14 +77,11 @@ def main() -> None:
     dls = TabularDataLoaders.from_df(train, "salary", CAT_NAMES, CONT_NAMES, valid_pct=0.2, seed=42, bs=args.bs)
     objective = qf.learner_objective(partial(tabular_learner, dls, progress=False), metric="accuracy", seed=0)
 
-    def quiet(params):  # no epoch tables: one line per trial
-        return objective(params)
-
     results = {}
     for sampler in args.samplers:
         for seed in args.seeds:
             start = time.perf_counter()
-            result = qf.tune(quiet, space(args.max_epochs), n_trials=args.trials, sampler=sampler, seed=seed,
+            result = qf.tune(objective, space(args.max_epochs), n_trials=args.trials, sampler=sampler, seed=seed,
                              storage=args.storage or None, study=f"adult-{sampler}-{seed}-{args.trials}",
                              verbose=False, pruner="none")  # fmt: skip
             search_s = time.perf_counter() - start
@@ -106,20 +107,26 @@ def main() -> None:
         print(f"{sampler:<7}  {np.mean([r['best_valid'] for r in rows]):.4f}           "
               f"{np.mean([r['test'] for r in rows]):.4f}     {tests}")  # fmt: skip
 
+    plot(results, args.samplers, args.plot)
+
+
+def plot(results: dict, samplers: list[str], fname: str) -> None:
     from quickfit.plots import plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for sampler in args.samplers:
+    for sampler in samplers:
         curves = [best_so_far(r["values"]) for r in results.values() if r["sampler"] == sampler]
         n = min(len(c) for c in curves)
-        ax.plot(np.arange(1, n + 1), np.mean([c[:n] for c in curves], axis=0), label=f"{sampler} ({len(curves)} seeds)")
+        seeds = f"{len(curves)} seed{'s' if len(curves) > 1 else ''}"
+        mean = np.mean([c[:n] for c in curves], axis=0)
+        ax.step(np.arange(1, n + 1), mean, where="post", label=f"{sampler} ({seeds})")
     ax.set_xlabel("trial")
-    ax.set_ylabel("best validation accuracy so far")
+    ax.set_ylabel("best validation accuracy so far" + (" (mean over seeds)" if len(results) > len(samplers) else ""))
     ax.set_title("Adult: hyper-parameter search")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(args.plot, dpi=100)
-    print(f"plot saved to {args.plot}")
+    fig.savefig(fname, dpi=100)
+    print(f"plot saved to {fname}")
 
 
 if __name__ == "__main__":
