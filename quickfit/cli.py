@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -37,6 +38,12 @@ def _one_line(e: BaseException) -> str:
     text = e.args[0] if isinstance(e, KeyError) and len(e.args) == 1 else str(e)
     text = " ".join(str(text).split()) or type(e).__name__
     return text
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one line a command's user reads (`quickfit: warning: ...`), not Python's
+    `file:line: Category` with the source line of the `quickfit` script."""
+    print(f"quickfit: warning: {' '.join(str(message).split())}", file=sys.stderr if file is None else file)
 
 
 def _version() -> str:
@@ -441,7 +448,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = _command_of(argv)
     needs_apps = command in APP_COMMANDS or (command == "predict" and ("-h" in argv or "--help" in argv))
-    from quickfit.extras import MissingExtraError
 
     try:
         parser = build_parser() if needs_apps else build_parser(apps=())
@@ -449,6 +455,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as e:  # argparse exits on --help, --version and bad arguments; return its status
         return e.code if isinstance(e.code, int) else 2
     prog = f"quickfit {args.command}"
+    with warnings.catch_warnings():  # restores Python's own formatter when main() returns (tests call it)
+        warnings.showwarning = _show_warning
+        return _run(args, prog)
+
+
+def _run(args: argparse.Namespace, prog: str) -> int:
+    from quickfit.extras import MissingExtraError
+
     try:
         return args.run(args)
     except KeyboardInterrupt:

@@ -38,7 +38,8 @@ def test_csv_holds_the_epoch_table_exactly(tmp_path):
     assert len(_read(tmp_path / "logs" / "history.csv")) == 4
     learn.fit(1, 1e-3)
     rows = _read(tmp_path / "logs" / "history.csv")
-    assert [_as_values(r) for r in rows[1:]] == learn.recorder.values and len(rows) == 5
+    assert [_as_values(r)[1:] for r in rows[1:]] == [v[1:] for v in learn.recorder.values] and len(rows) == 5
+    assert [r[0] for r in rows[1:]] == ["0", "1", "2", "3"]  # the epoch counts on, as TensorBoard's step
     # a new logger (a new run) starts the file again
     other = _learner(tmp_path, cbs=[qf.CSVLogger("logs/history.csv")])
     other.fit(1, 1e-3)
@@ -55,7 +56,9 @@ def test_csv_append_and_a_row_without_validation(tmp_path):
     assert rows[1] == ["0", "1.0", "1.0", "0.5", "1.0"]
     del rows[1]
     assert rows[0][0] == "epoch" and sum(r[0] == "epoch" for r in rows) == 1
-    assert [_as_values(r) for r in rows[1:]] == learn.recorder.values
+    assert [_as_values(r)[1:] for r in rows[1:]] == [v[1:] for v in learn.recorder.values]
+    # the second fit's epoch counts on (as TensorBoard's step does); the printed table restarts at 0
+    assert [r[0] for r in rows[1:]] == ["0", "1", "2"] and learn.recorder.values[-1][0] == 0
     learn.metrics = []  # other columns: a header line says so
     learn.fit(1, 1e-3)
     rows = _read(tmp_path / "h.csv")

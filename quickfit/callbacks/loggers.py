@@ -35,9 +35,10 @@ class CSVLogger(Callback):
     Columns are the Recorder's (`epoch, train_loss, valid_loss, <metrics>, time`), numbers at full
     precision, `time` in seconds, an empty cell where there was no validation. The logger's first fit
     starts a new file (unless `append=True`); its later fits append (so `fine_tune`'s two stages are one
-    table, as in `learn.recorder.values`), with a new header line when the columns change. A fit resumed
-    from a checkpoint (`resume=True`) appends, after dropping rows the interrupted run wrote past its
-    last checkpoint.
+    table, as in `learn.recorder.values`), with a new header line when the columns change. `epoch` counts
+    on across a learner's fits (the row's index in `learn.recorder.values`, TensorBoardLogger's step:
+    the two logs agree), where the printed table starts each fit at 0. A fit resumed from a checkpoint
+    (`resume=True`) appends, after dropping rows the interrupted run wrote past its last checkpoint.
     """
 
     order = Order.RECORDER + 5  # after the Recorder has written the epoch's row
@@ -54,7 +55,7 @@ class CSVLogger(Callback):
         self._active = learn.is_main_process and not _in_lr_find(learn)
         self._path, self._started = learn.path / self.fname, False
 
-    def _start(self, learn) -> None:
+    def _start(self, learn, earlier: int) -> None:
         # decided at the first epoch's end: by then a resumed fit knows where it starts
         names = learn.recorder.names
         f = self._path
@@ -62,7 +63,7 @@ class CSVLogger(Callback):
         if learn.start_epoch > 0 and f.exists():
             with open(f, newline="") as fh:
                 rows = list(csv.reader(fh))
-            while rows and rows[-1] != names and _epoch_of(rows[-1]) >= learn.start_epoch:
+            while rows and rows[-1] != names and _epoch_of(rows[-1]) >= earlier + learn.start_epoch:
                 rows.pop()  # written by the interrupted run after its last checkpoint
             with open(f, "w", newline="") as fh:
                 csv.writer(fh).writerows(rows or [names])
@@ -79,10 +80,13 @@ class CSVLogger(Callback):
             return
         if not learn.recorder.epoch_logged:  # an epoch cancelled before it trained has no row
             return
-        if not self._started:
-            self._start(learn)
+        step = len(learn.recorder.values) - 1  # the epochs of earlier fits, plus this one's
         row = learn.recorder.values[-1]
-        cells = ["" if v is None else (repr(float(v)) if isinstance(v, float) else str(v)) for v in row]
+        if not self._started:
+            self._start(learn, earlier=step - row[0])
+        cells = [str(step)] + [
+            "" if v is None else (repr(float(v)) if isinstance(v, float) else str(v)) for v in row[1:]
+        ]
         with open(self._path, "a", newline="") as fh:
             csv.writer(fh).writerow(cells)
 

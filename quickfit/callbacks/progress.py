@@ -14,6 +14,11 @@ from quickfit.callbacks.core import Callback, Order
 __all__ = ["ProgressCallback"]
 
 
+def show_progress(progress: bool | None) -> bool:
+    """`progress` when given; by default bars only on a terminal (a log file would get every redraw)."""
+    return sys.stderr.isatty() if progress is None else bool(progress)
+
+
 class ProgressCallback(Callback):
     order = Order.PROGRESS
 

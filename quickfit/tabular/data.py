@@ -17,6 +17,7 @@ the validation rows and to anything later given to `test_dl`. Their state is pla
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from quickfit import env
 from quickfit.data.core import DataLoaders
 from quickfit.data.split import check_columns, split_rows
 from quickfit.tabular.batches import TabularBatches
@@ -209,7 +211,7 @@ class TabularDataLoaders(DataLoaders):
             if len(y_vocab) < 2:  # would train to a loss of 0 and an accuracy of 1, learning nothing
                 raise ValueError(f"target column {y_names[0]!r} has {len(y_vocab)} class(es) {list(y_vocab)}: "
                                  "a classifier needs two or more")  # fmt: skip
-        if inferred:
+        if inferred and env.is_main_process():  # once under torchrun, not once per rank
             kind = f"classification ({len(y_vocab)} classes)" if y_vocab else "regression"
             print(f"TabularDataLoaders: cat_names={cat_in}, cont_names={cont_in}, target {y_names}: {kind}")
 
@@ -379,7 +381,11 @@ class TabularDataLoaders(DataLoaders):
         for i, name in enumerate(self.cont_names):
             values = x_cont[:, i].double()
             if normalize is not None and name in normalize.means:
-                values = values * normalize.stds[name] + normalize.means[name]
+                std = normalize.stds[name]
+                values = values * std + normalize.means[name]
+                # float32 holds ~7 digits of the normalized value: beyond std * 1e-6 the digits are noise
+                # (capital-gain 0 came back as -0.000021); + 0.0 turns the -0.0 of rounding into 0.0
+                values = values.round(decimals=max(0, math.ceil(-math.log10(std * 2**-20)))) + 0.0
             cols[name] = values.numpy()
         df = pd.DataFrame(cols)
         if len(batch) > 2 and batch[2] is not None:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from quickfit import env
 from quickfit.cli_hooks import CommandError
 from quickfit.loading import load_learner
 from quickfit.seed import set_seed
@@ -45,7 +46,7 @@ def fine_tune_recipe(learn: VisionLearner, epochs: int, lr: float | None = None,
     climb). `epochs=1` trains the head only. Returns the validation accuracy with TTA."""
 
     def say(text: str) -> None:
-        if verbose:
+        if verbose and env.is_main_process():
             print(text, flush=True)
 
     head_epochs = 1 if epochs < 4 else 2
@@ -114,7 +115,8 @@ def folder_learner(
     _refuse_segmentation_layout(path)
     set_seed(seed)
     dls = _folder_dls(path, size, bs, seed)
-    print(f"{dls}; classes: {', '.join(map(str, dls.vocab))}")
+    if env.is_main_process():  # once under torchrun, not once per rank
+        print(f"{dls}; classes: {', '.join(map(str, dls.vocab))}")
     return vision_learner(dls, arch, path=learner_path, progress=progress)
 
 

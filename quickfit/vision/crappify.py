@@ -26,6 +26,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 from tqdm.auto import tqdm
 
+from quickfit.callbacks.progress import show_progress
 from quickfit.vision.image import get_image_files, load_image
 
 __all__ = ["crappify", "crappify_image", "crappified_name"]
@@ -102,15 +103,16 @@ def crappify(
     draw_text: bool = True,
     seed: int = 0,
     num_workers: int | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
     resample: str = "bilinear",
 ) -> list[Path]:
     """Write a crappified copy of every image under `src` to `dst` (see the module docstring).
 
     `quality`: the range (inclusive) of JPEG qualities drawn from (None: lossless PNG); `resample`:
     "bilinear" or "bicubic"; `num_workers`: threads (Pillow
-    releases the GIL while resizing and encoding; default: the CPU count, at most 8). Returns the output
-    paths, in the order of the sorted source files."""
+    releases the GIL while resizing and encoding; default: the CPU count, at most 8); `progress`: a bar
+    (default: only on a terminal, as the Learner's). Returns the output paths, in the order of the
+    sorted source files."""
     src, dst = Path(src), Path(dst)
     if not src.is_dir():
         raise FileNotFoundError(f"crappify: source folder {src} does not exist")
@@ -132,6 +134,7 @@ def crappify(
         out = dst / crappified_name(rel, lossless=quality is None)
         jobs.append((f, rel, out, float(scale), quality and (lo, hi), draw_text, seed, resample))
     workers = num_workers or min(len(os.sched_getaffinity(0)), 8)
+    progress = show_progress(progress)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         results = list(tqdm(pool.map(_one, jobs), total=len(jobs), disable=not progress, desc="crappify"))
     n_skip = results.count("skipped")

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
@@ -699,23 +700,37 @@ class GANLearner(Learner):
 
     def pretrain_critic(self, n_epoch: int, lr: float | None = None) -> None:
         """Train only the critic (real images against the current generator's), then go back to the
-        switcher there was: the course's second stage, after the generator's pre-training."""
-        was = self.step.switcher
+        switcher there was: the course's second stage, after the generator's pre-training. The epoch
+        table has no `gen_loss` column meanwhile (the generator does not train: it would read nan)."""
+        was, metrics = self.step.switcher, self.metrics
         self.step.set_switcher(FixedGANSwitcher(n_crit=1, n_gen=0))
+        self.metrics = [m for m in metrics if not (isinstance(m, _PhaseLoss) and m.phase == "generator")]
         try:
             self.fit(n_epoch, lr)
         finally:
             self.step.set_switcher(was)
+            self.metrics = metrics
 
     def show_results(
         self, n: int = 16, path: str | Path | None = None, dl: Iterable | None = None, nrow: int | None = None
     ):
-        """Generated images from the first batch of `dl` (the validation set by default): a grid of
+        """`n` generated images from the first batches of `dl` (the validation set by default): a grid of
         samples for a noise GAN, rows of input / generated / target for an image-to-image one. Saved as a
-        PNG at `path` when given; returns the grid as a [3, H, W] tensor in [0, 1]."""
+        PNG at `path` when given (the columns named); returns the grid as a [3, H, W] tensor in [0, 1].
+        Fewer than `n` only when `dl` holds fewer, with a warning saying so."""
         dl = dl if dl is not None else (self.dls.valid if self.dls.valid is not None else self.dls.train)
-        x, real = first_batch(dl, "show_results")[:2]
-        x, real = x[:n].to(self.device), real[:n].to(self.device)
+        xs, reals, got = [], [], 0
+        for batch in dl:
+            xs.append(batch[0][: n - got])
+            reals.append(batch[1][: n - got])
+            got += len(xs[-1])
+            if got >= n:
+                break
+        if not xs:
+            first_batch(dl, "show_results")  # the error that says what to pass
+        if got < n:
+            warnings.warn(f"show_results: the data holds {got} images, fewer than the {n} asked", stacklevel=2)
+        x, real = torch.cat(xs).to(self.device), torch.cat(reals).to(self.device)
         was = self.model.training
         self.model.eval()
         try:
@@ -728,7 +743,7 @@ class GANLearner(Learner):
         if x.ndim == 4 and x.shape[1] in (1, 3):  # image-to-image: input / generated / target
             x = F.interpolate(x.float(), size=fake.shape[-2:], mode="bilinear", align_corners=False)
             images = torch.stack([to01(x), to01(fake), to01(real.float())], 1).flatten(0, 1)
-            return save_image_grid(images, path, nrow=3)
+            return save_image_grid(images, path, nrow=3, titles=("input", "generated", "target"))
         return save_image_grid(to01(fake), path, nrow=nrow)
 
 

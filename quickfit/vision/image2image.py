@@ -344,7 +344,8 @@ class ImageToImageDataLoaders(DataLoaders):
         }
 
     def show_batch(self, max_n: int = 4, split: str = "train", path: str | Path | None = None) -> torch.Tensor:
-        """Rows of input / target from one batch, as a grid (saved as a PNG at `path` when given)."""
+        """Rows of input / target from one batch, as a [3, H, W] grid (saved as a PNG at `path` when given,
+        its columns named)."""
         from quickfit.vision.image_grid import save_image_grid
 
         dl = self.train if split == "train" else self.valid
@@ -353,7 +354,7 @@ class ImageToImageDataLoaders(DataLoaders):
         if self.normalize is not None:
             x = self.normalize.decode(x)
         x = F.interpolate(x, size=y.shape[-2:], mode="bilinear", align_corners=False)
-        return save_image_grid(torch.stack([x, y], 1).flatten(0, 1), path, nrow=2)
+        return save_image_grid(torch.stack([x, y], 1).flatten(0, 1), path, nrow=2, titles=("input", "target"))
 
     def __repr__(self) -> str:
         n_valid = 0 if self.valid is None else len(self.valid.dataset)

@@ -211,7 +211,8 @@ class ImageToImageLearner(Learner):
 
     def show_results(self, n: int = 4, path: str | Path | None = None, dl=None) -> torch.Tensor:
         """Rows of input (as the model sees it, un-normalized) / prediction / target from the first batch of
-        `dl` (the validation set by default); saved as a PNG at `path` when given."""
+        `dl` (the validation set by default), as a [3, H, W] grid; saved as a PNG at `path` when given,
+        its columns named."""
         dl = dl if dl is not None else (self.dls.valid if self.dls.valid is not None else self.dls.train)
         x, y = first_batch(dl, "show_results")[:2]
         x, y = x[:n].to(self.device), y[:n].to(self.device)
@@ -225,7 +226,8 @@ class ImageToImageLearner(Learner):
         norm = getattr(self.dls, "normalize", None)
         shown = norm.decode(x) if norm is not None else x
         shown = F.interpolate(shown.float(), size=y.shape[-2:], mode="bilinear", align_corners=False).clamp(0, 1)
-        return save_image_grid(torch.stack([shown, pred, y.float()], 1).flatten(0, 1), path, nrow=3)
+        titles = ("input", "prediction", "target")
+        return save_image_grid(torch.stack([shown, pred, y.float()], 1).flatten(0, 1), path, nrow=3, titles=titles)
 
 
 def image2image_learner(

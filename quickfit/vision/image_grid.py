@@ -2,6 +2,7 @@
 
 from quickfit.vision.image_grid import save_image_grid, image_to_tensor, tensor_to_image
 grid = save_image_grid(torch.rand(16, 3, 28, 28), "samples.png")   # 4x4 grid, 2px gaps; returns it
+save_image_grid(torch.rand(6, 3, 28, 28), "rows.png", nrow=3, titles=("input", "prediction", "target"))
 x = image_to_tensor("photo.jpg")                                     # [3, H, W] floats in [0, 1]
 """
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 __all__ = ["make_image_grid", "save_image_grid", "image_to_tensor", "tensor_to_image"]
 
@@ -55,11 +56,30 @@ def image_to_tensor(src: str | Path | Image.Image) -> torch.Tensor:
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).float() / 255
 
 
-def save_image_grid(images: torch.Tensor, path: str | Path | None = None, nrow: int | None = None) -> torch.Tensor:
-    """`make_image_grid(images, nrow)`, written as a PNG at `path` (folders created) when given."""
+def _titled(img: Image.Image, titles: tuple[str, ...], nrow: int, pad: int = 2) -> Image.Image:
+    """The grid under a white strip naming each column (Pillow's built-in font: no font file needed)."""
+    font = ImageFont.load_default()
+    strip = 4 + font.getbbox("Ag")[3]
+    out = Image.new("RGB", (img.width, img.height + strip), "white")
+    out.paste(img, (0, strip))
+    draw, cell = ImageDraw.Draw(out), (img.width - pad) // nrow
+    for c, title in enumerate(titles[:nrow]):
+        draw.text((pad + c * cell + 2, 2), title, fill="black", font=font)
+    return out
+
+
+def save_image_grid(
+    images: torch.Tensor,
+    path: str | Path | None = None,
+    nrow: int | None = None,
+    titles: tuple[str, ...] | None = None,
+) -> torch.Tensor:
+    """`make_image_grid(images, nrow)`, written as a PNG at `path` (folders created) when given, with
+    `titles` naming the columns above them (rows of input / prediction / target); returns the grid."""
     grid = make_image_grid(images, nrow)
     if path is not None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tensor_to_image(grid).save(path)
+        img = tensor_to_image(grid)
+        (_titled(img, tuple(titles), nrow) if titles and nrow else img).save(path)
     return grid

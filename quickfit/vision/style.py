@@ -26,6 +26,7 @@ from PIL import Image, UnidentifiedImageError
 from torch import nn
 from tqdm.auto import tqdm
 
+from quickfit.callbacks.progress import show_progress
 from quickfit.learner import Learner
 from quickfit.metrics import Metric
 from quickfit.optim import Adam
@@ -151,11 +152,12 @@ def style_transfer(
     features: nn.Sequential | None = None,
     content_layers: Sequence[int] = CONTENT_LAYERS,
     style_layers: Sequence[int] = STYLE_LAYERS,
-    progress: bool = True,
+    progress: bool | None = None,
     device: torch.device | str | None = None,
 ) -> StyleResult:
     """Gatys et al.: start from the content image (short side resized to `size`) and move its pixels with
-    Adam for `steps` steps to lower `StyleLoss`. Returns the image and both terms at every step."""
+    Adam for `steps` steps to lower `StyleLoss`. Returns the image and both terms before every step and
+    after the last. `progress`: a bar (default: only on a terminal, as the Learner's)."""
     if steps < 1:
         raise ValueError(f"style_transfer: steps must be at least 1, got {steps!r}")
     from quickfit.learner import default_device
@@ -169,17 +171,19 @@ def style_transfer(
     x = content_t.clone().requires_grad_(True)
     opt = torch.optim.Adam([x], lr=lr)
     content_hist, style_hist = [], []
-    for _ in tqdm(range(steps + 1), disable=not progress, desc="style transfer"):
+    for _ in tqdm(range(steps), disable=not show_progress(progress), desc="style transfer"):
         terms = loss.terms(x, target)
         content_hist.append(terms["content"].detach().item())  # one sync per step: the progress of an optimization
         style_hist.append(terms["style"].detach().item())
-        if len(content_hist) > steps:  # the last evaluation only measures the result
-            break
         opt.zero_grad(set_to_none=True)
         (terms["content"] + terms["style"]).backward()
         opt.step()
         with torch.no_grad():
             x.clamp_(0, 1)
+    with torch.no_grad():  # the result's own terms: steps + 1 values in the history, `steps` on the bar
+        terms = loss.terms(x, target)
+    content_hist.append(terms["content"].item())
+    style_hist.append(terms["style"].item())
     return StyleResult(x.detach()[0].cpu(), content_hist, style_hist)
 
 
@@ -211,7 +215,8 @@ class _Up(nn.Module):
 class StyleNet(nn.Module):
     """Johnson et al.'s image transformation network: 9x9 conv, two stride-2 convs, `n_res` residual
     blocks, two upsampling convs, a 9x9 conv to RGB through a sigmoid ([0, 1] images). `nf` channels
-    at full size (default 32, as in the paper). Sizes should be multiples of 4."""
+    at full size (default 32, as in the paper). Any image size: the input is padded by reflection to a
+    multiple of 4 (the two stride-2 convs) and the output cropped back, so a 500x333 photo gives 500x333."""
 
     def __init__(self, nf: int = 32, n_res: int = 5) -> None:
         super().__init__()
@@ -222,7 +227,11 @@ class StyleNet(nn.Module):
         )  # fmt: skip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.body(x))
+        h, w = x.shape[-2:]
+        pad_h, pad_w = -h % 4, -w % 4
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
+        return torch.sigmoid(self.body(x))[..., :h, :w]
 
 
 def style_learner(

@@ -23,7 +23,7 @@ def pairs(tmp_path):
         smooth_image(48, 40, i).save(tmp_path / "hr" / f"{i}.png")
     crappify(tmp_path / "hr", tmp_path / "lr", scale=2, quality=(90, 95), draw_text=False, progress=False)
     return ImageToImageDataLoaders.from_folders(tmp_path / "lr", tmp_path / "hr", valid_pct=0.34, size=32, bs=2,
-                                                num_workers=0)  # fmt: skip
+                                                seed=0, num_workers=0)  # fmt: skip
 
 
 def test_the_residual_generator_starts_at_its_bicubic_input_and_improves_on_it(pairs, tmp_path):
@@ -81,7 +81,7 @@ def test_the_low_resolution_generator_runs_at_the_input_size_and_exports(tmp_pat
         smooth_image(48, 40, i).save(tmp_path / "hr" / f"{i}.png")
     crappify(tmp_path / "hr", tmp_path / "lr", scale=2, quality=(90, 95), draw_text=False, progress=False)
     dls = ImageToImageDataLoaders.from_folders(tmp_path / "lr", tmp_path / "hr", valid_pct=0.34, size=32, bs=2,
-                                               upsample=False, num_workers=0)  # fmt: skip
+                                               upsample=False, seed=0, num_workers=0)  # fmt: skip
     torch.manual_seed(0)
     learn = image2image_learner(dls, "efficientnet_lite0", encoder_cut=3, pretrained=False, path=tmp_path,
                                 progress=False)  # fmt: skip

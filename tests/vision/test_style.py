@@ -65,7 +65,7 @@ def test_the_one_pass_network_learns_the_style_on_a_folder_of_photos(tmp_path):
     for i in range(8):
         smooth_image(40, 40, i).save(tmp_path / "photos" / f"{i}.png")
     smooth_image(32, 32, 99).save(tmp_path / "style.png")
-    dls = ImageToImageDataLoaders.from_func(tmp_path / "photos", lambda f: f, valid_pct=0.25, size=32, bs=3,
+    dls = ImageToImageDataLoaders.from_func(tmp_path / "photos", lambda f: f, valid_pct=0.25, size=32, bs=3, seed=0,
                                             num_workers=0)  # fmt: skip
     torch.manual_seed(0)
     learn = style_learner(
