@@ -1,7 +1,7 @@
 """Translation on the Learner: teacher forcing, BLEU during validation, greedy and beam-search `translate`.
 
     from quickfit.text import Seq2SeqDataLoaders, seq2seq_learner
-    d = "../shared/data/multi30k/"
+    d = "multi30k/"   # Multi30k task 1: train/val/test .de and .en, one sentence a line
     dls = Seq2SeqDataLoaders.from_files(d + "train.de", d + "train.en", d + "val.de", d + "val.en", bs=64)
     learn = seq2seq_learner(dls, arch="gru_attention")    # or "transformer"
     learn.lr_find()

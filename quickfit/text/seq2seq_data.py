@@ -1,7 +1,7 @@
 """Parallel sentences to batches: each side its own tokenizer and vocabulary, pairs of similar length together.
 
     from quickfit.text import Seq2SeqDataLoaders
-    d = "../shared/data/multi30k/"
+    d = "multi30k/"   # Multi30k task 1: train/val/test .de and .en, one sentence a line
     dls = Seq2SeqDataLoaders.from_files(d + "train.de", d + "train.en", d + "val.de", d + "val.en", bs=64)
     src, tgt_in, tgt_out = next(iter(dls.train))   # (B, S), (B, T), (B, T): tgt_out is tgt_in shifted by one
     dls.src_vocab, dls.tgt_vocab                    # Vocab of each side (min_freq=2 on the training pairs)
