@@ -47,7 +47,9 @@ def load_style_image(src: str | Path | Image.Image, size: int | None = None) -> 
     try:
         img = load_image(src)
     except (FileNotFoundError, UnidentifiedImageError, OSError, ValueError) as e:
-        raise ValueError(f"style transfer: the image {src} does not open ({type(e).__name__}: {e})") from None
+        prefix = f"cannot load image {src}: "  # an ImageLoadError's message names the file already
+        reason = str(e)[len(prefix) :] if str(e).startswith(prefix) else f"{type(e).__name__}: {e}"
+        raise ValueError(f"style transfer: the image {src} does not open ({reason})") from None
     if size is not None:
         w, h = img.size
         k = size / min(w, h)
