@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from quickfit.vision.seg_metrics import confusion_counts
-from quickfit.vision.segmentation import _overlay, mask_colours
+from quickfit.vision.segmentation import _overlay, code_legend, mask_colours
 from quickfit.vision.targets import load_mask
 
 __all__ = ["SegmentationInterpretation"]
@@ -70,15 +70,16 @@ class SegmentationInterpretation:
     def iou_table(self) -> str:
         """A text table: class, IoU, share of the target pixels, share of the predicted pixels."""
         inter, pred, actual = self.counts.sum(0)
-        lines = [f"{'class':<14}{'IoU':>8}{'pixels':>9}{'predicted':>11}"]
+        w = max([14] + [len(self.codes[c]) + 2 for c in self._classes()])  # CartLuggagePram, MotorcycleScooter
+        lines = [f"{'class':<{w}}{'IoU':>8}{'pixels':>9}{'predicted':>11}"]
         for c in self._classes():
             iou = inter[c] / (pred[c] + actual[c] - inter[c])
             lines.append(
-                f"{self.codes[c]:<14}{float(iou):>8.3f}{float(actual[c] / actual.sum()):>9.1%}"
+                f"{self.codes[c]:<{w}}{float(iou):>8.3f}{float(actual[c] / actual.sum()):>9.1%}"
                 f"{float(pred[c] / pred.sum()):>11.1%}"
             )
         lines.append(
-            f"{'mean IoU':<14}{self.mean_iou:>8.3f}   pixel accuracy {self.pixel_accuracy:.1%} (void excluded)"
+            f"{'mean IoU':<{w}}{self.mean_iou:>8.3f}   pixel accuracy {self.pixel_accuracy:.1%} (void excluded)"
         )
         return "\n".join(lines)
 
@@ -119,6 +120,5 @@ class SegmentationInterpretation:
                 )
                 ax.axis("off")
         handles = [Patch(color=colours[c], label=self.codes[c]) for c in self._classes()]
-        fig.legend(handles=handles, loc="lower center", ncol=min(6, max(1, len(handles))), fontsize=7)
-        fig.tight_layout(rect=(0, 0.06, 1, 1))
+        code_legend(fig, handles)
         return fig

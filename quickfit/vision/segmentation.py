@@ -63,12 +63,33 @@ def read_codes(codes: Sequence[str] | str | Path, path: Path) -> list[str]:
 
 
 def mask_colours(n: int) -> np.ndarray:
-    """n distinct RGB colours in [0, 1] (matplotlib's tab20, then repeated darker): [n, 3]."""
+    """n distinct RGB colours in [0, 1]: matplotlib's tab10, then each next colour the one of a 6x6x6 grid
+    farthest from all chosen (so 32 CamVid classes get no two near-identical greens): [n, 3]."""
     import matplotlib
 
-    base = np.array(matplotlib.colormaps["tab20"].colors)
-    reps = -(-n // len(base))
-    return np.concatenate([base * (1 - 0.4 * r / max(1, reps)) for r in range(reps)])[:n]
+    chosen = np.array(matplotlib.colormaps["tab10"].colors)[:n]
+    if n <= len(chosen):
+        return chosen
+    levels = np.linspace(0.05, 0.95, 6)
+    grid = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), -1).reshape(-1, 3)
+    weight = np.array([2.0, 4.0, 3.0]) ** 0.5  # the eye's weights ("redmean" at mid red): green differs least
+    dist = (((grid[:, None] - chosen[None]) * weight) ** 2).sum(-1).min(1)
+    picks = []
+    for _ in range(n - len(chosen)):
+        i = int(dist.argmax())
+        picks.append(grid[i])
+        dist = np.minimum(dist, (((grid - grid[i]) * weight) ** 2).sum(-1))
+    return np.concatenate([chosen, np.array(picks)])
+
+
+def code_legend(fig, handles: list, fontsize: int = 7) -> None:
+    """The codes' legend under the figure's axes, with the room it needs (rows of 6): it covers no image."""
+    ncol = min(6, max(1, len(handles)))
+    rows = -(-len(handles) // ncol)
+    height = fig.get_size_inches()[1]
+    bottom = min(0.5, (0.1 + rows * fontsize * 1.9 / 72) / height)  # each legend row ~1.9 font sizes high
+    fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=fontsize, frameon=False)
+    fig.tight_layout(rect=(0, bottom, 1, 1))
 
 
 def _check_pairs(images: Sequence[Path], masks: Sequence[Path], target: Target) -> None:
@@ -356,8 +377,7 @@ def show_masks(dls, x: torch.Tensor, masks: torch.Tensor, preds: torch.Tensor | 
     handles = [
         Patch(color=colours[c], label=dls.codes[c]) for c in present if c < len(dls.codes) and c != dls.void_code
     ]
-    fig.legend(handles=handles, loc="lower center", ncol=min(6, max(1, len(handles))), fontsize=7)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    code_legend(fig, handles)
     return fig
 
 
