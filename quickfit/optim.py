@@ -125,7 +125,12 @@ def RMSprop(
     wd: float = 0.0,
     decouple_wd: bool = True,
 ):
-    """RMSprop; with `mom > 0` one-cycle also cycles its momentum."""
+    """RMSprop; with `mom > 0` one-cycle also cycles its momentum.
+
+    Momentum follows torch's rule: it averages the *normalised* step, `buf = mom * buf + g / (sqrt(v) + eps)`,
+    `p -= lr * buf`. The course's library (fastai's `RMSProp`) averages the *gradient* first and divides
+    the average, `p -= lr * avg(g) / (sqrt(v) + eps)`. Both are plain RMSprop at `mom=0` (the default);
+    with momentum, a run ported from fastai may need its rate retuned."""
     groups = _apply_wd(_as_groups(params), wd, decouple_wd)
     return (_RMSpropW if decouple_wd else torch.optim.RMSprop)(groups, lr=lr, alpha=sqr_mom, eps=eps, momentum=mom)
 

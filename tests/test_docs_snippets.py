@@ -110,3 +110,13 @@ def test_keypoints_snippet_runs_as_pasted_with_an_architecture_installed_offline
     code = snippets("segmentation.md", start="## Keypoints")
     assert '"efficientnet_lite0"' in code  # no download (resnet34's weights are not installed)
     run(tmp_path, code)
+
+
+def test_readme_text_snippet_says_how_to_train_on_a_cpu():
+    """Issue 29 item 12: the default AWD-LSTM (1152 x 3) takes ~8 minutes an epoch on a CPU."""
+    readme = (DOCS.parent / "README.md").read_text()
+    section = readme[readme.index("### Text (") :]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    hint = code.index("config=dict(n_hid=400, n_layers=2)")
+    assert hint < code.index("language_model_learner(lm_dls") and "docs/text.md" in code
+    assert "config = dict(n_hid=400, n_layers=2)" in (DOCS / "text.md").read_text()

@@ -114,3 +114,23 @@ def test_one_cycle_cycles_momentum(learner, opt_func, key):
     moms = np.array(learn.recorder.moms)
     assert moms.min() == pytest.approx(0.85, abs=0.01) and moms[0] == pytest.approx(0.95)
     assert key in learn.opt.param_groups[0]
+
+
+def test_rmsprop_momentum_is_on_the_normalised_step_as_documented():
+    """Issue 29 item 11: which momentum rule qf.RMSprop applies (torch's, not the course library's)."""
+    g = [torch.tensor([1.0, -2.0]), torch.tensor([3.0, 0.5]), torch.tensor([-1.0, 1.0])]
+    lr, mom, alpha, eps = 0.1, 0.9, 0.99, 1e-8
+    p = torch.zeros(2, requires_grad=True)
+    opt = qf.RMSprop([p], lr=lr, mom=mom, sqr_mom=alpha, eps=eps)
+    v, buf, avg = torch.zeros(2), torch.zeros(2), torch.zeros(2)
+    torch_rule, course_rule = torch.zeros(2), torch.zeros(2)
+    for grad in g:
+        p.grad = grad.clone()
+        opt.step()
+        v = alpha * v + (1 - alpha) * grad**2
+        buf = mom * buf + grad / (v.sqrt() + eps)  # momentum on the normalised step
+        torch_rule -= lr * buf
+        avg = mom * avg + grad  # the course's: momentum on the gradient, then normalised
+        course_rule -= lr * avg / (v.sqrt() + eps)
+    torch.testing.assert_close(p.detach(), torch_rule)
+    assert not torch.allclose(p.detach(), course_rule, atol=1e-3)

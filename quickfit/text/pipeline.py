@@ -26,6 +26,7 @@ from quickfit.text.rules import (
     UP,
     WREP,
     fix_html,
+    fix_html_v1,
     replace_rep,
     spec_add_spaces,
 )
@@ -77,15 +78,20 @@ class TokenTable(dict):
 def _apply_text_rules(texts: list[str], rules: Sequence[str]) -> list[str]:
     if not texts:
         return texts
-    html, rep, spec = "fix_html" in rules, "replace_rep" in rules, "spec_add_spaces" in rules
+    html = fix_html if "fix_html" in rules else fix_html_v1 if "fix_html_v1" in rules else None
+    rep, spec = "replace_rep" in rules, "spec_add_spaces" in rules
     if not (html or rep or spec):
         return texts
     codes, ends = _code_points(texts)
     n = len(texts)
     changed = []
     if html:
-        for i in np.flatnonzero(_texts_at(np.flatnonzero(np.isin(codes, [ord(c) for c in _HTML_CHARS])), ends, n)):
-            new = fix_html(texts[i])
+        flags = _texts_at(np.flatnonzero(np.isin(codes, [ord(c) for c in _HTML_CHARS])), ends, n)
+        if html is fix_html:  # and the texts with "..."
+            dot = codes == ord(".")
+            flags |= _texts_at(np.flatnonzero(dot[:-2] & dot[1:-1] & dot[2:]), ends, n)
+        for i in np.flatnonzero(flags):
+            new = html(texts[i])
             if new != texts[i]:
                 texts[i] = new
                 changed.append(i)

@@ -29,7 +29,7 @@ import numpy as np
 from quickfit.deprecation import renamed_argument
 from quickfit.text.corpus import tokenize_corpus
 from quickfit.text.pipeline import TokenTable, flag_texts, words_corpus
-from quickfit.text.rules import DEFAULT_RULES, SPECIAL_TOKENS, undo_rules
+from quickfit.text.rules import DEFAULT_RULES, FORMER_RULES, SPECIAL_TOKENS, undo_rules
 from quickfit.text.tokens import TokenizedCorpus, gather_texts
 
 __all__ = ["Tokenizer", "tokenize_texts", "SPLITTERS", "SUBWORD_MODELS"]
@@ -38,7 +38,9 @@ SPLITTERS = ("hf", "spacy")
 SUBWORD_MODELS = ("unigram", "bpe")
 _SPACE = "\u2581"  # the subword models' word-start marker ("▁", as in SentencePiece)
 _SPECIAL_SET = frozenset(SPECIAL_TOKENS)
-_SETTINGS_VERSION = 1
+# 2: fix_html writes "..." as " …". Settings of version 1 load with "fix_html_v1" in its place, so a
+# model keeps the tokens it was trained on.
+_SETTINGS_VERSION = 2
 
 
 # Every character Python's str.split() splits on (a test checks this list against str.isspace).
@@ -110,7 +112,8 @@ class Tokenizer:
 
     - `splitter`: "hf" (Hugging Face `tokenizers` Whitespace pre-tokenizer) or "spacy".
     - `rules`: names from `quickfit.text.rules.DEFAULT_RULES` (applied in the order of DEFAULT_RULES: the
-      text rules, the split, then the token rules).
+      text rules, the split, then the token rules), or `"fix_html_v1"`: the former `fix_html`, which
+      left "...", for tokenizers loaded from settings of version 1.
     - `add_bos` / `add_eos`: put `xxbos` / `xxeos` around every text.
     - `subword`: False, True (= "unigram") or "bpe"; trained by `train(texts)` or on first use by
       `tokenize_texts`; `vocab_size` is its number of pieces.
@@ -129,7 +132,7 @@ class Tokenizer:
     ) -> None:
         if splitter not in SPLITTERS:
             raise ValueError(f"Tokenizer: splitter must be one of {SPLITTERS}, got {splitter!r}")
-        unknown = [r for r in rules if r not in DEFAULT_RULES]
+        unknown = [r for r in rules if r not in DEFAULT_RULES + FORMER_RULES]
         if unknown:
             raise ValueError(f"Tokenizer: unknown rules {unknown}; the rules are {DEFAULT_RULES}")
         if subword is True:
@@ -164,11 +167,14 @@ class Tokenizer:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Tokenizer:
         """The tokenizer described by `to_dict()`'s output."""
-        if not isinstance(d, dict) or d.get("version") != _SETTINGS_VERSION:
-            raise ValueError(f"Tokenizer.from_dict: expected settings of version {_SETTINGS_VERSION}, got {d!r:.200}")
+        if not isinstance(d, dict) or d.get("version") not in (1, _SETTINGS_VERSION):
+            raise ValueError(
+                f"Tokenizer.from_dict: expected settings of version 1 to {_SETTINGS_VERSION}, got {d!r:.200}"
+            )
+        rules = [("fix_html_v1" if r == "fix_html" and d["version"] == 1 else r) for r in d["rules"]]
         return cls(
             splitter=d["splitter"],
-            rules=d["rules"],
+            rules=rules,
             add_bos=d["add_bos"],
             add_eos=d["add_eos"],
             subword=d["subword"],

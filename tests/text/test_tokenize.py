@@ -294,3 +294,29 @@ def test_spacy_splitter():
         ["xxbos", "xxmaj", "hi", "there"],
         ["xxbos", "xxwrep", "3", "ha"],
     ]
+
+
+# ---- the "..." rule and tokenizers of settings version 1 ------------------------------------------------
+def test_fix_html_writes_an_ellipsis_as_the_course_does_and_version_1_settings_keep_their_rule():
+    from quickfit.text.rules import fix_html, fix_html_v1
+
+    assert fix_html("Wait... what") == "Wait … what" and fix_html_v1("Wait... what") == "Wait... what"
+    assert Tokenizer()("Wait...") == ["xxbos", "xxmaj", "wait", "…"]  # was xxrep 3 .
+    assert Tokenizer().to_dict()["version"] == 2
+    old = {**Tokenizer().to_dict(), "version": 1}  # what exports of version 1 store
+    v1 = Tokenizer.from_dict(old)
+    assert v1("Wait...") == ["xxbos", "xxmaj", "wait", "xxrep", "3", "."] and "fix_html_v1" in v1.rules
+    assert Tokenizer.from_dict(v1.to_dict())("Wait...") == v1("Wait...")  # re-exported: still version 1's rule
+    texts = ["a... b", "no dots.", "c..", "&amp; ...", "x" * 50 + "..."]
+    assert tokenize_texts(texts, Tokenizer(), num_workers=1) == [Tokenizer()(t) for t in texts]  # vectorized scan
+
+
+def test_a_text_export_of_version_1_tokenizes_as_it_was_trained():
+    from pathlib import Path
+
+    import quickfit as qf
+
+    fixture = Path(__file__).parents[1] / "fixtures" / "exports_v1" / "text_classifier.qf"
+    learn = qf.load_learner(fixture)  # its recorded predictions: tests/test_export_roundtrip.py
+    assert learn.dls.tokenizer("Great...") == ["xxbos", "xxmaj", "great", "xxrep", "3", "."]
+    assert Tokenizer()("Great...") == ["xxbos", "xxmaj", "great", "…"]
