@@ -38,7 +38,8 @@ def _train(req: TrainRequest) -> dict:
 
 def _lr_find(req: TrainRequest):
     o = req.options
-    return _commands("lr-find").lr_find_learner(req.path, o["arch"], o["size"], seed=req.seed, progress=req.progress)
+    commands = _commands("lr-find")
+    return commands.learner_for_lr_find(req.path, o["arch"], o["size"], seed=req.seed, progress=req.progress)
 
 
 def _tune(req: TrainRequest):

@@ -98,7 +98,7 @@ def check_arch(arch: str) -> None:
         raise CommandError(f"--arch {arch!r} is not an architecture; known: {', '.join(sorted(ARCHS))}")
 
 
-def folder_learner(
+def learner_for_folder(
     path: str | Path,
     arch: str = "efficientnet_lite0",
     size: int = 224,
@@ -161,13 +161,13 @@ def train_command(
     lr: float | None = None,
     progress: bool | None = None,
 ) -> Path:
-    """Train a classifier on an image folder (see `folder_learner`) with `fine_tune_recipe` (`epochs` in
+    """Train a classifier on an image folder (see `learner_for_folder`) with `fine_tune_recipe` (`epochs` in
     all, the head's rate `lr` or lr_find's) and export it to `out`."""
     out = Path(out).resolve()
     # The precomputed activations and any checkpoint go to a temporary folder, removed at the end: the
     # command leaves the model it was asked for and nothing else (no tmp/ in the user's folder).
     with tempfile.TemporaryDirectory(prefix="quickfit-train-") as work:
-        learn = folder_learner(path, arch, size, bs, seed, progress, learner_path=work)
+        learn = learner_for_folder(path, arch, size, bs, seed, progress, learner_path=work)
         fine_tune_recipe(learn, epochs, lr=lr)
         learn.feature_cache.clear()
         f = learn.export(out)
@@ -175,10 +175,10 @@ def train_command(
     return f
 
 
-def lr_find_learner(path: str | Path, arch: str = "efficientnet_lite0", size: int = 224, seed: int = 42,
+def learner_for_lr_find(path: str | Path, arch: str = "efficientnet_lite0", size: int = 224, seed: int = 42,
                     progress: bool | None = None) -> VisionLearner:  # fmt: skip
     """What `quickfit lr-find FOLDER` sweeps: the head on the frozen pretrained body (the recipe's first stage)."""
-    return folder_learner(path, arch, size, seed=seed, progress=progress, learner_path=tempfile.gettempdir())
+    return learner_for_folder(path, arch, size, seed=seed, progress=progress, learner_path=tempfile.gettempdir())
 
 
 def predict_command(model: str | Path, images: Sequence[str | Path]) -> list[tuple[Path, tuple]]:
