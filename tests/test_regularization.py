@@ -227,3 +227,18 @@ def test_swa_keeps_the_statistics_of_a_frozen_batchnorm():
     with torch.no_grad():
         h = model[1](frozen.eval()(x))
     torch.testing.assert_close(model[2].running_mean, h.mean(0))  # the trained one: recomputed
+
+
+def test_weighted_shard_sampler_shares_one_draw_between_ranks():
+    from quickfit.data.loader import ShardSampler
+
+    weights = torch.tensor([1.0, 0.0, 1.0, 0.0, 8.0])
+    torch.manual_seed(5)
+    one = list(ShardSampler(5, 0, 1, weights))
+    parts = []
+    for rank in range(2):
+        torch.manual_seed(5)
+        parts.append(list(ShardSampler(5, rank, 2, weights)))
+    assert set(one) <= {0, 2, 4} and len(one) == 5
+    merged = [i for pair in zip(*parts) for i in pair]  # every world_size-th from rank on
+    assert merged[:5] == one

@@ -27,6 +27,8 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import Sampler
 
+from quickfit.data.sampling import check_weights, weighted_draw
+
 __all__ = ["LoaderBase", "ShardSampler"]
 
 
@@ -34,17 +36,25 @@ class ShardSampler(Sampler):
     """One rank's part of a shuffled epoch, the one sharding rule of quickfit's sample loaders (images,
     image pairs): the permutation `RandomSampler` would draw (seeded from the torch RNG, the same state on
     every rank), padded to a multiple of `world_size`, every `world_size`-th index from `rank` on. The
-    ranks' batches together are a one-process loader's batches at `world_size` times the batch size."""
+    ranks' batches together are a one-process loader's batches at `world_size` times the batch size.
 
-    def __init__(self, n: int, rank: int, world_size: int) -> None:
+    With `weights` (one per sample: oversampling, quickfit/data/sampling.py) the epoch is `n` indices
+    drawn by weight with replacement instead of a permutation, from the same seed on every rank, and
+    sharded the same way."""
+
+    def __init__(self, n: int, rank: int, world_size: int, weights: torch.Tensor | None = None) -> None:
         self.n, self.rank, self.world_size = n, rank, world_size
+        self.weights = None if weights is None else check_weights(weights, n)
 
     def __len__(self) -> int:
         return -(-self.n // self.world_size)
 
     def __iter__(self) -> Iterator[int]:
-        seed = int(torch.empty((), dtype=torch.int64).random_().item())
-        perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(seed)).tolist()
+        if self.weights is not None:
+            perm = weighted_draw(self.weights).tolist()
+        else:
+            seed = int(torch.empty((), dtype=torch.int64).random_().item())
+            perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(seed)).tolist()
         perm += perm[: len(self) * self.world_size - self.n]
         yield from perm[self.rank :: self.world_size]
 
