@@ -47,19 +47,20 @@ def create_app(
     limits: Limits | None = None,
     title: str | None = None,
     max_queue: int = 1024,
+    max_queue_s: float = 30.0,
 ) -> Starlette:
     """An ASGI app serving `learn` (an exported learner: `quickfit.load_learner(fname)`).
 
     Up to `max_batch` requests that arrive within `max_wait_ms` of the first are predicted as one batch
     (`max_batch=1`: each alone). `threads` sets torch's threads for the model (None: as they are).
     `limits`: upload bytes, image pixels, text length (`quickfit.serve.Limits`). At most `max_queue`
-    requests wait; more get 503.
+    requests wait, none longer than `max_queue_s` seconds; others get 503.
     """
     limits = limits or Limits()
     handler = handler_for(learn, limits)
     info = learn.export_info
     base = {"application": info.get("app"), "kind": handler.kind}
-    batcher = DynamicBatcher(handler.predict_batch, max_batch, max_wait_ms, threads, max_queue)
+    batcher = DynamicBatcher(handler.predict_batch, max_batch, max_wait_ms, threads, max_queue, max_queue_s)
 
     async def page(request: Request) -> HTMLResponse:
         return HTMLResponse(page_html(title or f"quickfit: {handler.kind.replace('_', ' ')}"))

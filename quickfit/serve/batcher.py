@@ -8,7 +8,10 @@ One worker thread owns the model: it takes the first waiting item, then keeps ta
 `max_batch` of them or `max_wait_ms` have passed since the first one arrived, and calls
 `predict_batch(items)` once. A batch that fails is run again one item at a time, so a bad item fails only
 its own request. The queue is bounded (`max_queue`): past it `submit` raises `Busy` at once instead of
-holding more requests in memory. `max_batch=1` is no batching: each request runs alone, in arrival order.
+holding more requests in memory; an item that waited over `max_queue_s` gets `Busy` instead of a
+prediction (its client has likely given up: serving it would only delay the requests behind it, and
+an overloaded server would then spend all its time on answers nobody reads). An item whose future was
+cancelled is skipped. `max_batch=1` is no batching: each request runs alone, in arrival order.
 """
 
 from __future__ import annotations
@@ -40,13 +43,14 @@ class DynamicBatcher:
         max_wait_ms: float = 10.0,
         threads: int | None = None,
         max_queue: int = 1024,
+        max_queue_s: float = 30.0,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
         if max_wait_ms < 0:
             raise ValueError(f"max_wait_ms must be 0 or more, got {max_wait_ms}")
         self.predict_batch, self.max_batch, self.max_wait = predict_batch, int(max_batch), max_wait_ms / 1000
-        self.threads = threads
+        self.threads, self.max_queue_s = threads, max_queue_s
         self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
         self.batches = self.items = 0  # served so far, for /health
         self._thread: threading.Thread | None = None
@@ -63,7 +67,7 @@ class DynamicBatcher:
             raise RuntimeError("the batcher is closed: start() it first")
         fut: Future = Future()
         try:
-            self._queue.put_nowait((item, fut))
+            self._queue.put_nowait((item, fut, time.monotonic()))
         except queue.Full:
             raise Busy(f"the server is busy: {self._queue.maxsize} requests are waiting; try again shortly") from None
         return fut
@@ -102,7 +106,13 @@ class DynamicBatcher:
                     stop = True
                     break
                 batch.append(nxt)
-            self._serve([b for b in batch if b[1].set_running_or_notify_cancel()])
+            now = time.monotonic()
+            for _, fut, t in batch:
+                if now - t > self.max_queue_s and fut.set_running_or_notify_cancel():
+                    why = f"the request waited {now - t:.0f} s for the model (the limit is {self.max_queue_s:g} s)"
+                    fut.set_exception(Busy(why + ": the server is overloaded; try again later"))
+            fresh = [(item, fut) for item, fut, t in batch if now - t <= self.max_queue_s]
+            self._serve([b for b in fresh if b[1].set_running_or_notify_cancel()])
             if stop:
                 return
 

@@ -70,6 +70,19 @@ def test_the_queue_is_bounded_and_a_full_one_answers_busy_at_once():
     b.close()
 
 
+def test_an_item_that_waited_too_long_is_answered_busy_not_served():
+    gate, served = threading.Event(), []
+    b = DynamicBatcher(lambda items: gate.wait(5) and served.extend(items) or items, max_batch=1, max_queue_s=0.2)
+    first, late = b.submit_future("first"), b.submit_future("late")
+    time.sleep(0.4)  # "late" waits behind "first" past its 0.2 s
+    gate.set()
+    assert first.result(timeout=5) == "first"
+    with pytest.raises(Busy, match="waited 0 s for the model .the limit is 0.2 s.: the server is overloaded"):
+        late.result(timeout=5)
+    b.close()
+    assert served == ["first"]
+
+
 def test_a_closed_batcher_refuses_and_starts_again():
     b = DynamicBatcher(lambda items: items)
     b.close()
