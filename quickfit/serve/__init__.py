@@ -16,7 +16,8 @@ require("starlette", package="starlette", extra="serve", what="quickfit serve")
 
 from quickfit.serve.app import create_app  # noqa: E402
 from quickfit.serve.batcher import DynamicBatcher  # noqa: E402
-from quickfit.serve.handlers import Handler, Limits, handler_for, register_handler  # noqa: E402
+from quickfit.serve.handlers import Handler, Limits  # noqa: E402
+from quickfit.serve.registry import handler_for, register_handler  # noqa: E402
 from quickfit.serve.server import load_for_serving, serve  # noqa: E402
 
 __all__ = ["create_app", "serve", "load_for_serving", "Limits", "Handler", "register_handler", "handler_for",

@@ -30,9 +30,10 @@ from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
 
 from quickfit.serve.batcher import Busy, DynamicBatcher
-from quickfit.serve.handlers import Limits, RequestInput, handler_for
+from quickfit.serve.handlers import Limits, RequestInput
 from quickfit.serve.inputs import BadInput, parse_json, read_body
 from quickfit.serve.page import page_html
+from quickfit.serve.registry import handler_for
 
 __all__ = ["create_app"]
 

@@ -13,13 +13,12 @@ answer in JSON. One `Handler` per task type of an export (`learn.export_info["ta
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from quickfit.serve.inputs import BadInput
 
-__all__ = ["Handler", "RequestInput", "Limits", "register_handler", "handler_for", "handled_tasks"]
+__all__ = ["Handler", "RequestInput", "Limits"]
 
 
 @dataclass(frozen=True)
@@ -80,40 +79,3 @@ class Handler:
     @property
     def example(self) -> str:
         return ""
-
-
-_HANDLERS: dict[str, Callable[..., Handler]] = {}
-
-
-def register_handler(task_type: str, handler: Callable[..., Handler]) -> None:
-    """Serve the exports whose task is `task_type` with `handler(learn, limits)`."""
-    _HANDLERS[task_type] = handler
-
-
-def handled_tasks() -> list[str]:
-    _register_builtin()
-    return sorted(_HANDLERS)
-
-
-def handler_for(learn, limits: Limits | None = None) -> Handler:
-    """The handler of `learn`'s task (its export's `task.type`)."""
-    _register_builtin()
-    task = (getattr(learn, "export_info", None) or {}).get("task") or {}
-    name = task.get("type")
-    if name not in _HANDLERS:
-        app = (getattr(learn, "export_info", None) or {}).get("app")
-        raise ValueError(
-            f"quickfit serve has no page for task {name!r} (application {app!r}); it serves: "
-            f"{', '.join(sorted(_HANDLERS))} (quickfit.serve.register_handler adds one)"
-        )
-    return _HANDLERS[name](learn, limits or Limits())
-
-
-def _register_builtin() -> None:
-    if _HANDLERS.get("images") is not None:
-        return
-    from quickfit.serve import rows, text, vision
-
-    for module in (vision, rows, text):
-        for name, cls in module.HANDLERS.items():
-            _HANDLERS.setdefault(name, cls)

@@ -9,7 +9,8 @@ import os
 from pathlib import Path
 
 from quickfit.extras import require
-from quickfit.serve.handlers import Limits, handler_for
+from quickfit.serve.handlers import Limits
+from quickfit.serve.registry import handler_for
 
 __all__ = ["load_for_serving", "serve", "default_threads"]
 
