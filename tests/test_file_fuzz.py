@@ -20,7 +20,7 @@ SECONDS = float(os.environ.get("FUZZ_SECONDS", "20"))
 EXPORTS = ("collab", "collab_nn", "tabular", "image_classifier", "language_model", "text_classifier", "seq2seq")
 
 CHILD = r"""
-import json, os, random, resource, signal, struct, sys, time, traceback
+import copy, json, os, random, resource, signal, struct, sys, time, traceback
 from pathlib import Path
 import torch
 from torch import nn
@@ -58,7 +58,7 @@ def mutate_json(data):
     info = json.loads(header["__metadata__"]["quickfit"])
     for _ in range(rng.choice([1, 1, 2, 3])):
         path = rng.choice(list(leaves(info)))
-        info = set_at(info, path, rng.choice(VALUES))
+        info = set_at(info, path, copy.deepcopy(rng.choice(VALUES)))  # a copy: never one list in two places
     header["__metadata__"]["quickfit"] = json.dumps(info)
     new = json.dumps(header, separators=(",", ":")).encode()
     new += b" " * (-len(new) % 8)
