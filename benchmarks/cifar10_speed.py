@@ -123,6 +123,27 @@ def main() -> None:
         best = n_images / min(w for w, _ in rs)
         wall, cpu = statistics.median(w for w, _ in rs), statistics.median(c for _, c in rs)
         print(f"{which:10} {best:14.1f} {wall:14.2f} {cpu:13.2f}")
+    # where the learner's time goes: the data alone (gather, augmentation, normalization), the network
+    # alone (forward, loss, backward, step on one batch, as many times), the rest is the loop
+    n_batches = a.epochs * len(dls.train)
+    t = time.perf_counter()
+    for _ in range(a.epochs):
+        for _batch in dls.train:
+            pass
+    data_s = time.perf_counter() - t
+    xb, yb = next(iter(dls.train))
+    opt = torch.optim.SGD(learn.model.parameters(), lr=0.0, momentum=MOM)
+    t = time.perf_counter()
+    for _ in range(n_batches):
+        loss(learn.model(xb), yb).backward()
+        opt.step()
+        opt.zero_grad()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    net_s = time.perf_counter() - t
+    total = statistics.median(w for w, _ in results["learner"])
+    print(f"learner's time: network {net_s / total:.0%}, data {data_s / total:.0%}, "
+          f"loop and the rest {max(0.0, 1 - (net_s + data_s) / total):.0%} ({total:.1f} s)")  # fmt: skip
     ratios = [lw / hw for (lw, _), (hw, _) in zip(results["learner"], results["hand"])]
     cpu_ratios = [lc / hc for (_, lc), (_, hc) in zip(results["learner"], results["hand"])]
     print(f"learner / hand: wall {statistics.median(ratios):.3f} (rounds: {', '.join(f'{r:.3f}' for r in ratios)}), "

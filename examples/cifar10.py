@@ -15,7 +15,8 @@ training throughput in images/s. On a GPU, channels_last and bf16 / fp16 mixed p
 
 `--minutes M` sizes the run to the budget: a few training steps measure the throughput, and the number
 of epochs is what fits in M minutes (decoding excluded); the schedule then completes inside it.
-`--subset N` trains on N training images spread over the classes (the test set stays whole).
+`--subset N` trains on N training images spread over the classes (the test set stays whole unless
+`--test-subset M`, which evaluates on M of them).
 `--curve FILE` writes the accuracy-against-time points as JSON (docs/img/cifar10_curve.png is drawn from it).
 """
 
@@ -95,6 +96,7 @@ def main() -> None:
     p.add_argument("--epochs", type=float, default=None, help="epochs in all (default 24, or what --minutes fits)")
     p.add_argument("--minutes", type=float, default=None, help="size the run to this many minutes of training")
     p.add_argument("--subset", type=int, default=None, help="train on this many training images")
+    p.add_argument("--test-subset", type=int, default=None, help="evaluate on this many test images (quick runs)")
     p.add_argument("--bs", type=int, default=512)
     p.add_argument("--lr", type=float, default=0.4, help="peak learning rate (SGD, momentum 0.9)")
     p.add_argument("--wd", type=float, default=5e-4, help="L2 weight decay")
@@ -117,6 +119,9 @@ def main() -> None:
     )
     decode_s = time.perf_counter() - start
     print(f"{dls}: decoded in {decode_s:.1f} s; mean {dls.stats[0]}, std {dls.stats[1]}", flush=True)
+    if a.test_subset:  # evenly spread: every class keeps its share
+        keep = torch.linspace(0, dls.valid.n - 1, a.test_subset).round().long().to(dls.valid.images.device)
+        dls.valid.tensors = tuple(t[keep] for t in dls.valid.tensors)
     small = dls.new(size=a.small_size) if a.small_size else None
 
     sgd = partial(qf.SGD, mom=0.9, decouple_wd=False)  # L2 as in the DAWNBench ResNet-9

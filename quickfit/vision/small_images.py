@@ -356,8 +356,8 @@ class SmallImageDataLoaders:
     ) -> SmallImageDataLoaders:
         """`path/train/<class>/` and `path/valid/<class>/` (or a random `valid_pct` of train), every
         file decoded once. `size`: the side the images are made (default: the first image's longer
-        side). `limit`: keep an evenly spread `limit` training images (and a fifth as many validation
-        ones), for quick runs."""
+        side). `limit`: keep an evenly spread `limit` training images (every class keeps its share), for
+        quick runs; the validation images stay whole."""
         path = Path(path).absolute()
         if not path.is_dir():
             raise FileNotFoundError(f"image folder {path} does not exist")
@@ -378,7 +378,6 @@ class SmallImageDataLoaders:
             vfiles, vlabels = class_folder_labels(path, valid)
         if limit is not None:
             files, labels = _spread(files, labels, limit)
-            vfiles, vlabels = _spread(vfiles, vlabels, max(1, limit // 5))
         targets, vocab, kind = labels_to_targets(
             labels, vlabels, None, f"class folders of {path}", strict=valid_pct is None
         )
