@@ -276,6 +276,7 @@ def test_plot_schedule_draws_every_phase(tmp_path):
 
 @pytest.mark.slow
 def test_the_readme_phases_snippet_runs_as_pasted(tmp_path):
+    import os
     import re
     import subprocess
     import sys
@@ -285,7 +286,10 @@ def test_the_readme_phases_snippet_runs_as_pasted(tmp_path):
     section = readme[readme.index("**Training phases**") :]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     (tmp_path / "phases.py").write_text(code)
-    out = subprocess.run([sys.executable, "phases.py"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}  # a tiny CNN: one thread is fastest
+    out = subprocess.run(
+        [sys.executable, "phases.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     rows = [line.split() for line in out.stdout.splitlines() if line[:1].isdigit()]
     assert [r[0] for r in rows] == ["0", "1", "2", "3", "4"]
