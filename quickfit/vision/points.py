@@ -34,7 +34,7 @@ from quickfit.configs import Task
 from quickfit.data.core import first_batch
 from quickfit.vision.augment import Normalize, batch_tfm_from_dict, imagenet_stats
 from quickfit.vision.data import ImageDataLoaders, _item_tfm, random_split
-from quickfit.vision.image import oriented_size
+from quickfit.vision.image import SourceImage
 from quickfit.vision.learner import VisionLearner, VisionModelConfig
 from quickfit.vision.loader import ImageItems
 from quickfit.vision.models.registry import get_arch
@@ -149,8 +149,8 @@ class PointDataLoaders(ImageDataLoaders):
         if isinstance(item, Image.Image):
             w, h = item.size
         else:
-            with Image.open(item) as f:
-                w, h = oriented_size(f)
+            with SourceImage(item) as f:  # the header only: the upright size
+                w, h = f.size
         box, out, pad = self.item_tfm.plan(w, h, False)
         return unit_to_pixels(points, box, out, pad, self.size)
 

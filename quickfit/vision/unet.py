@@ -37,7 +37,7 @@ from quickfit.callbacks.core import Callback
 from quickfit.configs import ModelConfig, Task, check_image_size, export_record
 from quickfit.data.core import first_batch
 from quickfit.optim import Adam
-from quickfit.vision.image import oriented_size
+from quickfit.vision.image import SourceImage
 from quickfit.vision.learner import VisionLearner
 from quickfit.vision.models.registry import IMAGENET_STATS, ArchSpec, get_arch
 from quickfit.vision.models.unet import DynamicUnet, Upsample
@@ -102,8 +102,8 @@ def probs_to_original_size(probs: torch.Tensor, item, item_tfm) -> torch.Tensor:
     if isinstance(item, Image.Image):
         w0, h0 = item.size
     else:
-        with Image.open(item) as f:
-            w0, h0 = oriented_size(f)
+        with SourceImage(item) as f:  # the header only: the upright size
+            w0, h0 = f.size
     box, out, pad = item_tfm.plan(w0, h0, False)
     _, h, w = probs.shape
     xs = (torch.arange(w0, dtype=torch.float32) + 0.5 - box[0]) * out[0] / (box[2] - box[0]) + pad[0]
