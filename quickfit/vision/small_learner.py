@@ -6,7 +6,7 @@
     dls = ImageDataLoaders.from_folder("cifar10", valid="test", small=True)      # decoded once, in memory
     learn = small_image_learner(dls, "resnet9", opt_func=qf.SGD, loss_func=qf.LabelSmoothingCrossEntropy(0.2))
     learn.fit_phases([qf.Phase(4, lr=0.4 * qf.combined_cos(0.25, 0.1, 1, 0.01), dls=dls.new(size=24)),
-                      qf.Phase(6, lr=0.4 * qf.SchedCos(0.6, 0.01))])               # 24 px, then 32 px
+                      qf.Phase(6, lr=0.4 * qf.SchedCos(0.6, 0.01), dls=dls)])      # 24 px, then 32 px
     preds, targets = flip_tta(learn)          # the mean of the images and their mirror images
     learn.export("cifar10.qf")                # qf.load_learner("cifar10.qf").predict("frog.jpg")
 
