@@ -16,7 +16,7 @@ import os
 from tests.file_faults import format2_export, run_capped
 
 SEED = int(os.environ.get("FUZZ_SEED", "0"))
-SECONDS = float(os.environ.get("FUZZ_SECONDS", "20"))
+SECONDS = float(os.environ.get("FUZZ_SECONDS", "10"))
 EXPORTS = ("collab", "collab_nn", "tabular", "image_classifier", "language_model", "text_classifier", "seq2seq")
 
 CHILD = r"""
