@@ -28,8 +28,8 @@ def _data():
     return TensorDataset(x[:N_TRAIN], y[:N_TRAIN]), TensorDataset(x[N_TRAIN:], y[N_TRAIN:])
 
 
-def _train(rank: int, world_size: int, port: int, out_dir: str) -> None:
-    """Train, lr_find, save what the test compares; in a spawned process when world_size > 1."""
+def _join(rank: int, world_size: int, port: int, out_dir: str) -> None:
+    """In a spawned rank (world_size > 1): torchrun's environment, and stdout to a file of its own."""
     if world_size > 1:
         os.environ.update(
             RANK=str(rank),
@@ -39,6 +39,11 @@ def _train(rank: int, world_size: int, port: int, out_dir: str) -> None:
             MASTER_PORT=str(port),
         )
         sys.stdout = open(Path(out_dir) / f"stdout{rank}.txt", "w")  # noqa: SIM115 -- closed at process exit
+
+
+def _train(rank: int, world_size: int, port: int, out_dir: str) -> None:
+    """Train, lr_find, save what the test compares; in a spawned process when world_size > 1."""
+    _join(rank, world_size, port, out_dir)
     torch.set_num_threads(1)  # 2 processes on a small machine; and the same arithmetic as one process
     train_ds, valid_ds = _data()
     bs = BS // world_size  # the same global batch
@@ -179,15 +184,7 @@ def test_outside_distributed_training_nothing_is_reduced_and_the_callback_does_n
 
 def _train_phases(rank: int, world_size: int, port: int, out_dir: str) -> None:
     """Two phases with their own data (batch 16, then 32: the same global batches in both runs)."""
-    if world_size > 1:
-        os.environ.update(
-            RANK=str(rank),
-            LOCAL_RANK=str(rank),
-            WORLD_SIZE=str(world_size),
-            MASTER_ADDR="127.0.0.1",
-            MASTER_PORT=str(port),
-        )
-        sys.stdout = open(Path(out_dir) / f"stdout{rank}.txt", "w")  # noqa: SIM115 -- closed at process exit
+    _join(rank, world_size, port, out_dir)
     torch.set_num_threads(1)
     train_ds, valid_ds = _data()
     small, big = (
