@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 
 import quickfit as qf
-from quickfit.vision.gan import GANLearner, basic_generator, gan_critic
+from quickfit.gan import GANLearner
+from quickfit.gan.models import basic_generator, gan_critic
 
 LR, Z_DIM = 2e-4, 64
 

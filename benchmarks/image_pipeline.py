@@ -47,12 +47,12 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from quickfit.vision.augment import Normalize, aug_transforms, imagenet_stats
-from quickfit.vision.cache import DecodeCache
-from quickfit.vision.data import ImageDataLoaders
-from quickfit.vision.image import SourceImage, get_image_files
-from quickfit.vision.loader import ImageItems, _stack_images, apply_batch_tfms, default_num_workers
-from quickfit.vision.transforms import RandomResizedCrop
+from quickfit.vision.core.augment import Normalize, aug_transforms, imagenet_stats
+from quickfit.vision.core.cache import DecodeCache
+from quickfit.vision.core.data import ImageDataLoaders
+from quickfit.vision.core.image import SourceImage, get_image_files
+from quickfit.vision.core.loader import ImageItems, _stack_images, apply_batch_tfms, default_num_workers
+from quickfit.vision.core.transforms import RandomResizedCrop
 
 DATA = Path(os.environ.get("QUICKFIT_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 MEAN = torch.tensor(imagenet_stats[0]).view(3, 1, 1)

@@ -35,7 +35,7 @@ import quickfit as qf
 from quickfit.vision import Resize, SegmentationDataLoaders, SegmentationLoss, aug_transforms
 from quickfit.vision.models import get_arch
 from quickfit.vision.models.unet import DynamicUnet
-from quickfit.vision.unet import unet_encoder
+from quickfit.vision.segmentation.learner import unet_encoder
 
 DATA = Path(os.environ.get("QUICKFIT_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 CODES = [f"c{i}" for i in range(11)] + ["void"]

@@ -19,8 +19,8 @@ import time
 
 import torch
 
-from quickfit.text.models.seq2seq import Seq2SeqTransformer
-from quickfit.text.seq2seq_search import beam_search, greedy_search
+from quickfit.text.seq2seq.model import Seq2SeqTransformer
+from quickfit.text.seq2seq.search import beam_search, greedy_search
 
 
 def main() -> None:

@@ -29,8 +29,8 @@ import torch
 from PIL import Image
 
 from quickfit.vision import ImageDataLoaders, aug_transforms, vision_learner
+from quickfit.vision.classification.precompute import precomputed_dls
 from quickfit.vision.models import get_arch
-from quickfit.vision.precompute import precomputed_dls
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("QUICKFIT_SHARED_DATA", ROOT.parent / "shared" / "data"))

@@ -4,7 +4,7 @@
 
 1. A CNN digit classifier is trained with quickfit on 8,000 of the 10,000 images (checked on the
    other 2,000; the share of those real digits it classifies with p > 0.9 is the ceiling for the GAN's).
-2. An unconditional DCGAN-style GAN (`quickfit.vision.gan`) is trained on 95% of the 10,000: a
+2. An unconditional DCGAN-style GAN (`quickfit.gan`) is trained on 95% of the 10,000: a
    transposed-conv generator (`basic_generator(upsample="transposed", n_extra=1)`), a spectral-norm
    critic without dropout that scores the whole image with a linear layer (`gan_critic(in_size=28,
    n_extra=1)`), the non-saturating loss with an R1 penalty (`--r1`: the critic kept smooth at the real
@@ -32,17 +32,13 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import quickfit as qf
+from quickfit.gan import GANLearner
+from quickfit.gan.callbacks import GANSamples, GeneratorEMA
+from quickfit.gan.data import noise_dls
+from quickfit.gan.loss import GANLoss
+from quickfit.gan.models import basic_generator, gan_critic
+from quickfit.image_grid import save_image_grid
 from quickfit.optim import Adam
-from quickfit.vision.gan import (
-    GANLearner,
-    GANLoss,
-    GANSamples,
-    GeneratorEMA,
-    basic_generator,
-    gan_critic,
-    noise_dls,
-)
-from quickfit.vision.image_grid import save_image_grid
 
 
 def read_idx(path: Path) -> np.ndarray:

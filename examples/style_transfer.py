@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from quickfit.vision.image_grid import save_image_grid
-from quickfit.vision.style import load_style_image, style_transfer
+from quickfit.image_grid import save_image_grid
+from quickfit.vision.generation.style import load_style_image, style_transfer
 
 
 def sklearn_image(name: str) -> Path:

@@ -32,13 +32,13 @@ import torch
 import torch.nn.functional as F
 
 import quickfit as qf
-from quickfit.vision.augment import AffineWarp
-from quickfit.vision.crappify import crappify
-from quickfit.vision.feature_loss import FeatureLoss
-from quickfit.vision.image2image import ImageToImageDataLoaders
-from quickfit.vision.image2image_learner import DihedralEnsemble, image2image_learner
-from quickfit.vision.image_grid import image_to_tensor, save_image_grid
-from quickfit.vision.image_metrics import psnr
+from quickfit.image_grid import image_to_tensor, save_image_grid
+from quickfit.vision.core.augment import AffineWarp
+from quickfit.vision.generation.crappify import crappify
+from quickfit.vision.generation.data import ImageToImageDataLoaders
+from quickfit.vision.generation.feature_loss import FeatureLoss
+from quickfit.vision.generation.learner import DihedralEnsemble, image2image_learner
+from quickfit.vision.generation.metrics import psnr
 
 LAPLACE = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).view(1, 1, 3, 3).repeat(3, 1, 1, 1)
 

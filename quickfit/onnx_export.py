@@ -171,7 +171,7 @@ def image_onnx_input(images: Sequence, info: dict) -> np.ndarray:
     """
     from PIL import Image
 
-    from quickfit.vision.image import load_image  # the one place images are opened
+    from quickfit.vision.core.image import load_image  # the one place images are opened
 
     data = info["data"]
     tfm, norm = data["item_tfm"], data["normalize"]

@@ -57,7 +57,7 @@ def test_void_code_is_one_name_and_takes_a_class_name(seg_folder):
 
 def test_workers_are_num_workers_everywhere_and_n_workers_warns():
     from quickfit.text import TextDataLoaders
-    from quickfit.text.seq2seq_data import Seq2SeqDataLoaders
+    from quickfit.text.seq2seq.data import Seq2SeqDataLoaders
     from quickfit.text.tokenize import Tokenizer, tokenize_texts
     from quickfit.vision import ImageDataLoaders, ImageToImageDataLoaders
 

@@ -25,7 +25,7 @@ import dataclasses
 import matplotlib
 matplotlib.use("Agg")
 import quickfit.vision as vision
-import quickfit.vision.style as style
+import quickfit.vision.generation.style as style
 from quickfit.learner import Learner
 
 _fit_phases, _lr_find, _style_transfer = Learner.fit_phases, Learner.lr_find, style.style_transfer

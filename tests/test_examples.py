@@ -58,8 +58,8 @@ def test_superres_example_runs_every_stage_exports_and_predicts(tmp_path):
     # trained one epoch) is near it: the evaluation sees the inputs as the training did
     import torch.nn.functional as F
 
-    from quickfit.vision.image_grid import image_to_tensor
-    from quickfit.vision.image_metrics import psnr
+    from quickfit.image_grid import image_to_tensor
+    from quickfit.vision.generation.metrics import psnr
 
     values = []
     for lo in sorted((tmp_path / "superres_work").glob("val_lr_*/ants/*")):

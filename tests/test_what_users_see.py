@@ -66,7 +66,7 @@ def test_gan_show_results_draws_the_n_asked_across_batches_and_says_when_it_cann
 
 
 def test_image_grids_name_their_columns_in_the_png(tmp_path):
-    from quickfit.vision.image_grid import save_image_grid
+    from quickfit.image_grid import save_image_grid
 
     images = torch.full((6, 3, 16, 16), 0.5)
     grid = save_image_grid(images, tmp_path / "plain.png", nrow=3)

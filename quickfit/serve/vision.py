@@ -53,7 +53,7 @@ class _ImageHandler(Handler):
         if req.upload is None:
             raise BadInput(415, f"this {self.kind} model takes an image: {self.example}")
         img = checked_image(req.upload, self.limits.max_pixels)
-        from quickfit.vision.image import load_image, oriented_size
+        from quickfit.vision.core.image import load_image, oriented_size
 
         size = oriented_size(img)
         self._tmp.mkdir(mode=0o700, exist_ok=True)  # again, if a stopped app was started anew

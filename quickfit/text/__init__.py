@@ -35,12 +35,12 @@ from quickfit.text.models import (
     get_language_model,
     get_text_classifier,
 )
-from quickfit.text.models.seq2seq import Seq2SeqRNN, Seq2SeqTransformer
 from quickfit.text.pretrained import load_pretrained_lm, match_vocab, save_pretrained_lm
 from quickfit.text.rules import SPECIAL_TOKENS
-from quickfit.text.seq2seq import Seq2SeqLearner, Seq2SeqStep, TeacherForcing, seq2seq_learner
-from quickfit.text.seq2seq_data import Seq2SeqDataLoader, Seq2SeqDataLoaders, detokenize
-from quickfit.text.seq2seq_metrics import CorpusBLEU, Seq2SeqLoss, corpus_bleu, token_accuracy
+from quickfit.text.seq2seq.data import Seq2SeqDataLoader, Seq2SeqDataLoaders, detokenize
+from quickfit.text.seq2seq.learner import Seq2SeqLearner, Seq2SeqStep, TeacherForcing, seq2seq_learner
+from quickfit.text.seq2seq.metrics import CorpusBLEU, Seq2SeqLoss, corpus_bleu, token_accuracy
+from quickfit.text.seq2seq.model import Seq2SeqRNN, Seq2SeqTransformer
 from quickfit.text.tokenize import Tokenizer, tokenize_texts
 from quickfit.text.vectors import GLOVE_6B_50D, VocabVectors, vocab_vectors
 from quickfit.text.vocab import Vocab

@@ -11,7 +11,7 @@ from quickfit.apps import App, register_app
 from quickfit.cli_hooks import AppCLI, CommandError, print_predictions
 from quickfit.text.learner import LanguageModelTask, TextClassifierTask
 from quickfit.text.models.core import LanguageModelConfig, TextClassifierConfig
-from quickfit.text.seq2seq import Seq2SeqConfig, TranslationTask
+from quickfit.text.seq2seq.learner import Seq2SeqConfig, TranslationTask
 
 __all__ = ["APP", "CLI"]
 

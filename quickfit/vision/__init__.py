@@ -10,20 +10,7 @@ learn.export("model.qf")
 qf.load_learner("model.qf").predict("photo.jpg")   # ('bees', 1, tensor([0.03, 0.97]))
 """
 
-from quickfit.vision.augment import (
-    AffineWarp,
-    BatchTransform,
-    Lighting,
-    Normalize,
-    aug_transforms,
-    imagenet_stats,
-    side_on,
-    top_down,
-)
-from quickfit.vision.crappify import crappify
-from quickfit.vision.data import ImageDataLoaders, image_dls_from_export, random_split
-from quickfit.vision.feature_loss import FeatureLoss, gram_matrix, vgg16_features
-from quickfit.vision.gan import (
+from quickfit.gan import (
     AdaptiveGANSwitcher,
     FixedGANSwitcher,
     GANLearner,
@@ -34,12 +21,8 @@ from quickfit.vision.gan import (
     gan_critic,
     noise_dls,
 )
-from quickfit.vision.image import get_image_files, load_image, verify_images
-from quickfit.vision.image2image import ImageToImageDataLoaders
-from quickfit.vision.image2image_learner import ImageToImageLearner, image2image_learner
-from quickfit.vision.image_metrics import PSNR, psnr, rgb_to_luma
-from quickfit.vision.interpret import ClassificationInterpretation, grad_cam, plot_grad_cam
-from quickfit.vision.learner import (
+from quickfit.vision.classification.interpret import ClassificationInterpretation, grad_cam, plot_grad_cam
+from quickfit.vision.classification.learner import (
     ImagesTask,
     VisionLearner,
     VisionModel,
@@ -47,7 +30,27 @@ from quickfit.vision.learner import (
     create_head,
     vision_learner,
 )
-from quickfit.vision.loader import ImageItems, ImageLoader, ImageLoadError
+from quickfit.vision.core.augment import (
+    AffineWarp,
+    BatchTransform,
+    Lighting,
+    Normalize,
+    aug_transforms,
+    imagenet_stats,
+    side_on,
+    top_down,
+)
+from quickfit.vision.core.data import ImageDataLoaders, image_dls_from_export, random_split
+from quickfit.vision.core.image import get_image_files, load_image, verify_images
+from quickfit.vision.core.loader import ImageItems, ImageLoader, ImageLoadError
+from quickfit.vision.core.targets import Target, outside
+from quickfit.vision.core.transforms import RandomResizedCrop, Resize
+from quickfit.vision.generation.crappify import crappify
+from quickfit.vision.generation.data import ImageToImageDataLoaders
+from quickfit.vision.generation.feature_loss import FeatureLoss, gram_matrix, vgg16_features
+from quickfit.vision.generation.learner import ImageToImageLearner, image2image_learner
+from quickfit.vision.generation.metrics import PSNR, psnr, rgb_to_luma
+from quickfit.vision.generation.style import StyleLoss, StyleNet, style_learner, style_transfer
 from quickfit.vision.models import (
     ArchSpec,
     arch_names,
@@ -63,17 +66,14 @@ from quickfit.vision.models import (
 )
 from quickfit.vision.models.small import darknet, resnet9, wrn_22
 from quickfit.vision.models.unet import DynamicUnet
-from quickfit.vision.points import PointDataLoaders, PointsLearner, PointsLoss
-from quickfit.vision.seg_interpret import SegmentationInterpretation
-from quickfit.vision.seg_loss import SegmentationLoss, class_weights
-from quickfit.vision.seg_metrics import dice, mean_iou, pixel_accuracy
-from quickfit.vision.segmentation import SegmentationDataLoaders
-from quickfit.vision.small_images import PadCropFlip, SmallImageDataLoaders
-from quickfit.vision.small_learner import SmallImageModelConfig, flip_tta, small_image_learner
-from quickfit.vision.style import StyleLoss, StyleNet, style_learner, style_transfer
-from quickfit.vision.targets import Target, outside
-from quickfit.vision.transforms import RandomResizedCrop, Resize
-from quickfit.vision.unet import UnetLearner, unet_learner
+from quickfit.vision.points.learner import PointDataLoaders, PointsLearner, PointsLoss
+from quickfit.vision.segmentation.data import SegmentationDataLoaders
+from quickfit.vision.segmentation.interpret import SegmentationInterpretation
+from quickfit.vision.segmentation.learner import UnetLearner, unet_learner
+from quickfit.vision.segmentation.loss import SegmentationLoss, class_weights
+from quickfit.vision.segmentation.metrics import dice, mean_iou, pixel_accuracy
+from quickfit.vision.small.data import PadCropFlip, SmallImageDataLoaders
+from quickfit.vision.small.learner import SmallImageModelConfig, flip_tta, small_image_learner
 
 __all__ = [
     "AdaptiveGANSwitcher",

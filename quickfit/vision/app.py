@@ -11,13 +11,13 @@ from pathlib import Path
 
 from quickfit.apps import App, register_app
 from quickfit.cli_hooks import AppCLI, Option, TrainRequest, import_command_module, positive_int
-from quickfit.vision.gan import GANConfig, GANTask
-from quickfit.vision.image import IMAGE_EXTENSIONS
-from quickfit.vision.image2image_learner import ImageToImageConfig, ImageToImageTask
-from quickfit.vision.learner import ImagesTask, VisionModelConfig
-from quickfit.vision.points import PointsTask
-from quickfit.vision.small_learner import SmallImageModelConfig
-from quickfit.vision.unet import SegmentationTask, UnetConfig
+from quickfit.gan.learner import GANConfig, GANTask
+from quickfit.vision.classification.learner import ImagesTask, VisionModelConfig
+from quickfit.vision.core.image import IMAGE_EXTENSIONS
+from quickfit.vision.generation.learner import ImageToImageConfig, ImageToImageTask
+from quickfit.vision.points.learner import PointsTask
+from quickfit.vision.segmentation.learner import SegmentationTask, UnetConfig
+from quickfit.vision.small.learner import SmallImageModelConfig
 
 __all__ = ["APP", "CLI", "DEFAULT_ARCH"]
 

@@ -20,9 +20,9 @@ from quickfit import env
 from quickfit.cli_hooks import CommandError
 from quickfit.loading import load_learner
 from quickfit.seed import set_seed
-from quickfit.vision.augment import aug_transforms
-from quickfit.vision.data import ImageDataLoaders
-from quickfit.vision.learner import VisionLearner, vision_learner
+from quickfit.vision.classification.learner import VisionLearner, vision_learner
+from quickfit.vision.core.augment import aug_transforms
+from quickfit.vision.core.data import ImageDataLoaders
 
 __all__ = ["train_command", "predict_command", "fine_tune_recipe", "tune_command"]
 

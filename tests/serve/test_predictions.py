@@ -59,7 +59,7 @@ def test_image_batches_give_what_predict_gives(case, tmp_path):
     learn = learner(case)
     handler = handler_for(learn)
     files = image_files(tmp_path)
-    from quickfit.vision.image import load_image
+    from quickfit.vision.core.image import load_image
 
     items = [ImageItem(f, load_image(f), load_image(f).size) for f in files]
     items.append(ImageItem(files[0], items[0].image, items[0].size))  # two of one size: one batch

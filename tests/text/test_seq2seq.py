@@ -21,7 +21,7 @@ from quickfit.text import (
     seq2seq_learner,
     token_accuracy,
 )
-from quickfit.text.seq2seq_search import beam_search, greedy_search
+from quickfit.text.seq2seq.search import beam_search, greedy_search
 
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 SMALL_GRU = dict(emb_sz=32, n_hid=64, dec_hid=128, emb_drop=0.0, out_drop=0.0)

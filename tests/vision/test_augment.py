@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from quickfit.vision.augment import (
+from quickfit.vision.core.augment import (
     AffineWarp,
     Lighting,
     Normalize,
@@ -21,7 +21,7 @@ from quickfit.vision.augment import (
     side_on,
     top_down,
 )
-from quickfit.vision.loader import apply_batch_tfms
+from quickfit.vision.core.loader import apply_batch_tfms
 
 
 def mats(n=2, angle=0.0, flip=False, zoom=1.0, center=(0.0, 0.0), warp=(0.0, 0.0), h=8, w=8):

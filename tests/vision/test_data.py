@@ -17,11 +17,11 @@ from PIL import Image
 from torch import nn
 
 import quickfit as qf
-from quickfit.vision.augment import Normalize, aug_transforms, imagenet_stats
-from quickfit.vision.data import ImageDataLoaders, image_dls_from_export, random_split
-from quickfit.vision.image import verify_images
-from quickfit.vision.loader import ImageLoadError
-from quickfit.vision.transforms import RandomResizedCrop, Resize
+from quickfit.vision.core.augment import Normalize, aug_transforms, imagenet_stats
+from quickfit.vision.core.data import ImageDataLoaders, image_dls_from_export, random_split
+from quickfit.vision.core.image import verify_images
+from quickfit.vision.core.loader import ImageLoadError
+from quickfit.vision.core.transforms import RandomResizedCrop, Resize
 
 COLORS = {"red": (220, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 220)}
 

@@ -13,11 +13,11 @@ import pytest
 import torch
 from PIL import Image
 
-import quickfit.vision.image as image_module
-from quickfit.vision.cache import DecodeCache
-from quickfit.vision.data import ImageDataLoaders
-from quickfit.vision.image import ImageLoadError, SourceImage, load_image
-from quickfit.vision.transforms import RandomResizedCrop, Resize
+import quickfit.vision.core.image as image_module
+from quickfit.vision.core.cache import DecodeCache
+from quickfit.vision.core.data import ImageDataLoaders
+from quickfit.vision.core.image import ImageLoadError, SourceImage, load_image
+from quickfit.vision.core.transforms import RandomResizedCrop, Resize
 
 
 def make_folder(root: Path, n: int = 6, size=(48, 40)) -> Path:

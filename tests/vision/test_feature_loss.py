@@ -10,7 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import quickfit as qf
-from quickfit.vision.feature_loss import LITE0_LAYERS, FeatureLoss, gram_matrix, vgg16_features
+from quickfit.vision.generation.feature_loss import LITE0_LAYERS, FeatureLoss, gram_matrix, vgg16_features
 
 
 def tiny_features(seed: int = 0) -> nn.Sequential:

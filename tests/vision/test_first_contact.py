@@ -17,8 +17,8 @@ from PIL import Image
 
 import quickfit as qf
 from quickfit.vision import ImageDataLoaders, aug_transforms, get_image_files, plot_grad_cam, vision_learner
-from quickfit.vision import loader as loader_module
-from quickfit.vision.transforms import Resize
+from quickfit.vision.core import loader as loader_module
+from quickfit.vision.core.transforms import Resize
 from tests.conftest import shared_data
 
 matplotlib.use("Agg")

@@ -18,19 +18,13 @@ from torch import nn
 
 import quickfit as qf
 from quickfit.callbacks.core import Callback
+from quickfit.gan import GANLearner
+from quickfit.gan.callbacks import GANSamples, GeneratorEMA
+from quickfit.gan.data import noise_dls
+from quickfit.gan.loss import GANLoss
+from quickfit.gan.models import GANModule, basic_generator, gan_critic
+from quickfit.gan.switchers import AdaptiveGANSwitcher, FixedGANSwitcher
 from quickfit.loading import learner_from_info
-from quickfit.vision.gan import (
-    AdaptiveGANSwitcher,
-    FixedGANSwitcher,
-    GANLearner,
-    GANLoss,
-    GANModule,
-    GANSamples,
-    GeneratorEMA,
-    basic_generator,
-    gan_critic,
-    noise_dls,
-)
 
 Z = 4
 

@@ -11,10 +11,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from quickfit.vision.augment import AffineWarp, Lighting
-from quickfit.vision.crappify import crappify, crappify_image
-from quickfit.vision.image2image import ImageToImageDataLoaders, PairMismatchError, image2image_dls_from_export
-from quickfit.vision.image_grid import image_to_tensor
+from quickfit.image_grid import image_to_tensor
+from quickfit.vision.core.augment import AffineWarp, Lighting
+from quickfit.vision.generation.crappify import crappify, crappify_image
+from quickfit.vision.generation.data import ImageToImageDataLoaders, PairMismatchError, image2image_dls_from_export
 
 
 def smooth_image(w: int, h: int, seed: int) -> Image.Image:

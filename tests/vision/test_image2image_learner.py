@@ -9,10 +9,10 @@ import torch
 from PIL import Image
 
 import quickfit as qf
-from quickfit.vision.crappify import crappify
-from quickfit.vision.feature_loss import FeatureLoss
-from quickfit.vision.image2image import ImageToImageDataLoaders
-from quickfit.vision.image2image_learner import ImageToImageLearner, image2image_learner
+from quickfit.vision.generation.crappify import crappify
+from quickfit.vision.generation.data import ImageToImageDataLoaders
+from quickfit.vision.generation.feature_loss import FeatureLoss
+from quickfit.vision.generation.learner import ImageToImageLearner, image2image_learner
 from tests.vision.test_image2image import smooth_image
 
 
@@ -162,7 +162,7 @@ def test_sr_resnet_arguments_are_checked(pairs, tmp_path):
 
 
 def test_dihedral_ensemble_is_the_mean_over_the_eight_turns_of_the_input():
-    from quickfit.vision.image2image_learner import DihedralEnsemble
+    from quickfit.vision.generation.learner import DihedralEnsemble
 
     torch.manual_seed(0)
     conv = torch.nn.Conv2d(3, 3, 3, padding=1)  # a random kernel: not symmetric, so each turn differs

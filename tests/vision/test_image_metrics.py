@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from quickfit.vision import PSNR, psnr, rgb_to_luma
-from quickfit.vision.image2image_learner import image2image_learner
+from quickfit.vision.generation.learner import image2image_learner
 from tests.vision.test_image2image_learner import pairs  # noqa: F401  (the fixture)
 
 

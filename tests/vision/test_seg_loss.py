@@ -12,7 +12,7 @@ from torch import nn
 
 import quickfit as qf
 from quickfit.vision import Resize, SegmentationDataLoaders, SegmentationLoss, class_weights
-from quickfit.vision.seg_loss import soft_dice_loss
+from quickfit.vision.segmentation.loss import soft_dice_loss
 
 
 def test_weighted_cross_entropy_ignores_void_and_matches_torch():

@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from quickfit.vision.feature_loss import gram_matrix
-from quickfit.vision.image2image import ImageToImageDataLoaders
-from quickfit.vision.style import StyleLoss, StyleNet, load_style_image, style_learner, style_transfer
+from quickfit.vision.generation.data import ImageToImageDataLoaders
+from quickfit.vision.generation.feature_loss import gram_matrix
+from quickfit.vision.generation.style import StyleLoss, StyleNet, load_style_image, style_learner, style_transfer
 from tests.vision.test_image2image import smooth_image
 
 

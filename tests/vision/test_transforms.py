@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from quickfit.vision.image import decode_rgb, get_image_files, load_image, verify_images
-from quickfit.vision.transforms import RandomResizedCrop, Resize, item_tfm_from_dict
+from quickfit.vision.core.image import decode_rgb, get_image_files, load_image, verify_images
+from quickfit.vision.core.transforms import RandomResizedCrop, Resize, item_tfm_from_dict
 
 RED, BLUE = (255, 0, 0), (0, 0, 255)
 

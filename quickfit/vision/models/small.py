@@ -37,7 +37,7 @@ CIFAR_STATS = ((0.491, 0.482, 0.447), (0.247, 0.243, 0.262))
 
 class SmallImageModel(nn.Sequential):
     """`head(body(x))` with `vision_learner`'s layout: head[0] pools, head[1] flattens. (Not
-    `VisionModel` itself: that lives in quickfit.vision.learner, which imports the registry.)"""
+    `VisionModel` itself: that lives in quickfit.vision.classification.learner, which imports the registry.)"""
 
     POOL_LAYERS = 2
 

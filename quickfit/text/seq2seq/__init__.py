@@ -1,0 +1,2 @@
+"""Sequence to sequence (translation): parallel-text data, the encoder-decoder model, its learner,
+beam search and BLEU."""

@@ -1,0 +1,282 @@
+"""Item transforms: one image file in, one uint8 CHW tensor of a fixed size out.
+
+They run per item in the DataLoader workers and do the only work that cannot wait for the batch:
+decode and bring every image to one size. Each transform first *plans* a crop box from the image
+header, so the JPEG decoder can work at draft scale and Pillow resizes straight from the box
+(crop + resize in one antialiased pass). In training the crop position is random; in validation it
+is the center. Everything else (flips, rotation, zoom, lighting) happens later on the whole batch,
+on the device (see `quickfit.vision.core.augment`).
+
+    from quickfit.vision.core.transforms import Resize, RandomResizedCrop
+
+    tfm = Resize(224)                        # scale the short side to 224, crop the rest
+    x = tfm("photo.jpg", train=False)        # uint8 tensor [3, 224, 224], the center crop
+    x = RandomResizedCrop(224)("photo.jpg", train=True)   # a random 35%-100% area crop
+    x, mask = tfm.pair("photo.jpg", "photo_mask.png", Target("mask", n_codes=12), train=True)  # same crop
+
+`pair` runs the same plan on a target (see `quickfit.vision.core.targets`): a mask nearest-neighbour,
+points and boxes by the same scale and shift, an image target by the same relative crop.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from PIL import Image
+
+from quickfit.configs import check_image_size
+from quickfit.vision.core.image import SourceImage
+from quickfit.vision.core.targets import MaskError, Target, boxes_to_unit, load_mask, points_to_unit, resize_mask
+
+__all__ = ["ItemTransform", "Resize", "RandomResizedCrop", "item_tfm_from_dict"]
+
+Box = tuple[float, float, float, float]
+# (box, out, pad, (w, h)): the source box in the upright image of w x h, resized to out (w, h), padded.
+Plan = tuple[Box, tuple[int, int], tuple[int, int, int, int], tuple[int, int]]
+
+
+def _clip(box: Box, w: int, h: int) -> Box:
+    return (max(0.0, box[0]), max(0.0, box[1]), min(float(w), box[2]), min(float(h), box[3]))
+
+
+def _scaled(plan: Plan, w: int, h: int) -> tuple[Box, tuple[int, int], tuple[int, int, int, int]]:
+    """`plan` made for another image, applied to one of w x h: the same box relative to the size."""
+    box, out, pad, (pw, ph) = plan
+    sx, sy = w / pw, h / ph
+    return (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy), out, pad
+
+
+def _name(src: Any) -> str:
+    return str(src) if isinstance(src, (str, Path)) else type(src).__name__
+
+
+def _pair(size: int | tuple[int, int]) -> tuple[int, int]:
+    """(height, width) from an int or a (height, width) pair."""
+    h, w = (size, size) if isinstance(size, int) else tuple(size)
+    if h < 1 or w < 1:
+        raise ValueError(f"size must be positive, got {size!r}")
+    return int(h), int(w)
+
+
+def _need(box: Box, out: tuple[int, int], w: int, h: int) -> tuple[int, int]:
+    """The (width, height) of the whole image at which `box` has `out` pixels."""
+    bw, bh = box[2] - box[0], box[3] - box[1]
+    return math.ceil(w * out[0] / bw), math.ceil(h * out[1] / bh)
+
+
+def _uniform(lo: float, hi: float) -> float:
+    # torch's global RNG: each DataLoader worker gets its own seed from it, so runs seeded with
+    # torch.manual_seed are reproducible with or without workers.
+    return lo + (hi - lo) * torch.rand(()).item()
+
+
+class ItemTransform:
+    """Base class: subclasses implement `plan` (where to crop, what size to produce)."""
+
+    size: tuple[int, int]  # (height, width) of the output
+    pad_mode: str = "zeros"
+
+    def plan(self, w: int, h: int, train: bool) -> tuple[Box, tuple[int, int], tuple[int, int, int, int]]:
+        """For an upright image of `w` x `h`: the source box, the (width, height) it is resized to,
+        and the (left, top, right, bottom) padding that brings that to `size`."""
+        raise NotImplementedError
+
+    def __call__(self, src: str | Path | Image.Image | SourceImage, train: bool = False) -> torch.Tensor:
+        return self._load(src, train)[0]
+
+    def cover_size(self, w: int, h: int) -> tuple[int, int] | None:
+        """The smallest (width, height) a decode of an upright `w` x `h` image needs for every plan this
+        transform can make (what the decode cache keeps); None: the full size."""
+        return None
+
+    def _load(
+        self, src: str | Path | Image.Image | SourceImage, train: bool, plan: Plan | None = None
+    ) -> tuple[torch.Tensor, Plan]:
+        """The image and its plan: (box, out, pad, (w, h)) in the upright image's pixels. `src` is a file,
+        a PIL image, or an opened source (`SourceImage`, or the decode cache's)."""
+        with src if hasattr(src, "decode") else SourceImage(src) as source:
+            w, h = source.size
+            box, out, pad = self.plan(w, h, train) if plan is None else _scaled(plan, w, h)
+            # Decode at the smallest draft scale at which the box still has `out` pixels or more.
+            img = source.decode(_need(box, out, w, h))
+            sx, sy = img.width / w, img.height / h
+            x = self._apply(img, (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy), out, pad)
+            return x, (_clip(box, w, h), out, pad, (w, h))
+
+    def pair(self, src: str | Path | Image.Image, y, target: Target, train: bool = False) -> tuple[torch.Tensor, Any]:
+        """The image and its target `y` through the same crop, resize and padding.
+
+        Masks (a file, PIL image or [H, W] array of the image's size) come out as [H', W'] indices,
+        resized nearest-neighbour; points [n, 2] and boxes [n, 4] in the original image's pixels
+        come out in [-1, 1] of the output; an image target (a file or PIL image of any size) gets the
+        same relative crop, at the output's size. Other targets pass through."""
+        x, plan = self._load(src, train)
+        box, out, pad, (w, h) = plan
+        if target.kind == "mask":
+            arr = load_mask(y, target)
+            if arr.shape != (h, w):
+                raise MaskError(
+                    f"mask {_name(y)} is {arr.shape[1]}x{arr.shape[0]} but its image {_name(src)} is {w}x{h}"
+                )
+            fill = 0 if target.void_code is None else target.void_code
+            res = resize_mask(arr, box, out, pad, self.pad_mode, fill)
+            return x, torch.from_numpy(np.array(res)).to(target.mask_dtype)  # a writable copy
+        if target.kind == "points":
+            return x, points_to_unit(y, box, out, pad, self.size)
+        if target.kind == "boxes":
+            return x, boxes_to_unit(y, box, out, pad, self.size)
+        if target.kind == "image":
+            return x, self._load(y, train, plan)[0]
+        return x, y
+
+    def _apply(self, img: Image.Image, box: Box, out: tuple[int, int], pad: tuple[int, int, int, int]) -> torch.Tensor:
+        box = _clip(box, img.width, img.height)
+        # reducing_gap: a big downscale first box-averages by an integer factor (fast), then
+        # resamples; Pillow documents 3.0 as indistinguishable from the slow exact resize.
+        arr = np.array(img.resize(out, Image.Resampling.BILINEAR, box=box, reducing_gap=3.0))  # writable
+        if any(pad):
+            left, top, right, bottom = pad
+            mode = "reflect" if self.pad_mode == "reflection" else "constant"
+            arr = np.pad(arr, ((top, bottom), (left, right), (0, 0)), mode=mode)
+        # [3, H, W] as a view of Pillow's [H, W, 3] pixels (channels-last strides): no transposing copy
+        # here; the loader's collate copies it into the batch as it is, and the float conversion on the
+        # device reads it in that order (quickfit.vision.core.loader).
+        return torch.from_numpy(arr).permute(2, 0, 1)
+
+    def resized(self, size: int | tuple[int, int]) -> ItemTransform:
+        """The same transform producing `size` (for progressive resizing)."""
+        raise NotImplementedError
+
+    def to_dict(self) -> dict:
+        """JSON-serializable settings; `item_tfm_from_dict` rebuilds the transform."""
+        raise NotImplementedError
+
+
+def _crop_box(w: int, h: int, out_w: int, out_h: int, train: bool) -> Box:
+    """The largest box of the output's aspect ratio; random position in training, else centered."""
+    scale = max(out_w / w, out_h / h)
+    cw, ch = min(w, out_w / scale), min(h, out_h / scale)
+    fx, fy = (_uniform(0, 1), _uniform(0, 1)) if train else (0.5, 0.5)
+    x0, y0 = (w - cw) * fx, (h - ch) * fy
+    return (x0, y0, x0 + cw, y0 + ch)
+
+
+class Resize(ItemTransform):
+    """Bring every image to `size` ((height, width) or an int for a square).
+
+    method: "crop" scales the short side to fit and crops the rest (random position in training,
+    center in validation); "squish" stretches the whole image; "pad" scales the long side to fit and
+    pads the rest ("reflection" mirrors the border, "zeros" adds black), keeping the whole image.
+    """
+
+    def __init__(
+        self,
+        size: int | tuple[int, int],
+        method: Literal["crop", "squish", "pad"] = "crop",
+        pad_mode: Literal["reflection", "zeros"] = "reflection",
+    ) -> None:
+        if method not in ("crop", "squish", "pad"):
+            raise ValueError(f"Resize method must be 'crop', 'squish' or 'pad', got {method!r}")
+        if pad_mode not in ("reflection", "zeros"):
+            raise ValueError(f"Resize pad_mode must be 'reflection' or 'zeros', got {pad_mode!r}")
+        self.size, self.method, self.pad_mode = _pair(size), method, pad_mode
+
+    def plan(self, w: int, h: int, train: bool) -> tuple[Box, tuple[int, int], tuple[int, int, int, int]]:
+        out_h, out_w = self.size
+        full: Box = (0.0, 0.0, float(w), float(h))
+        if self.method == "squish":
+            return full, (out_w, out_h), (0, 0, 0, 0)
+        if self.method == "crop":
+            return _crop_box(w, h, out_w, out_h, train), (out_w, out_h), (0, 0, 0, 0)
+        scale = min(out_w / w, out_h / h)
+        cw, ch = max(1, min(out_w, round(w * scale))), max(1, min(out_h, round(h * scale)))
+        left, top = (out_w - cw) // 2, (out_h - ch) // 2
+        return full, (cw, ch), (left, top, out_w - cw - left, out_h - ch - top)
+
+    def cover_size(self, w: int, h: int) -> tuple[int, int] | None:
+        box, out, _ = self.plan(w, h, False)  # training moves the box, never changes its size
+        return _need(box, out, w, h)
+
+    def resized(self, size: int | tuple[int, int]) -> Resize:
+        return Resize(size, self.method, self.pad_mode)
+
+    def to_dict(self) -> dict:
+        return {"name": "Resize", "size": list(self.size), "method": self.method, "pad_mode": self.pad_mode}
+
+    def __repr__(self) -> str:
+        return f"Resize(size={self.size}, method={self.method!r}, pad_mode={self.pad_mode!r})"
+
+
+class RandomResizedCrop(ItemTransform):
+    """In training, a random crop covering `min_scale` to 100% of the area, with an aspect ratio within
+    `ratio` of the output's, resized to `size`; in validation the center crop (as `Resize(size)`).
+
+    It zooms in more than the batch augmentation's `max_zoom`, which helps on small datasets.
+    """
+
+    def __init__(
+        self,
+        size: int | tuple[int, int],
+        min_scale: float = 0.35,
+        ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    ) -> None:
+        if not 0 < min_scale <= 1:
+            raise ValueError(f"RandomResizedCrop min_scale must be in (0, 1], got {min_scale}")
+        if not 0 < ratio[0] <= ratio[1]:
+            raise ValueError(f"RandomResizedCrop ratio must be (low, high) with 0 < low <= high, got {ratio}")
+        self.size, self.min_scale, self.ratio = _pair(size), float(min_scale), (float(ratio[0]), float(ratio[1]))
+
+    def plan(self, w: int, h: int, train: bool) -> tuple[Box, tuple[int, int], tuple[int, int, int, int]]:
+        out_h, out_w = self.size
+        if train:
+            for _ in range(10):  # rejection sampling, as torchvision: a few tries, then the center crop
+                area = w * h * _uniform(self.min_scale, 1.0)
+                aspect = (out_w / out_h) * math.exp(_uniform(math.log(self.ratio[0]), math.log(self.ratio[1])))
+                cw, ch = math.sqrt(area * aspect), math.sqrt(area / aspect)
+                if cw <= w and ch <= h:
+                    x0, y0 = _uniform(0, w - cw), _uniform(0, h - ch)
+                    return (x0, y0, x0 + cw, y0 + ch), (out_w, out_h), (0, 0, 0, 0)
+        return _crop_box(w, h, out_w, out_h, train=False), (out_w, out_h), (0, 0, 0, 0)
+
+    def cover_size(self, w: int, h: int) -> tuple[int, int] | None:
+        # The smallest crops (min_scale of the area) at the two extreme aspect ratios need the most pixels.
+        out_h, out_w = self.size
+        area, scale = w * h * self.min_scale, 0.0
+        for r in self.ratio:
+            aspect = (out_w / out_h) * r
+            scale = max(scale, out_w / math.sqrt(area * aspect), out_h / math.sqrt(area / aspect))
+        return math.ceil(w * scale), math.ceil(h * scale)
+
+    def resized(self, size: int | tuple[int, int]) -> RandomResizedCrop:
+        return RandomResizedCrop(size, self.min_scale, self.ratio)
+
+    def to_dict(self) -> dict:
+        return {
+            "name": "RandomResizedCrop",
+            "size": list(self.size),
+            "min_scale": self.min_scale,
+            "ratio": list(self.ratio),
+        }
+
+    def __repr__(self) -> str:
+        return f"RandomResizedCrop(size={self.size}, min_scale={self.min_scale}, ratio={self.ratio})"
+
+
+def item_tfm_from_dict(d: dict) -> ItemTransform:
+    """Rebuild an item transform from its `to_dict()` (used when loading an exported learner); the size is
+    bounded (quickfit.configs.MAX_IMAGE_SIDE): a file's 30000 x 30000 would take 10 GB per image."""
+    if not isinstance(d, dict):
+        raise ValueError(f"item_tfm must be a JSON object, got {d!r}")
+    check_image_size("item_tfm size", d.get("size"))
+    size = tuple(d["size"])
+    if d.get("name") == "Resize":
+        return Resize(size, d.get("method", "crop"), d.get("pad_mode", "reflection"))
+    if d.get("name") == "RandomResizedCrop":
+        return RandomResizedCrop(size, d.get("min_scale", 0.35), tuple(d.get("ratio", (3 / 4, 4 / 3))))
+    raise ValueError(
+        f"unknown item transform {d.get('name')!r} in exported settings (known: Resize, RandomResizedCrop)"
+    )

@@ -1,0 +1,1 @@
+"""Keypoints: point data, a regression head and its loss."""
