@@ -17,251 +17,50 @@ to the target's size (bicubic: what super-resolution must beat), then input and 
 spatial augmentation (the same sampling matrix and grid), the input alone the lighting change and the
 normalization (targets stay in [0, 1], which is what the generator predicts). `predict` on a learner of
 this data takes an image of any size and returns `scale` times its size.
+
+It is image classification's pipeline: `ImageLoader`s (quickfit/vision/core/loader.py) over `PairDataset`s
+(dataset.py), with the `PairCrop` item transform and `Upsample` first among the batch transforms
+(transforms.py); the pairs are found by pairs.py.
 """
 
 from __future__ import annotations
 
-import math
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
 
 from quickfit.data.core import DataLoaders
-from quickfit.data.loader import LoaderBase, ShardSampler
-from quickfit.vision.core.augment import AffineWarp, Lighting, Normalize, apply_matrices
-from quickfit.vision.core.cache import DecodeCache, default_cache_bytes
-from quickfit.vision.core.image import SourceImage, get_image_files, load_image
+from quickfit.vision.core.augment import AffineWarp, BatchTransform, Lighting, Normalize
+from quickfit.vision.core.image import get_image_files
+from quickfit.vision.core.loader import ImageDataset, ImageItems, ImageLoader
+from quickfit.vision.generation.dataset import PairDataset
+from quickfit.vision.generation.pairs import PairMismatchError, first_few, match_folders, pair_scale
+from quickfit.vision.generation.transforms import PairCrop, Upsample, WholeImage
 
-__all__ = ["ImageToImageDataLoaders", "PairLoader", "PairMismatchError", "image2image_dls_from_export"]
-
-
-class PairMismatchError(ValueError):
-    """Input and target files that do not pair up: missing partners, or sizes that do not match the scale."""
+__all__ = ["ImageToImageDataLoaders", "PairMismatchError", "image2image_dls_from_export"]
 
 
-def _first(items: Sequence, n: int = 5) -> str:
-    shown = ", ".join(str(i) for i in items[:n])
-    return shown + (f" and {len(items) - n} more" if len(items) > n else "")
+def _upsampling(scale: int, upsample: bool) -> list[BatchTransform]:
+    """The batch transforms that run before any augmentation: the input brought to its target's size."""
+    return [Upsample(scale)] if upsample and scale != 1 else []
 
 
-def _to_uint8(img: Image.Image) -> torch.Tensor:
-    return torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1)
-
-
-class _PairDataset(Dataset):
-    """uint8 (input crop [3, size/scale, size/scale], target crop [3, size, size]). `cache`: keep the
-    decoded inputs and targets in two shared-memory `DecodeCache`s (each file decoded once, whatever the
-    worker processes), at most `default_cache_bytes()` together."""
-
-    def __init__(self, pairs: list[tuple[Path, Path]], size: int, scale: int, train: bool, cache: bool = False):
-        self.pairs, self.size, self.scale, self.train = pairs, size, scale, train
-        self.cache: DecodeCache | None = None  # the inputs' (len: how many are kept)
-        self.target_cache: DecodeCache | None = None
-        if cache and pairs:
-            budget = default_cache_bytes()
-            self.target_cache = DecodeCache([b for _, b in pairs], None, budget * scale**2 // (scale**2 + 1))
-            self.cache = DecodeCache([a for a, _ in pairs], None, budget - self.target_cache.nbytes)
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def _arrays(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        """[H, W, 3] uint8 pixels of pair i (read only: views of the cache when it keeps them)."""
-        a, b = self.pairs[i]
-        if self.cache is None or self.target_cache is None:
-            return np.asarray(load_image(a), dtype=np.uint8), np.asarray(load_image(b), dtype=np.uint8)
-        return self.cache.pixels(i, a), self.target_cache.pixels(i, b)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        x_arr, y_arr = self._arrays(i)
-        s, k = self.size, self.scale
-        h, w = x_arr.shape[:2]
-        # the crop in input pixels (so it is exact in both images), at most the image
-        cw, ch = min(s // k, w), min(s // k, h)
-        if self.train:
-            x0 = int(torch.randint(0, w - cw + 1, ()))  # torch's RNG: seeded per DataLoader worker
-            y0 = int(torch.randint(0, h - ch + 1, ()))
-        else:
-            x0, y0 = (w - cw) // 2, (h - ch) // 2
-        x = x_arr[y0 : y0 + ch, x0 : x0 + cw]
-        y = y_arr[y0 * k : (y0 + ch) * k, x0 * k : (x0 + cw) * k]
-        if (cw, ch) != (s // k, s // k):  # an image smaller than the crop: stretched up to it
-            x = np.asarray(Image.fromarray(x).resize((s // k, s // k), Image.Resampling.BICUBIC))
-            y = np.asarray(Image.fromarray(y).resize((s, s), Image.Resampling.BICUBIC))
-        return _hwc_to_tensor(x), _hwc_to_tensor(y)
-
-
-def _hwc_to_tensor(a: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))
-
-
-class _TestDataset(Dataset):
-    def __init__(self, items: Sequence[str | Path | Image.Image]) -> None:
-        self.items = list(items)
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor]:
-        return (_to_uint8(load_image(self.items[i])),)
-
-
-class PairLoader(LoaderBase):
-    """Batches of (input, target) on the device, transformed as the module docstring says; a test
-    loader (no targets) yields (input,) batches of whole images, one image per batch by default."""
-
-    def __init__(
-        self,
-        dataset: Dataset,
-        bs: int,
-        scale: int,
-        upsample: bool,
-        batch_tfms: Sequence = (),
-        normalize: Normalize | None = None,
-        shuffle: bool = False,
-        augment: bool = False,
-        num_workers: int = 0,
-        device: torch.device | None = None,
-    ) -> None:
-        self.dataset, self.bs, self.scale, self.upsample = dataset, bs, scale, upsample
-        self.batch_tfms, self.normalize, self.shuffle, self.augment = list(batch_tfms), normalize, shuffle, augment
-        self.num_workers, self.device = num_workers, device
-        self._loader: DataLoader | None = None
-        self._shard: tuple[int, int] | None = None  # (rank, world_size) of a sharded training loader
-        for t in self.batch_tfms:
-            if not isinstance(t, (AffineWarp, Lighting)):
-                raise TypeError(
-                    f"image-to-image batch_tfms may be AffineWarp (moves input and target alike) and Lighting "
-                    f"(input only); got {t!r}. Normalization is set with dls.set_normalize(mean, std)"
-                )
-
-    def __len__(self) -> int:
-        n = len(self.dataset)
-        drop = self.shuffle and n >= self.bs
-        n = n if self._shard is None else -(-n // self._shard[1])
-        return n // self.bs if drop else math.ceil(n / self.bs)
-
-    def _torch_loader(self) -> DataLoader:
-        drop = self.shuffle and len(self.dataset) >= self.bs  # BatchNorm dislikes a last batch of 1
-        if self._loader is None or not self._loader.persistent_workers:
-            # a cached data set keeps its workers from epoch to epoch: they are started once
-            keep = self.num_workers > 0 and getattr(self.dataset, "cache", None) is not None
-            sampler = None if self._shard is None else ShardSampler(len(self.dataset), *self._shard)
-            self._loader = DataLoader(
-                self.dataset, self.bs, shuffle=self.shuffle and sampler is None, sampler=sampler, drop_last=drop,
-                num_workers=self.num_workers, persistent_workers=keep,
-            )  # fmt: skip
-        return self._loader
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
-        for batch in self._torch_loader():
-            if self.device is not None:
-                batch = [b.to(self.device, non_blocking=True) for b in batch]
-            yield self.transform(*batch)
-
-    def transform(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
-        """uint8 (input, target) -> the float batch: upsample, shared geometry, input lighting, input normalization."""
-        x = x.float().div_(255)
-        if self.upsample and self.scale != 1:
-            x = F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False).clamp_(0, 1)
-        y = None if y is None else y.float().div_(255)
-        if self.augment:
-            for t in self.batch_tfms:
-                if isinstance(t, AffineWarp):  # one set of matrices for both: the identical warp
-                    mats = t.matrices(x.shape[0], x.shape[2], x.shape[3], x.device)
-                    x = apply_matrices(x, mats, t.pad_mode)
-                    y = None if y is None else apply_matrices(y, mats, t.pad_mode)
-                else:
-                    x = t(x)
-        if self.normalize is not None:
-            x = self.normalize(x)
-        return (x,) if y is None else (x, y)
-
-    def shard(self, rank: int, world_size: int) -> PairLoader:
-        """This DDP rank's share, by the rule of image classification (`quickfit.data.ShardSampler`): a
-        training loader takes every `world_size`-th pair of one permutation drawn alike on every rank
-        (padded with repeats so all ranks run the same steps); a validation loader a contiguous slice."""
-        from quickfit.callbacks.distributed import shard_indices  # only needed under torchrun
-
-        self._check_shard(rank, world_size)
-        if self.shuffle:
-            out = self._shard_copy(rank, world_size)
-            out._loader, out._shard = None, (rank, world_size)
-            return out
-        ds = self.dataset
-        pairs = [ds.pairs[i] for i in shard_indices(len(ds.pairs), rank, world_size, pad=False)]
-        sub = _PairDataset(pairs, ds.size, ds.scale, ds.train, cache=ds.cache is not None)
-        return PairLoader(sub, self.bs, self.scale, self.upsample, self.batch_tfms, self.normalize, self.shuffle,
-                          self.augment, self.num_workers, self.device)  # fmt: skip
-
-    def __repr__(self) -> str:
-        return f"PairLoader({len(self.dataset)} items, bs={self.bs}, scale={self.scale})"
-
-
-def _key(rel: Path) -> str:
-    return rel.with_suffix("").as_posix()
-
-
-def _by_key(folder: Path, role: str) -> dict[str, Path]:
-    """The images of `folder` by relative path without suffix; two files that differ only by their
-    suffix (`x.jpg` and `x.png`) are ambiguous: refused by name, never one kept silently."""
-    found: dict[str, Path] = {}
-    for f in get_image_files(folder):
-        key = _key(f.relative_to(folder))
-        if key in found:
-            raise PairMismatchError(
-                f"the {role} folder {folder} has {found[key].name} and {f.name}: pairs match by name without the "
-                "suffix, so one of them must go (or move to another folder)"
-            )
-        found[key] = f
-    return found
-
-
-def _match(inputs: Path, targets: Path) -> list[tuple[Path, Path]]:
-    ins, outs = _by_key(inputs, "input"), _by_key(targets, "target")
-    if not ins:
-        raise FileNotFoundError(f"no images in the input folder {inputs}")
-    no_target, no_input = sorted(set(ins) - set(outs)), sorted(set(outs) - set(ins))
-    if no_target or no_input:
-        parts = []
-        if no_target:
-            parts.append(f"{len(no_target)} inputs in {inputs} have no target in {targets}: {_first(no_target)}")
-        if no_input:
-            parts.append(f"{len(no_input)} targets in {targets} have no input in {inputs}: {_first(no_input)}")
-        raise PairMismatchError("; ".join(parts) + " (pairs match by relative path without the suffix)")
-    return [(ins[k], outs[k]) for k in sorted(ins)]
-
-
-def _sizes(f: Path) -> tuple[int, int]:
-    with SourceImage(f) as img:
-        return img.size
-
-
-def _check_scale(pairs: list[tuple[Path, Path]], scale: int | None) -> int:
-    """The integer target/input size ratio; every pair must have it (up to the rounding of a downscale)."""
-    sizes = [(_sizes(a), _sizes(b)) for a, b in pairs]
-    if scale is None:
-        (iw, ih), (tw, th) = sizes[0]
-        scale = max(1, round(tw / iw))
-    bad = []
-    for (a, b), ((iw, ih), (tw, th)) in zip(pairs, sizes):
-        if not (iw * scale <= tw < (iw + 1) * scale and ih * scale <= th < (ih + 1) * scale):
-            bad.append(f"{a.name} is {iw}x{ih} but {b.name} is {tw}x{th}")
-    if bad:
-        raise PairMismatchError(
-            f"{len(bad)} of {len(pairs)} pairs do not have targets {scale}x their input's size: {_first(bad)}"
-        )
-    return scale
+def _test_loader(dls, items: Sequence[str | Path | Image.Image], bs: int) -> ImageLoader:
+    """Whole input images (any size), upsampled and normalized as in training: what `test_dl` returns."""
+    paths = [i if isinstance(i, Image.Image) else Path(i) for i in items]
+    ds = ImageDataset(ImageItems(paths, None), WholeImage(), train=False, skip_bad=False)
+    return ImageLoader(ds, bs=bs, num_workers=dls.num_workers, batch_tfms=_upsampling(dls.scale, dls.upsample),
+                       normalize=dls.normalize, device=dls.device)  # fmt: skip
 
 
 class ImageToImageDataLoaders(DataLoaders):
-    """Training and validation `PairLoader`s; see the module docstring and the `from_*` constructors.
+    """Training and validation `ImageLoader`s of `PairDataset`s, the loader of image classification (its
+    workers, decode cache and DDP sharding); see the module docstring and the `from_*` constructors.
 
     `cache=True` keeps every pair decoded in shared memory after its first read (3 bytes a pixel: the
     398 hymenoptera photos and their half-size inputs take about 280 MB; bounded by
@@ -286,31 +85,30 @@ class ImageToImageDataLoaders(DataLoaders):
     ) -> None:
         if not train_pairs:
             raise ValueError("ImageToImageDataLoaders: no training pairs")
-        self.scale = _check_scale(list(train_pairs) + list(valid_pairs), scale)
-        if size % self.scale:
-            raise ValueError(f"size ({size}) must be a multiple of the scale ({self.scale})")
+        self.scale = pair_scale(list(train_pairs) + list(valid_pairs), scale)
+        item_tfm = PairCrop(size, self.scale)
         self.size, self.bs, self.upsample = size, bs, upsample
         self.batch_tfms = [t for t in (batch_tfms or []) if not isinstance(t, Normalize)]
+        for t in self.batch_tfms:
+            if not isinstance(t, (AffineWarp, Lighting)):
+                raise TypeError(
+                    f"image-to-image batch_tfms may be AffineWarp (moves input and target alike) and Lighting "
+                    f"(input only); got {t!r}. Normalization is set with dls.set_normalize(mean, std)"
+                )
         norm = next((t for t in (batch_tfms or []) if isinstance(t, Normalize)), None)
         if num_workers is None:  # decoded images in memory: cropping them costs less than starting workers
             num_workers = 0 if cache else min(4, len(os.sched_getaffinity(0)))
-        workers = num_workers
+        self.num_workers = num_workers
+        tfms = [*_upsampling(self.scale, upsample), *self.batch_tfms]
 
-        def loader(pairs, train):
-            ds = _PairDataset(list(pairs), size, self.scale, train, cache=cache)
-            return PairLoader(ds, bs, self.scale, upsample, self.batch_tfms, norm, shuffle=train, augment=train,
-                              num_workers=workers)  # fmt: skip
+        def loader(pairs: Sequence[tuple[Path, Path]], train: bool) -> ImageLoader:
+            ds = PairDataset(list(pairs), item_tfm, train, cache=cache)
+            # a cached data set keeps its workers from epoch to epoch: they are started once
+            drop = train and len(ds) >= bs  # BatchNorm dislikes a last batch of 1
+            return ImageLoader(ds, bs, shuffle=train, drop_last=drop, num_workers=num_workers, batch_tfms=tfms,
+                               normalize=norm, augment=train, persistent=cache, device=device)  # fmt: skip
 
-        super().__init__(loader(train_pairs, True), loader(valid_pairs, False) if valid_pairs else None)
-        if device is not None:
-            self.to(device)
-
-    def to(self, device: torch.device | str) -> ImageToImageDataLoaders:
-        self.device = torch.device(device)
-        for dl in (self.train, self.valid):
-            if dl is not None:
-                dl.to(self.device)
-        return self
+        super().__init__(loader(train_pairs, True), loader(valid_pairs, False) if valid_pairs else None, device=device)
 
     @property
     def normalize(self) -> Normalize | None:
@@ -324,10 +122,9 @@ class ImageToImageDataLoaders(DataLoaders):
                 dl.normalize = norm
         return self
 
-    def test_dl(self, items: Sequence[str | Path | Image.Image], bs: int = 1) -> PairLoader:
+    def test_dl(self, items: Sequence[str | Path | Image.Image], bs: int = 1) -> ImageLoader:
         """Whole input images (any size; one per batch unless they share a size), as the model sees them."""
-        return PairLoader(_TestDataset(items), bs, self.scale, self.upsample, (), self.normalize,
-                          device=getattr(self, "device", None))  # fmt: skip
+        return _test_loader(self, items, bs)
 
     def decode_pred(self, pred: torch.Tensor) -> torch.Tensor:
         """A generated image: [3, H, W] floats in [0, 1]."""
@@ -386,7 +183,7 @@ class ImageToImageDataLoaders(DataLoaders):
         pairs = [(Path(a), Path(b)) for a, b in pairs]
         missing = [str(p) for pair in pairs for p in pair if not p.is_file()]
         if missing:
-            raise FileNotFoundError(f"{len(missing)} image files of the pairs do not exist: {_first(missing)}")
+            raise FileNotFoundError(f"{len(missing)} image files of the pairs do not exist: {first_few(missing)}")
         kw = dict(size=size, bs=bs, scale=scale, batch_tfms=batch_tfms, upsample=upsample, num_workers=num_workers,
                   device=device, cache=cache)  # fmt: skip
         if valid_pairs is not None:
@@ -424,8 +221,8 @@ class ImageToImageDataLoaders(DataLoaders):
                 raise FileNotFoundError(f"{name} folder {p} does not exist")
         kw = dict(size=size, bs=bs, scale=scale, batch_tfms=batch_tfms, upsample=upsample, num_workers=num_workers,
                   device=device, cache=cache)  # fmt: skip
-        pairs = _match(inputs, targets)
-        vpairs = _match(Path(valid[0]), Path(valid[1])) if valid is not None else None
+        pairs = match_folders(inputs, targets)
+        vpairs = match_folders(Path(valid[0]), Path(valid[1])) if valid is not None else None
         return cls.from_pairs(pairs, valid_pct, seed, vpairs, **kw)
 
     @classmethod
@@ -449,7 +246,7 @@ class ImageToImageDataLoaders(DataLoaders):
         pairs = [(f, Path(target_func(f))) for f in files]
         missing = [f"{a.name} -> {b}" for a, b in pairs if not b.is_file()]
         if missing:
-            raise PairMismatchError(f"target_func names {len(missing)} targets that do not exist: {_first(missing)}")
+            raise PairMismatchError(f"target_func names {len(missing)} targets that do not exist: {first_few(missing)}")
         return cls.from_pairs(pairs, valid_pct, seed, None, size=size, bs=bs, batch_tfms=batch_tfms, scale=scale,
                               upsample=upsample, num_workers=num_workers, device=device, cache=cache)  # fmt: skip
 
@@ -462,6 +259,7 @@ class _ExportedData(DataLoaders):
         self.scale, self.size, self.upsample = int(info["scale"]), int(info.get("size", 128)), bool(info["upsample"])
         norm = info.get("normalize")
         self._normalize = None if norm is None else Normalize(norm[0], norm[1])
+        self.num_workers = 0  # predictions of a few images: starting worker processes would cost more
 
     @property
     def normalize(self) -> Normalize | None:
@@ -475,10 +273,6 @@ class _ExportedData(DataLoaders):
         """A blank input image (what `export_onnx` traces: a loaded export has no images)."""
         side = self.size // self.scale if not self.upsample else self.size
         return Image.new("RGB", (side, side))
-
-    def to(self, device):
-        self.device = torch.device(device)
-        return self
 
     onnx_input_names = ImageToImageDataLoaders.onnx_input_names
     test_dl = ImageToImageDataLoaders.test_dl

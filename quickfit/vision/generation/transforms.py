@@ -28,14 +28,16 @@ from PIL import Image
 from quickfit.vision.core.augment import BatchTransform
 from quickfit.vision.core.image import SourceImage
 from quickfit.vision.core.targets import Target
-from quickfit.vision.core.transforms import Box, ItemTransform
+from quickfit.vision.core.transforms import ItemTransform
+from quickfit.vision.generation.target import ImageTarget
 
 __all__ = ["PairCrop", "WholeImage", "Upsample", "IMAGE_TARGET"]
 
 # What an image-to-image batch's `y` is: an image moved with its input, without the input's lighting
 # change or normalization (the generator predicts [0, 1] pixels).
-IMAGE_TARGET = Target("image", lighting=False, normalize=False)
+IMAGE_TARGET = ImageTarget(lighting=False, normalize=False)
 
+Box = tuple[float, float, float, float]  # (left, top, right, bottom) in pixels
 Source = str | Path | Image.Image | SourceImage
 
 
@@ -47,7 +49,7 @@ class PairCrop(ItemTransform):
         if size % scale:
             raise ValueError(f"size ({size}) must be a multiple of the scale ({scale})")
         side = size // scale
-        self.size, self.scale = (side, side), int(scale)  # `size`: the input's (height, width), as for any item transform
+        self.size, self.scale = (side, side), int(scale)  # `size`: the input's (height, width)
 
     def plan(self, w: int, h: int, train: bool) -> tuple[Box, tuple[int, int], tuple[int, int, int, int]]:
         side = self.size[0]
