@@ -109,7 +109,7 @@ def _classes(dls) -> list:
 
 
 class PointsHandler(_ImageHandler):
-    """Keypoints, in the uploaded image's pixels (`PointsLearner.predict`), drawn on it."""
+    """Keypoints, in the uploaded image's pixels (`learn.predict`), drawn on it."""
 
     keep_image = True
     kind = "keypoints"
@@ -119,11 +119,7 @@ class PointsHandler(_ImageHandler):
 
     def predict_batch(self, items: list[ImageItem]) -> list:
         dls = self.learn.image_dls
-        out = []
-        for item, p in zip(items, self._preds(items)):
-            unit = p.view(-1, 2).cpu()
-            out.append((dls.to_pixels(unit, item.path), unit))
-        return out
+        return [dls.target.predict(p, item.path, dls.item_tfm) for item, p in zip(items, self._preds(items))]
 
     def respond(self, item: ImageItem, result) -> dict:
         points, _ = result
@@ -131,7 +127,7 @@ class PointsHandler(_ImageHandler):
 
 
 class SegmentationHandler(_ImageHandler):
-    """A mask of class indices at the image's size (`UnetLearner.predict`), and the image with it overlaid."""
+    """A mask of class indices at the image's size (`learn.predict`), and the image with it overlaid."""
 
     keep_image = True
     kind = "segmentation"
@@ -140,7 +136,7 @@ class SegmentationHandler(_ImageHandler):
         return {**super().info(), "classes": [str(c) for c in self.learn.dls.codes]}
 
     def predict_batch(self, items: list[ImageItem]) -> list:
-        return list(self.learn.predict_masks([i.path for i in items], bs=len(items)))
+        return list(self.learn.predict_many([i.path for i in items], bs=len(items)))
 
     def respond(self, item: ImageItem, result) -> dict:
         mask, _ = result

@@ -22,14 +22,9 @@ from quickfit.gan import (
     noise_dls,
 )
 from quickfit.vision.classification.interpret import ClassificationInterpretation, grad_cam, plot_grad_cam
-from quickfit.vision.classification.learner import (
-    ImagesTask,
-    VisionLearner,
-    VisionModel,
-    VisionModelConfig,
-    create_head,
-    vision_learner,
-)
+from quickfit.vision.classification.learner import ImagesTask, VisionLearner, vision_learner
+from quickfit.vision.classification.model import VisionModel, VisionModelConfig, create_head
+from quickfit.vision.classification.targets import Category, MultiCategory, Regression
 from quickfit.vision.core.augment import (
     AffineWarp,
     BatchTransform,
@@ -41,16 +36,19 @@ from quickfit.vision.core.augment import (
     top_down,
 )
 from quickfit.vision.core.data import ImageDataLoaders, image_dls_from_export, random_split
+from quickfit.vision.core.geometry import outside
 from quickfit.vision.core.image import get_image_files, load_image, verify_images
 from quickfit.vision.core.loader import ImageItems, ImageLoader, ImageLoadError
-from quickfit.vision.core.targets import Target, outside
+from quickfit.vision.core.targets import Target, target_kinds
 from quickfit.vision.core.transforms import RandomResizedCrop, Resize
+from quickfit.vision.detection.target import Boxes
 from quickfit.vision.generation.crappify import crappify
 from quickfit.vision.generation.data import ImageToImageDataLoaders
 from quickfit.vision.generation.feature_loss import FeatureLoss, gram_matrix, vgg16_features
 from quickfit.vision.generation.learner import ImageToImageLearner, image2image_learner
 from quickfit.vision.generation.metrics import PSNR, psnr, rgb_to_luma
 from quickfit.vision.generation.style import StyleLoss, StyleNet, style_learner, style_transfer
+from quickfit.vision.generation.target import ImageTarget
 from quickfit.vision.models import (
     ArchSpec,
     arch_names,
@@ -66,12 +64,14 @@ from quickfit.vision.models import (
 )
 from quickfit.vision.models.small import darknet, resnet9, wrn_22
 from quickfit.vision.models.unet import DynamicUnet
-from quickfit.vision.points.learner import PointDataLoaders, PointsLearner, PointsLoss
+from quickfit.vision.points.learner import PointDataLoaders, PointsLoss
+from quickfit.vision.points.target import Points
 from quickfit.vision.segmentation.data import SegmentationDataLoaders
 from quickfit.vision.segmentation.interpret import SegmentationInterpretation
-from quickfit.vision.segmentation.learner import UnetLearner, unet_learner
+from quickfit.vision.segmentation.learner import unet_learner
 from quickfit.vision.segmentation.loss import SegmentationLoss, class_weights
 from quickfit.vision.segmentation.metrics import dice, mean_iou, pixel_accuracy
+from quickfit.vision.segmentation.target import Mask
 from quickfit.vision.small.data import PadCropFlip, SmallImageDataLoaders
 from quickfit.vision.small.learner import SmallImageModelConfig, flip_tta, small_image_learner
 
@@ -111,7 +111,6 @@ __all__ = [
     "Lighting",
     "Normalize",
     "PointDataLoaders",
-    "PointsLearner",
     "PointsLoss",
     "RandomResizedCrop",
     "Resize",
@@ -120,7 +119,14 @@ __all__ = [
     "SegmentationLoss",
     "class_weights",
     "Target",
-    "UnetLearner",
+    "target_kinds",
+    "Category",
+    "MultiCategory",
+    "Regression",
+    "Mask",
+    "Points",
+    "Boxes",
+    "ImageTarget",
     "VisionLearner",
     "VisionModel",
     "VisionModelConfig",

@@ -12,7 +12,8 @@ from pathlib import Path
 from quickfit.apps import App, register_app
 from quickfit.cli_hooks import AppCLI, Option, TrainRequest, import_command_module, positive_int
 from quickfit.gan.learner import GANConfig, GANTask
-from quickfit.vision.classification.learner import ImagesTask, VisionModelConfig
+from quickfit.vision.classification.learner import ImagesTask
+from quickfit.vision.classification.model import VisionModelConfig
 from quickfit.vision.core.image import IMAGE_EXTENSIONS
 from quickfit.vision.generation.learner import ImageToImageConfig, ImageToImageTask
 from quickfit.vision.points.learner import PointsTask

@@ -12,7 +12,7 @@ from torch import nn
 
 import quickfit as qf
 from quickfit.layers import ScaledSigmoid
-from quickfit.vision import ArchSpec, PointDataLoaders, PointsLearner, Resize, aug_transforms, vision_learner
+from quickfit.vision import ArchSpec, PointDataLoaders, Resize, VisionLearner, aug_transforms, vision_learner
 from quickfit.vision.models import register_arch
 from quickfit.vision.models.registry import IMAGENET_STATS
 
@@ -55,7 +55,7 @@ def test_points_loaders_head_and_bad_inputs(tmp_path):
     x, y = next(iter(dls.train))
     assert x.shape == (4, 3, 16, 16) and y.shape == (4, 1, 2) and y.abs().max() <= 1
     learn = vision_learner(dls, "tiny_coords_net", pretrained=False, progress=False, path=tmp_path)
-    assert isinstance(learn, PointsLearner) and isinstance(learn.model.head[-1], ScaledSigmoid)
+    assert isinstance(learn, VisionLearner) and isinstance(learn.model.head[-1], ScaledSigmoid)
     assert learn.model.head[-2].out_features == 2 and learn.export_info["task"]["type"] == "points"
     with pytest.raises(KeyError, match="column 'nope' not in the DataFrame"):
         PointDataLoaders.from_df(df, tmp_path, fn_col="file", point_cols=["x", "nope"])
@@ -81,7 +81,7 @@ def test_predict_maps_back_to_original_pixels_and_export_roundtrip(tmp_path):
     expect = torch.stack([(unit[:, 0] + 1) * 20 / 2 * 1.5, (unit[:, 1] + 1) * 10 / 2 * 1.5 + 7.5], dim=-1)
     assert torch.allclose(pts, expect, atol=1e-4)
     loaded = qf.load_learner(learn.export("pts.qf"))
-    assert isinstance(loaded, PointsLearner) and torch.allclose(loaded.predict(item)[0], pts, atol=1e-4)
+    assert isinstance(loaded, VisionLearner) and torch.allclose(loaded.predict(item)[0], pts, atol=1e-4)
     learn.show_results(max_n=2)
     dls.show_batch(max_n=2)
     bigger = dls.new(size=(20, 40))  # progressive resizing keeps the points and their processing

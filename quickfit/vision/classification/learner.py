@@ -22,8 +22,8 @@ weights expect (ImageNet's for ResNets, the TF-Lite convention for EfficientNet-
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import ClassVar
@@ -32,146 +32,29 @@ import torch
 from torch import nn
 
 from quickfit.callbacks.core import Callback
-from quickfit.configs import ModelConfig, Task, check_outputs, export_record
-from quickfit.layers import AdaptiveConcatPool2d, Flatten, LinBnDrop, ScaledSigmoid
+from quickfit.configs import Task, check_outputs, export_record
+from quickfit.data.core import first_batch
 from quickfit.learner import Learner
 from quickfit.metrics import accuracy
 from quickfit.optim import Adam
+from quickfit.vision.classification.model import (
+    FrozenBatchNorm,
+    VisionModel,
+    VisionModelConfig,
+    _body_is_frozen,
+    vision_splitter,
+)
 from quickfit.vision.classification.precompute import PrecomputedDataLoaders, precomputed_dls
+from quickfit.vision.classification.targets import MultiCategory
 from quickfit.vision.classification.tta import tta as _tta
 from quickfit.vision.core.data import image_dls_from_export
 from quickfit.vision.core.labels import set_label_prior
 from quickfit.vision.models.registry import ArchSpec, get_arch
 
-__all__ = [
-    "VisionModel",
-    "VisionLearner",
-    "FrozenBatchNorm",
-    "create_head",
-    "vision_learner",
-    "vision_splitter",
-    "VisionModelConfig",
-    "ImagesTask",
-]
+__all__ = ["VisionLearner", "vision_learner", "ImagesTask"]
 
-_NORM = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
+
 _LOSSES = {"cross_entropy": nn.CrossEntropyLoss, "bce_with_logits": nn.BCEWithLogitsLoss, "mse": nn.MSELoss}
-
-
-def create_head(
-    n_features: int,
-    n_out: int,
-    lin_ftrs: Sequence[int] = (512,),
-    ps: float = 0.5,
-    concat_pool: bool = True,
-    y_range: tuple[float, float] | None = None,
-) -> nn.Sequential:
-    """Pool, flatten, then [BatchNorm1d, Dropout, Linear] blocks with ReLU between them.
-
-    The dropout of the last block is `ps`, of the earlier ones `ps / 2` (the course's defaults);
-    `y_range` ends with a sigmoid scaled to (low, high) (e.g. (-1, 1) for points).
-    """
-    pool = AdaptiveConcatPool2d() if concat_pool else nn.AdaptiveAvgPool2d(1)
-    sizes = [n_features * (2 if concat_pool else 1), *lin_ftrs, n_out]
-    layers: list[nn.Module] = [pool, Flatten()]
-    for i, (n_in, n_next) in enumerate(zip(sizes[:-1], sizes[1:])):
-        last = i == len(sizes) - 2
-        layers += LinBnDrop(
-            n_in, n_next, bn=True, p=ps if last else ps / 2, act=None if last else nn.ReLU(inplace=True)
-        )
-    if y_range is not None:
-        layers.append(ScaledSigmoid(*y_range))
-    return nn.Sequential(*layers)
-
-
-class VisionModel(nn.Sequential):
-    """`head(body(x))`. A 2-D input is taken as pooled body features (precomputed activations) and
-    only goes through the head after its pooling layers; an image batch is always 4-D."""
-
-    POOL_LAYERS = 2  # head[0] pools, head[1] flattens: precomputed features are their output
-
-    def __init__(self, body: nn.Module, head: nn.Sequential) -> None:
-        super().__init__(body, head)
-
-    @property
-    def body(self) -> nn.Module:
-        return self[0]
-
-    @property
-    def head(self) -> nn.Sequential:
-        return self[1]
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        "The pooled body activations that precompute caches."
-        return self.head[: self.POOL_LAYERS](self.body(x))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim == 2:
-            return self.head[self.POOL_LAYERS :](x)
-        return self.head(self.body(x))
-
-
-@dataclass
-class VisionModelConfig(ModelConfig):
-    """A `VisionModel`: the body of the registered architecture `arch` and `create_head`'s head.
-
-    `normalize` is not the model's but what it expects: data normalized with the architecture's
-    statistics (`set_data` keeps them)."""
-
-    type: ClassVar[str] = "vision_model"
-    arch: str
-    n_out: int
-    lin_ftrs: list[int] = field(default_factory=lambda: [512])
-    ps: float = 0.5
-    concat_pool: bool = True
-    y_range: list[float] | None = None
-    channels_last: bool = False
-    normalize: bool = True
-
-    def build(self, pretrained: bool | str | Path = False, spec: ArchSpec | None = None) -> VisionModel:
-        """The model with random weights, or the body's `pretrained` ones; `spec`: the architecture itself,
-        when it is not registered under `arch`."""
-        spec = get_arch(self.arch) if spec is None else spec
-        body = spec.create_body(pretrained=pretrained)
-        y_range = tuple(self.y_range) if self.y_range is not None else None
-        model = VisionModel(
-            body, create_head(spec.num_features, self.n_out, self.lin_ftrs, self.ps, self.concat_pool, y_range)
-        )
-        return model.to(memory_format=torch.channels_last) if self.channels_last else model
-
-
-def vision_splitter(model: VisionModel, split_at: int) -> list[list[nn.Parameter]]:
-    "Early body (`body[:split_at]`), late body, head."
-    body = list(model.body.children())
-    return [
-        [p for m in body[:split_at] for p in m.parameters()],
-        [p for m in body[split_at:] for p in m.parameters()],
-        list(model.head.parameters()),
-    ]
-
-
-def _body_is_frozen(model: VisionModel) -> bool:
-    norm = {id(p) for m in model.body.modules() if isinstance(m, _NORM) for p in m.parameters()}
-    return not any(p.requires_grad for p in model.body.parameters() if id(p) not in norm)
-
-
-class FrozenBatchNorm(Callback):
-    """In training, BatchNorm layers of the body use their running statistics when their parameters
-    are frozen, or always when `learn.bn_freeze` (the course library's `bn_freeze`).
-
-    A frozen body then computes in training exactly what precompute cached, so the head carries over
-    when precompute is turned off, and small batches do not drag the pretrained statistics around.
-    With `bn_freeze` the unfrozen body keeps the statistics too: on small datasets, switching
-    BatchNorm to batch statistics when unfreezing shifts every activation the head was trained on."""
-
-    order = -10
-
-    def before_train(self, learn) -> None:
-        freeze_all = learn.bn_freeze
-        for m in learn._unwrapped().body.modules():  # DDP wraps the model
-            if isinstance(m, _NORM) and any(True for _ in m.parameters()):
-                if freeze_all or not any(p.requires_grad for p in m.parameters()):
-                    m.eval()
 
 
 class VisionLearner(Learner):
@@ -228,6 +111,11 @@ class VisionLearner(Learner):
     @precompute.setter
     def precompute(self, on: bool) -> None:
         on = bool(on)
+        if on and not isinstance(self.model, VisionModel):
+            raise ValueError(
+                f"precompute is for classification heads on a frozen body; a {type(self.model).__name__} "
+                "(e.g. a U-Net, whose decoder needs the encoder's skips) trains on the images"
+            )
         if on and not _body_is_frozen(self.model):
             raise ValueError("precompute=True needs the body frozen: call learn.freeze() first")
         if on:
@@ -250,8 +138,10 @@ class VisionLearner(Learner):
     def set_data(self, dls) -> VisionLearner:
         """Continue training the same model on other data, e.g. `dls.new(size=299)` (progressive
         resizing). Precomputed activations are recomputed for the new data when precompute is on."""
-        n_out = [m for m in self.model.head if isinstance(m, nn.Linear)][-1].out_features
-        if getattr(dls, "c", n_out) != n_out:
+        n_out = getattr(self.image_dls, "c", None)
+        if isinstance(self.model, VisionModel):
+            n_out = [m for m in self.model.head if isinstance(m, nn.Linear)][-1].out_features
+        if n_out is not None and getattr(dls, "c", n_out) != n_out:
             raise ValueError(f"set_data: the new data has {dls.c} classes, the model predicts {n_out}")
         if hasattr(dls, "set_normalize") and self.export_info.get("model", {}).get("normalize", True):
             dls.set_normalize(*self.spec.stats)
@@ -266,17 +156,44 @@ class VisionLearner(Learner):
 
     @classmethod
     def export_task(cls, loss_func) -> Task:
-        """What an export of this learner records as its task (`PointsLearner` has its own)."""
+        """What an export of this learner records as its task (data may say its own: `dls.export_task`)."""
         return ImagesTask(_loss_name(loss_func))
 
-    def show_results(self, max_n: int = 9, dl=None, ncols: int | None = None):
-        """Images of the validation set (or `dl`) titled target / prediction (classification/interpret.py)."""
-        from quickfit.vision.classification.interpret import show_results
+    # ---- predictions, as the data's target reads them -------------------------------------------------
+    def predict(self, item):
+        """The prediction for one image (a path or PIL image) as its target's kind answers
+        (`dls.target.predict`): `(label, index, probabilities)` for classes, `(mask, probabilities)` at the
+        image's size for masks, `(points, raw)` in its pixels for points, ..."""
+        dls = self.image_dls
+        preds, _ = self.get_preds(dl=dls.test_dl([item]), progress=False)
+        return dls.target.predict(preds[0], item, getattr(dls, "item_tfm", None))
 
-        return show_results(self, max_n=max_n, dl=dl, ncols=ncols)
+    def predict_many(self, items: Sequence, bs: int | None = None) -> Iterator:
+        """`predict` of each of `items`, batch by batch (a generator)."""
+        dls = self.image_dls
+        bs = bs or dls.bs
+        for start in range(0, len(items), bs):
+            chunk = list(items[start : start + bs])
+            preds, _ = self.get_preds(dl=dls.test_dl(chunk), progress=False)
+            for item, p in zip(chunk, preds):
+                yield dls.target.predict(p, item, getattr(dls, "item_tfm", None))
+
+    def show_results(self, max_n: int = 9, dl=None, ncols: int | None = None):
+        """Up to `max_n` images of the first batch of `dl` (the validation set by default) with their
+        targets and the model's predictions, drawn by the target's kind (`target.show`); the Figure."""
+        dls = self.image_dls
+        batch = first_batch(dls.valid if dl is None else dl, "show_results")
+        preds, _ = self.get_preds(dl=[batch], progress=False)
+        x, y = batch[0][:max_n], (batch[1][:max_n] if len(batch) > 1 else None)
+        return dls.target.show(dls, x, y, preds[:max_n], ncols)
 
     def tta(self, dl=None, n: int = 4, beta: float | None = 0.25):
         """Predictions blended from the plain images and the mean of `n` augmented passes (classification/tta.py)."""
+        target = getattr(self.image_dls, "target", None)
+        if target is not None and target.spatial:
+            raise NotImplementedError(
+                f"tta is for labels; {target.kind} targets would need each augmented prediction moved back"
+            )
         return _tta(self, dl=dl, n=n, beta=beta)
 
 
@@ -288,8 +205,9 @@ def _loss_name(loss_func) -> str | None:
 
 
 def _default_loss(dls) -> nn.Module:
-    kind = getattr(dls, "target_kind", "category")
-    return {"multi_category": nn.BCEWithLogitsLoss, "float": nn.MSELoss}.get(kind, nn.CrossEntropyLoss)()
+    """The loss of the data's target kind (`dls.target.loss`); cross-entropy for data without one."""
+    target = getattr(dls, "target", None)
+    return target.loss(dls) if target is not None else nn.CrossEntropyLoss()
 
 
 def vision_learner(
@@ -353,11 +271,9 @@ def vision_learner(
         spec.name, int(n_out), lin, float(ps), bool(concat_pool), y_list, bool(use_cl), bool(normalize)
     )
     model = config.build(pretrained, spec)
-    if isinstance(loss_func, nn.BCEWithLogitsLoss) and getattr(dls, "target_kind", None) == "multi_category":
+    if isinstance(loss_func, nn.BCEWithLogitsLoss) and isinstance(getattr(dls, "target", None), MultiCategory):
         set_label_prior(model.head, dls.train_items.targets)  # start at the labels' frequencies, not 0.5
-    # the data may ask for a subclass: points predict in the original image's pixels and draw themselves
-    learner_cls = getattr(dls, "learner_cls", VisionLearner)
-    learn = learner_cls(
+    learn = VisionLearner(
         dls,
         model,
         spec,
@@ -374,7 +290,8 @@ def vision_learner(
         progress=progress,
         device=device,
     )
-    learn.export_info = export_record("vision", learner_cls.export_task(loss_func), config)
+    task = dls.export_task(loss_func) if hasattr(dls, "export_task") else VisionLearner.export_task(loss_func)
+    learn.export_info = export_record("vision", task, config)
     is_pretrained = pretrained is not False and pretrained is not None
     learn.bn_freeze = is_pretrained if bn_freeze is None else bool(bn_freeze)
     if is_pretrained:

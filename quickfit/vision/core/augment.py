@@ -29,7 +29,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from quickfit.vision.core.targets import Target, sampling_grid, warp_target
+from quickfit.vision.core.geometry import sampling_grid
+from quickfit.vision.core.targets import Target
 
 __all__ = [
     "BatchTransform",
@@ -156,7 +157,7 @@ class AffineWarp(BatchTransform):
         mats = self.matrices(x.shape[0], x.shape[2], x.shape[3], x.device)
         grid = sampling_grid(mats, x.shape[2], x.shape[3])
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode=self.pad_mode, align_corners=False)
-        return x, warp_target(y, target, mats, grid, self.pad_mode)
+        return x, target.warp(y, mats, grid, self.pad_mode)
 
     def to_dict(self) -> dict:
         return {
@@ -235,12 +236,11 @@ class Lighting(BatchTransform):
         return torch.addcmul(o.to(x.dtype), x, c.to(x.dtype)).clamp_(0.0, 1.0)
 
     def pair(self, x: torch.Tensor, y: torch.Tensor, target: Target) -> tuple[torch.Tensor, torch.Tensor]:
-        """The same change on an image target only when `target.lighting` (e.g. a colourization task would not)."""
+        """The same change on the target when its kind takes it (`target.relight`: an image target with
+        `lighting=True`; a colourization task would not)."""
         c, o = self.coefficients(x.shape[0], x.device)
         x = torch.addcmul(o.to(x.dtype), x, c.to(x.dtype)).clamp_(0.0, 1.0)
-        if target.kind == "image" and target.lighting:
-            y = torch.addcmul(o.to(y.dtype), y, c.to(y.dtype)).clamp_(0.0, 1.0)
-        return x, y
+        return x, target.relight(y, (c, o))
 
     def to_dict(self) -> dict:
         return {"name": "Lighting", "max_lighting": self.max_lighting, "p": self.p}
@@ -284,8 +284,9 @@ class Normalize(BatchTransform):
         return (x - mean) / std
 
     def pair(self, x: torch.Tensor, y: torch.Tensor, target: Target) -> tuple[torch.Tensor, torch.Tensor]:
-        """Image targets are normalized like the input unless `target.normalize` is False."""
-        return self(x), (self(y) if target.kind == "image" and target.normalize else y)
+        """The target is normalized when its kind takes it (`target.normalized`: an image target unless
+        `normalize=False`)."""
+        return self(x), target.normalized(y, self)
 
     def decode(self, x: torch.Tensor) -> torch.Tensor:
         """Back to [0, 1] pixels (for showing a batch)."""

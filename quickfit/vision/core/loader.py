@@ -37,7 +37,7 @@ from quickfit.data.loader import LoaderBase, ShardSampler
 from quickfit.vision.core.augment import AffineWarp, Lighting, Normalize, sampling_grid
 from quickfit.vision.core.cache import DecodeCache
 from quickfit.vision.core.image import LOAD_ERRORS, ImageLoadError
-from quickfit.vision.core.targets import Target, collate_targets, warp_target
+from quickfit.vision.core.targets import Target
 from quickfit.vision.core.transforms import ItemTransform
 
 __all__ = [
@@ -134,6 +134,12 @@ class ImageDataset(Dataset):
             "find the bad files with quickfit.vision.verify_images(folder)"
         )
 
+    def subset(self, idx: Sequence[int]) -> ImageDataset:
+        """Items `idx` with this dataset's transforms and target, not cached (a DDP rank's validation share);
+        a subclass returns its own kind."""
+        items = ImageItems([self.items.paths[i] for i in idx], _take(self.items.targets, idx))
+        return ImageDataset(items, self.item_tfm, self.train, self.skip_bad, self.target)
+
 
 def _collate(
     batch: list, target: Target | None = None
@@ -143,7 +149,7 @@ def _collate(
     if ys[0] is None:
         ys = None
     else:
-        ys = default_collate(ys) if target is None else collate_targets(ys, target)
+        ys = default_collate(ys) if target is None else target.collate(ys)
     return xs, ys, [f for b in batch for f in b[2]]
 
 
@@ -292,8 +298,7 @@ def apply_batch_tfms_pair(
                 "it moves pixels. Subclass quickfit.vision.BatchTransform (spatial ones implement pair(x, y, target)), "
                 "or set its attribute spatial = False"
             )
-    if target.kind == "image" and y.dtype == torch.uint8:
-        y = y.float().div_(255)
+    y = target.prepare(y)
     fused = _fusable(active) if x.dtype == torch.uint8 else None
     if fused is None:
         x = _to_float(x)
@@ -301,7 +306,7 @@ def apply_batch_tfms_pair(
             x, y = t.pair(x, y, target) if hasattr(t, "pair") else (t(x), y)
         if normalize is not None:
             x, y = normalize.pair(x, y, target)
-        return x, (y.long() if target.kind == "mask" else y)
+        return x, target.finish(y)
     affine, lighting = fused
     n, _, h, w = x.shape
     mats = affine.matrices(n, h, w, x.device) if affine is not None else None
@@ -309,13 +314,12 @@ def apply_batch_tfms_pair(
     pad_mode = affine.pad_mode if affine is not None else "reflection"
     x, grid = _fused(x, mats, pad_mode, light, normalize, workspace)
     if mats is not None:
-        y = warp_target(y, target, mats, grid, pad_mode)
-    if target.kind == "image":
-        if light is not None and target.lighting:
-            y = torch.addcmul(light[1], y, light[0]).clamp_(0.0, 1.0)
-        if normalize is not None and target.normalize:
-            y = normalize(y)
-    return x, (y.long() if target.kind == "mask" else y)
+        y = target.warp(y, mats, grid, pad_mode)
+    if light is not None:
+        y = target.relight(y, light)
+    if normalize is not None:
+        y = target.normalized(y, normalize)
+    return x, target.finish(y)
 
 
 def _library_dirs() -> tuple[str, ...]:
@@ -522,10 +526,8 @@ class ImageLoader(LoaderBase):
             out = self._shard_copy(rank, world_size)
             out._loader, out._workspace, out._shard = None, {}, (rank, world_size)
             return out
-        idx = shard_indices(len(ds), rank, world_size, pad=False)
-        items = ImageItems([self.items.paths[i] for i in idx], _take(self.items.targets, idx))
         return ImageLoader(
-            ImageDataset(items, ds.item_tfm, ds.train, ds.skip_bad, ds.target),
+            ds.subset(shard_indices(len(ds), rank, world_size, pad=False)),
             bs=self.bs,
             shuffle=self.shuffle,
             drop_last=self.drop_last,

@@ -21,16 +21,19 @@ points and boxes by the same scale and shift, an image target by the same relati
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from quickfit.configs import check_image_size
+from quickfit.vision.core.geometry import unit_to_pixels
 from quickfit.vision.core.image import SourceImage
-from quickfit.vision.core.targets import MaskError, Target, boxes_to_unit, load_mask, points_to_unit, resize_mask
+from quickfit.vision.core.targets import Target
 
 __all__ = ["ItemTransform", "Resize", "RandomResizedCrop", "item_tfm_from_dict"]
 
@@ -48,10 +51,6 @@ def _scaled(plan: Plan, w: int, h: int) -> tuple[Box, tuple[int, int], tuple[int
     box, out, pad, (pw, ph) = plan
     sx, sy = w / pw, h / ph
     return (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy), out, pad
-
-
-def _name(src: Any) -> str:
-    return str(src) if isinstance(src, (str, Path)) else type(src).__name__
 
 
 def _pair(size: int | tuple[int, int]) -> tuple[int, int]:
@@ -108,30 +107,16 @@ class ItemTransform:
             return x, (_clip(box, w, h), out, pad, (w, h))
 
     def pair(self, src: str | Path | Image.Image, y, target: Target, train: bool = False) -> tuple[torch.Tensor, Any]:
-        """The image and its target `y` through the same crop, resize and padding.
-
-        Masks (a file, PIL image or [H, W] array of the image's size) come out as [H', W'] indices,
-        resized nearest-neighbour; points [n, 2] and boxes [n, 4] in the original image's pixels
-        come out in [-1, 1] of the output; an image target (a file or PIL image of any size) gets the
-        same relative crop, at the output's size. Other targets pass through."""
+        """The image and its target `y` through the same crop, resize and padding: the target's kind
+        moves it by the image's plan (`target.item`; quickfit/vision/core/targets.py). Masks come out
+        as [H', W'] indices, points and boxes in [-1, 1] of the output, an image target with the same
+        relative crop at the output's size; labels pass through."""
         x, plan = self._load(src, train)
-        box, out, pad, (w, h) = plan
-        if target.kind == "mask":
-            arr = load_mask(y, target)
-            if arr.shape != (h, w):
-                raise MaskError(
-                    f"mask {_name(y)} is {arr.shape[1]}x{arr.shape[0]} but its image {_name(src)} is {w}x{h}"
-                )
-            fill = 0 if target.void_code is None else target.void_code
-            res = resize_mask(arr, box, out, pad, self.pad_mode, fill)
-            return x, torch.from_numpy(np.array(res)).to(target.mask_dtype)  # a writable copy
-        if target.kind == "points":
-            return x, points_to_unit(y, box, out, pad, self.size)
-        if target.kind == "boxes":
-            return x, boxes_to_unit(y, box, out, pad, self.size)
-        if target.kind == "image":
-            return x, self._load(y, train, plan)[0]
-        return x, y
+        return x, target.item(y, self, plan, train, src)
+
+    def load_with_plan(self, src: Any, train: bool, plan: Plan) -> torch.Tensor:
+        """`src` (an image target) cut by the plan of its input: the same relative crop, at the output's size."""
+        return self._load(src, train, plan)[0]
 
     def _apply(self, img: Image.Image, box: Box, out: tuple[int, int], pad: tuple[int, int, int, int]) -> torch.Tensor:
         box = _clip(box, img.width, img.height)
@@ -146,6 +131,33 @@ class ItemTransform:
         # here; the loader's collate copies it into the batch as it is, and the float conversion on the
         # device reads it in that order (quickfit.vision.core.loader).
         return torch.from_numpy(arr).permute(2, 0, 1)
+
+    def original_size(self, item: Any) -> tuple[int, int]:
+        """(width, height) of `item` (a path or PIL image) upright, from the file's header alone."""
+        if isinstance(item, Image.Image):
+            return item.size
+        with SourceImage(item) as f:
+            return f.size
+
+    def points_to_original(self, points: torch.Tensor, item: Any) -> torch.Tensor:
+        """Points [k, 2] in [-1, 1] of `item` as the validation plan makes it -> its original pixels."""
+        w, h = self.original_size(item)
+        box, out, pad = self.plan(w, h, False)
+        return unit_to_pixels(points, box, out, pad, self.size)
+
+    def dense_to_original(self, scores: torch.Tensor, item: Any) -> torch.Tensor:
+        """Per-pixel scores [C, h, w] of the validation plan's output -> [C, H, W] of the original image.
+
+        The plan (box, resize, padding) is undone with one bilinear resample at every original pixel's
+        center; with `Resize(method="crop")` the pixels outside the crop take the nearest predicted ones."""
+        w0, h0 = self.original_size(item)
+        box, out, pad = self.plan(w0, h0, False)
+        _, h, w = scores.shape
+        xs = (torch.arange(w0, dtype=torch.float32) + 0.5 - box[0]) * out[0] / (box[2] - box[0]) + pad[0]
+        ys = (torch.arange(h0, dtype=torch.float32) + 0.5 - box[1]) * out[1] / (box[3] - box[1]) + pad[1]
+        gx, gy = xs * 2 / w - 1, ys * 2 / h - 1  # continuous pixel coordinates -> grid_sample's [-1, 1]
+        grid = torch.stack(torch.broadcast_tensors(gx[None, :], gy[:, None]), dim=-1)[None].to(scores.device)
+        return F.grid_sample(scores[None].float(), grid, mode="bilinear", padding_mode="border", align_corners=False)[0]
 
     def resized(self, size: int | tuple[int, int]) -> ItemTransform:
         """The same transform producing `size` (for progressive resizing)."""
@@ -280,3 +292,20 @@ def item_tfm_from_dict(d: dict) -> ItemTransform:
     raise ValueError(
         f"unknown item transform {d.get('name')!r} in exported settings (known: Resize, RandomResizedCrop)"
     )
+
+
+def item_tfm_for(
+    item_tfms: ItemTransform | Sequence[ItemTransform] | None, size: int | tuple[int, int] | None
+) -> ItemTransform:
+    """The one item transform: `item_tfms` (a transform or a one-element list), else Resize(size or 224)."""
+    if item_tfms is None:
+        return Resize(size if size is not None else 224)
+    if isinstance(item_tfms, (list, tuple)) and len(item_tfms) == 1:  # fastai's habit: [Resize(224)]
+        item_tfms = item_tfms[0]
+    if not isinstance(item_tfms, ItemTransform):
+        raise TypeError(
+            f"item_tfms must be one item transform such as Resize(224) or RandomResizedCrop(224), got {item_tfms!r}"
+        )
+    if size is not None and tuple(item_tfms.size) != Resize(size).size:
+        raise ValueError(f"size={size} disagrees with item_tfms of size {item_tfms.size}; pass one of them")
+    return item_tfms

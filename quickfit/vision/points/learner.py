@@ -23,44 +23,23 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
-from PIL import Image
 from torch import nn
 
 from quickfit.configs import Task
-from quickfit.data.core import first_batch
-from quickfit.vision.classification.learner import VisionLearner, VisionModelConfig
+from quickfit.vision.classification.learner import VisionLearner
+from quickfit.vision.classification.model import VisionModelConfig
 from quickfit.vision.core.augment import Normalize, batch_tfm_from_dict, imagenet_stats
-from quickfit.vision.core.data import ImageDataLoaders, _item_tfm, random_split
-from quickfit.vision.core.image import SourceImage
+from quickfit.vision.core.data import ImageDataLoaders, random_split
 from quickfit.vision.core.loader import ImageItems
-from quickfit.vision.core.targets import Target, outside, unit_to_pixels
-from quickfit.vision.core.transforms import ItemTransform, item_tfm_from_dict
+from quickfit.vision.core.targets import Target
+from quickfit.vision.core.transforms import ItemTransform, item_tfm_for, item_tfm_from_dict
 from quickfit.vision.models.registry import get_arch
+from quickfit.vision.points.target import Points, PointsLoss
 
-__all__ = ["PointDataLoaders", "PointsLoss", "PointsLearner", "PointsTask", "point_dls_from_export"]
-
-
-class PointsLoss(nn.Module):
-    """Mean squared error between predicted [B, 2k] and target [B, k, 2] points (in [-1, 1]).
-
-    `ignore_outside=True` leaves out points that the augmentation moved off the image."""
-
-    def __init__(self, ignore_outside: bool = False) -> None:
-        super().__init__()
-        self.ignore_outside = ignore_outside
-
-    def forward(self, pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
-        if pred.numel() != targ.numel():
-            raise ValueError(f"PointsLoss: {tuple(pred.shape)} predictions for {tuple(targ.shape)} points")
-        pred = pred.reshape(targ.shape).float()
-        if not self.ignore_outside:
-            return F.mse_loss(pred, targ.float())
-        keep = (~outside(targ)).unsqueeze(-1).float()
-        return ((pred - targ) ** 2 * keep).sum() / (keep.sum() * 2).clamp(min=1)
+__all__ = ["PointDataLoaders", "PointsLoss", "PointsTask", "point_dls_from_export"]
 
 
 class PointDataLoaders(ImageDataLoaders):
@@ -68,10 +47,9 @@ class PointDataLoaders(ImageDataLoaders):
 
     y_range = (-1.0, 1.0)
 
-    @property
-    def learner_cls(self) -> type:
-        """What `vision_learner` builds for these images: a PointsLearner (its module imports vision_learner's)."""
-        return PointsLearner
+    def export_task(self, loss_func: Any) -> Task:
+        """What an export of a learner of these images records as its task."""
+        return PointsTask()
 
     def __init__(
         self,
@@ -88,24 +66,17 @@ class PointDataLoaders(ImageDataLoaders):
     ) -> None:
         targets = train_items.targets
         self.n_points = int(targets.shape[1]) if targets is not None and len(targets) else int(n_points or 0)
-        self.target = Target("points", flip_pairs=tuple(tuple(p) for p in flip_pairs))
-        for a, b in self.target.flip_pairs:
+        target = Points(flip_pairs=tuple(tuple(p) for p in flip_pairs))
+        for a, b in target.flip_pairs:
             if not (0 <= a < self.n_points and 0 <= b < self.n_points):
                 raise ValueError(f"flip_pairs {list(flip_pairs)} name points outside 0-{self.n_points - 1}")
         super().__init__(
-            train_items, valid_items, None, item_tfms, batch_tfms, bs, num_workers, "float", path, None, device
+            train_items, valid_items, None, item_tfms, batch_tfms, bs, num_workers, target, path, None, device
         )
-        self.target_kind = "points"
-        for dl in (self.train, self.valid):
-            dl.dataset.target = self.target if dl.dataset.items.targets is not None else None
 
     @property
     def c(self) -> int:
         return 2 * self.n_points
-
-    @property
-    def loss_func(self) -> nn.Module:
-        return PointsLoss()
 
     def __repr__(self) -> str:
         return (
@@ -126,7 +97,7 @@ class PointDataLoaders(ImageDataLoaders):
         dls = PointDataLoaders(
             self.train_items,
             self.valid_items,
-            _item_tfm(item_tfms, size),
+            item_tfm_for(item_tfms, size),
             [*self.batch_tfms, self.normalize] if batch_tfms is None else batch_tfms,
             bs or self.bs,
             self.num_workers,
@@ -141,28 +112,12 @@ class PointDataLoaders(ImageDataLoaders):
 
     def decode_pred(self, pred: torch.Tensor, thresh: float = 0.5) -> tuple[torch.Tensor, None, torch.Tensor]:
         """A prediction [2k] -> (points [k, 2] in [-1, 1] of the transformed image, None, the raw output)."""
-        pred = pred.detach().cpu()
-        return pred.view(-1, 2), None, pred
-
-    def to_pixels(self, points: torch.Tensor, item) -> torch.Tensor:
-        """Points [k, 2] in [-1, 1] of `item` as the validation item transform sees it -> its original pixels."""
-        if isinstance(item, Image.Image):
-            w, h = item.size
-        else:
-            with SourceImage(item) as f:  # the header only: the upright size
-                w, h = f.size
-        box, out, pad = self.item_tfm.plan(w, h, False)
-        return unit_to_pixels(points, box, out, pad, self.size)
+        return self.target.decode(pred, thresh)
 
     def export_info(self) -> dict:
         info = super().export_info()
-        info.update({"target_kind": "points", "target": self.target.to_dict(), "n_points": self.n_points})
+        info.update({"target": self.target.to_dict(), "n_points": self.n_points})
         return info
-
-    def show_batch(self, max_n: int = 9, split: Literal["train", "valid"] = "train", ncols: int | None = None):
-        """Images of one batch with their points (crosses; points outside the image are not drawn)."""
-        x, y = next(iter(self.train if split == "train" else self.valid))
-        return show_points(self, x[:max_n], y[:max_n], ncols=ncols)
 
     @classmethod
     def from_lists(
@@ -198,7 +153,9 @@ class PointDataLoaders(ImageDataLoaders):
         tr = [i for i in range(len(paths)) if i not in valid]
         va = sorted(valid)
         pick = lambda idx: ImageItems([paths[i] for i in idx], pts[idx] if idx else pts[:0])
-        return cls(pick(tr), pick(va), _item_tfm(item_tfms, size), batch_tfms, bs, num_workers, flip_pairs, path=base)
+        return cls(
+            pick(tr), pick(va), item_tfm_for(item_tfms, size), batch_tfms, bs, num_workers, flip_pairs, path=base
+        )
 
     @classmethod
     def from_df(
@@ -243,61 +200,6 @@ class PointDataLoaders(ImageDataLoaders):
         )
 
 
-def show_points(
-    dls, x: torch.Tensor, points: torch.Tensor, preds: torch.Tensor | None = None, ncols: int | None = None
-):
-    """Images with their points (green +) and predicted points (red x)."""
-    import matplotlib.pyplot as plt
-
-    n = x.shape[0]
-    imgs = dls.normalize.decode(x.float()).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
-    h, w = x.shape[-2:]
-    ncols = ncols or min(n, 3)
-    nrows = -(-n // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3 * ncols, 3 * nrows), squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i >= n:
-            continue
-        ax.imshow(imgs[i])
-        for pts, style in [
-            (points[i], dict(c="lime", marker="+")),
-            (None if preds is None else preds[i], dict(c="red", marker="x")),
-        ]:
-            if pts is None:
-                continue
-            p = pts.detach().cpu().view(-1, 2)
-            p = p[~outside(p)]
-            ax.scatter((p[:, 0] + 1) * w / 2 - 0.5, (p[:, 1] + 1) * h / 2 - 0.5, s=40, **style)
-    fig.tight_layout()
-    return fig
-
-
-class PointsLearner(VisionLearner):
-    """A VisionLearner for points: `predict` answers in the original image's pixels; `show_results` draws."""
-
-    @classmethod
-    def export_task(cls, loss_func) -> Task:
-        return PointsTask()
-
-    def predict(self, item) -> tuple[torch.Tensor, torch.Tensor]:
-        """`(points, raw)` for one image: points [k, 2] in its original pixels, raw [k, 2] in [-1, 1]."""
-        dls = self.image_dls
-        preds, _ = self.get_preds(dl=dls.test_dl([item]), progress=False)
-        unit = preds[0].view(-1, 2).cpu()
-        return dls.to_pixels(unit, item), unit
-
-    def show_results(self, max_n: int = 6, dl=None, ncols: int | None = None):
-        """Validation images with their points (green +) and the predicted ones (red x)."""
-        dl = self.image_dls.valid if dl is None else dl
-        x, y = first_batch(dl, "show_results")[:2]
-        x, y = x[:max_n], y[:max_n]
-        self.model.eval()
-        with torch.no_grad():
-            pred = self.model(x.to(self.device)).cpu()
-        return show_points(self.image_dls, x, y, pred.view(len(x), -1, 2), ncols=ncols)
-
-
 def point_dls_from_export(info: dict) -> PointDataLoaders:
     """A PointDataLoaders with no items but the exported processing (for `load_learner`)."""
     batch_tfms = [batch_tfm_from_dict(t) for t in info.get("batch_tfms", [])]
@@ -311,7 +213,7 @@ def point_dls_from_export(info: dict) -> PointDataLoaders:
 
 @dataclass
 class PointsTask(Task):
-    """Keypoints of images: a `PointsLearner` with `PointsLoss`."""
+    """Keypoints of images: a `VisionLearner` with `PointsLoss`."""
 
     type: ClassVar[str] = "points"
 
@@ -320,6 +222,6 @@ class PointsTask(Task):
             raise ValueError("not a points export: the metadata lacks the data processing")
         return point_dls_from_export(info)
 
-    def learner(self, dls, model: nn.Module, config: VisionModelConfig) -> PointsLearner:
+    def learner(self, dls, model: nn.Module, config: VisionModelConfig) -> VisionLearner:
         spec = get_arch(config.arch)
-        return PointsLearner(dls, model, spec, loss_func=PointsLoss(), metrics=[], device="cpu")
+        return VisionLearner(dls, model, spec, loss_func=PointsLoss(), metrics=[], device="cpu")

@@ -28,22 +28,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Literal
 
-import numpy as np
 import torch
 from PIL import Image
-from torch import nn
 
 from quickfit.vision.core.augment import Normalize, batch_tfm_from_dict, imagenet_stats
-from quickfit.vision.core.data import ImageDataLoaders, _item_tfm, random_split
+from quickfit.vision.core.data import ImageDataLoaders, random_split
 from quickfit.vision.core.image import IMAGE_EXTENSIONS, SourceImage, get_image_files, open_image
 from quickfit.vision.core.loader import ImageItems
-from quickfit.vision.core.targets import Target, void_index
-from quickfit.vision.core.transforms import ItemTransform, item_tfm_from_dict
+from quickfit.vision.core.targets import Target
+from quickfit.vision.core.transforms import ItemTransform, item_tfm_for, item_tfm_from_dict
 from quickfit.vision.segmentation.loss import SegmentationLoss
+from quickfit.vision.segmentation.masks import void_index
+from quickfit.vision.segmentation.target import Mask
 
-__all__ = ["SegmentationDataLoaders", "SegmentationLoss", "segmentation_dls_from_export", "read_codes", "mask_colours"]
+__all__ = ["SegmentationDataLoaders", "SegmentationLoss", "segmentation_dls_from_export", "read_codes"]
 
 
 def read_codes(codes: Sequence[str] | str | Path, path: Path) -> list[str]:
@@ -60,36 +59,6 @@ def read_codes(codes: Sequence[str] | str | Path, path: Path) -> list[str]:
     if len(set(names)) != len(names):
         raise ValueError(f"codes must be unique, got duplicates in {names}")
     return names
-
-
-def mask_colours(n: int) -> np.ndarray:
-    """n distinct RGB colours in [0, 1]: matplotlib's tab10, then each next colour the one of a 6x6x6 grid
-    farthest from all chosen (so 32 CamVid classes get no two near-identical greens): [n, 3]."""
-    import matplotlib
-
-    chosen = np.array(matplotlib.colormaps["tab10"].colors)[:n]
-    if n <= len(chosen):
-        return chosen
-    levels = np.linspace(0.05, 0.95, 6)
-    grid = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), -1).reshape(-1, 3)
-    weight = np.array([2.0, 4.0, 3.0]) ** 0.5  # the eye's weights ("redmean" at mid red): green differs least
-    dist = (((grid[:, None] - chosen[None]) * weight) ** 2).sum(-1).min(1)
-    picks = []
-    for _ in range(n - len(chosen)):
-        i = int(dist.argmax())
-        picks.append(grid[i])
-        dist = np.minimum(dist, (((grid - grid[i]) * weight) ** 2).sum(-1))
-    return np.concatenate([chosen, np.array(picks)])
-
-
-def code_legend(fig, handles: list, fontsize: int = 7) -> None:
-    """The codes' legend under the figure's axes, with the room it needs (rows of 6): it covers no image."""
-    ncol = min(6, max(1, len(handles)))
-    rows = -(-len(handles) // ncol)
-    height = fig.get_size_inches()[1]
-    bottom = min(0.5, (0.1 + rows * fontsize * 1.9 / 72) / height)  # each legend row ~1.9 font sizes high
-    fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=fontsize, frameon=False)
-    fig.tight_layout(rect=(0, bottom, 1, 1))
 
 
 def _check_pairs(images: Sequence[Path], masks: Sequence[Path], target: Target) -> None:
@@ -136,7 +105,7 @@ class SegmentationDataLoaders(ImageDataLoaders):
     ) -> None:
         self.codes = list(codes)
         self.void_code = void_index(void_code, self.codes)
-        self.target = Target("mask", n_codes=len(self.codes), void_code=self.void_code, palette=palette)
+        target = Mask(n_codes=len(self.codes), void_code=self.void_code, palette=palette)
         super().__init__(
             train_items,
             valid_items,
@@ -145,22 +114,15 @@ class SegmentationDataLoaders(ImageDataLoaders):
             batch_tfms=batch_tfms,
             bs=bs,
             num_workers=num_workers,
-            target_kind="category",
+            target=target,
             path=path,
             test_items=test_items,
             device=device,
         )
-        self.target_kind = "mask"
-        for dl in (self.train, self.valid):
-            dl.dataset.target = self.target if dl.dataset.items.targets is not None else None
 
     @property
     def c(self) -> int:
         return len(self.codes)
-
-    @property
-    def loss_func(self) -> nn.Module:
-        return SegmentationLoss(self.void_code)
 
     def __repr__(self) -> str:
         return (
@@ -182,7 +144,7 @@ class SegmentationDataLoaders(ImageDataLoaders):
             self.train_items,
             self.valid_items,
             self.codes,
-            _item_tfm(item_tfms, size),
+            item_tfm_for(item_tfms, size),
             batch_tfms=[*self.batch_tfms, self.normalize] if batch_tfms is None else batch_tfms,
             bs=bs or self.bs,
             num_workers=self.num_workers,
@@ -198,19 +160,13 @@ class SegmentationDataLoaders(ImageDataLoaders):
 
     def decode_pred(self, pred: torch.Tensor, thresh: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-pixel probabilities [C, H, W] -> (mask [H, W] of class indices, probabilities)."""
-        pred = pred.detach().cpu()
-        return pred.argmax(0), pred
+        mask, _, probs = self.target.decode(pred, thresh)
+        return mask, probs
 
     def export_info(self) -> dict:
         info = super().export_info()
-        info.update({"codes": self.codes, "target": self.target.to_dict(), "target_kind": "mask"})
+        info.update({"codes": self.codes, "target": self.target.to_dict()})
         return info
-
-    def show_batch(self, max_n: int = 6, split: Literal["train", "valid"] = "train", ncols: int | None = None):
-        """Images of one batch with their masks overlaid in colour, and a legend of the codes."""
-        dl = self.train if split == "train" else self.valid
-        x, y = next(iter(dl))
-        return show_masks(self, x[:max_n], y[:max_n], ncols=ncols)
 
     # ---- constructors --------------------------------------------------------------------------------
     @classmethod
@@ -244,7 +200,7 @@ class SegmentationDataLoaders(ImageDataLoaders):
             pick(tr),
             pick(va),
             names,
-            _item_tfm(item_tfms, size),
+            item_tfm_for(item_tfms, size),
             batch_tfms=batch_tfms,
             bs=bs,
             num_workers=num_workers,
@@ -352,42 +308,6 @@ def _mask_for(image: Path, folder: Path) -> Path:
         if (folder / f"{image.stem}{ext}").is_file():
             return folder / f"{image.stem}{ext}"
     return same  # reported as missing by _check_pairs
-
-
-def show_masks(dls, x: torch.Tensor, masks: torch.Tensor, preds: torch.Tensor | None = None, ncols: int | None = None):
-    """Images with their masks (and predicted masks, if given) overlaid in colour; a legend of the codes."""
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Patch
-
-    n = x.shape[0]
-    imgs = dls.normalize.decode(x.float()).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
-    colours = mask_colours(len(dls.codes))
-    rows = [("target", masks)] + ([("prediction", preds)] if preds is not None else [])
-    ncols = ncols or min(n, 3)
-    nrows = -(-n // ncols) * len(rows)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.6 * nrows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for i in range(n):
-        for r, (title, m) in enumerate(rows):
-            ax = axes[(i // ncols) * len(rows) + r, i % ncols]
-            ax.imshow(_overlay(imgs[i], m[i].cpu().numpy(), colours, dls.void_code))
-            ax.set_title(title, fontsize=8)
-    present = sorted({int(v) for m in [masks] + ([preds] if preds is not None else []) for v in m.unique().tolist()})
-    handles = [
-        Patch(color=colours[c], label=dls.codes[c]) for c in present if c < len(dls.codes) and c != dls.void_code
-    ]
-    code_legend(fig, handles)
-    return fig
-
-
-def _overlay(img: np.ndarray, mask: np.ndarray, colours: np.ndarray, void: int | None, alpha: float = 0.5):
-    if mask.shape != img.shape[:2]:
-        mask = np.asarray(Image.fromarray(mask.astype(np.int32)).resize(img.shape[1::-1], Image.Resampling.NEAREST))
-    keep = (mask < len(colours)) & ((mask != void) if void is not None else True)
-    out = img.copy()
-    out[keep] = (1 - alpha) * img[keep] + alpha * colours[mask[keep]]
-    return out
 
 
 def segmentation_dls_from_export(info: dict, device: torch.device | str | None = None) -> SegmentationDataLoaders:

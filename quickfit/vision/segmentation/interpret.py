@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from quickfit.vision.core.targets import load_mask
-from quickfit.vision.segmentation.data import _overlay, code_legend, mask_colours
+from quickfit.vision.segmentation.display import _overlay, code_legend, mask_colours
+from quickfit.vision.segmentation.masks import load_mask
 from quickfit.vision.segmentation.metrics import confusion_counts
 
 __all__ = ["SegmentationInterpretation"]
@@ -42,7 +42,7 @@ class SegmentationInterpretation:
             raise ValueError("SegmentationInterpretation needs images with masks; these items have none")
         target, n = learn.dls.target, learn.dls.c
         preds, counts = [], []
-        for (mask, _), mask_src in zip(learn.predict_masks(items.paths, bs=bs), items.targets):
+        for (mask, _), mask_src in zip(learn.predict_many(items.paths, bs=bs), items.targets):
             truth = torch.from_numpy(load_mask(mask_src, target).astype(np.int64))
             counts.append(torch.stack(confusion_counts(mask, truth, n, target.void_code)))
             preds.append(mask.numpy().astype(np.uint8 if n <= 256 else np.int32))

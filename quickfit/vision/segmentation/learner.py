@@ -29,22 +29,18 @@ from pathlib import Path
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
-from PIL import Image
 from torch import nn
 
 from quickfit.callbacks.core import Callback
 from quickfit.configs import ModelConfig, Task, check_image_size, export_record
-from quickfit.data.core import first_batch
 from quickfit.optim import Adam
 from quickfit.vision.classification.learner import VisionLearner
-from quickfit.vision.core.image import SourceImage
 from quickfit.vision.models.registry import IMAGENET_STATS, ArchSpec, get_arch
 from quickfit.vision.models.unet import DynamicUnet, Upsample
-from quickfit.vision.segmentation.data import SegmentationLoss, segmentation_dls_from_export, show_masks
+from quickfit.vision.segmentation.data import SegmentationLoss, segmentation_dls_from_export
 from quickfit.vision.segmentation.metrics import mean_iou, pixel_accuracy
 
-__all__ = ["UnetLearner", "unet_learner", "unet_encoder", "UnetConfig", "SegmentationTask", "probs_to_original_size"]
+__all__ = ["unet_learner", "unet_encoder", "UnetConfig", "SegmentationTask"]
 
 
 def unet_encoder(spec: ArchSpec, pretrained: bool | str | Path = False) -> nn.Sequential:
@@ -93,77 +89,6 @@ def _custom_spec(encoder: nn.Module) -> ArchSpec:
     return ArchSpec("custom", lambda pretrained=False: encoder, lambda m: m, max(1, n // 2), IMAGENET_STATS, 0)
 
 
-def probs_to_original_size(probs: torch.Tensor, item, item_tfm) -> torch.Tensor:
-    """Per-pixel scores [C, h, w] of the item transform's output -> [C, H, W] of the original image.
-
-    The validation plan of the item transform (box, resize, padding) is undone with one bilinear
-    resample of every original pixel's center; with `Resize(method="crop")` the pixels outside the
-    crop take the nearest predicted ones."""
-    if isinstance(item, Image.Image):
-        w0, h0 = item.size
-    else:
-        with SourceImage(item) as f:  # the header only: the upright size
-            w0, h0 = f.size
-    box, out, pad = item_tfm.plan(w0, h0, False)
-    _, h, w = probs.shape
-    xs = (torch.arange(w0, dtype=torch.float32) + 0.5 - box[0]) * out[0] / (box[2] - box[0]) + pad[0]
-    ys = (torch.arange(h0, dtype=torch.float32) + 0.5 - box[1]) * out[1] / (box[3] - box[1]) + pad[1]
-    gx, gy = xs * 2 / w - 1, ys * 2 / h - 1  # continuous pixel coordinates -> grid_sample's [-1, 1]
-    grid = torch.stack(torch.broadcast_tensors(gx[None, :], gy[:, None]), dim=-1)[None].to(probs.device)
-    return F.grid_sample(probs[None].float(), grid, mode="bilinear", padding_mode="border", align_corners=False)[0]
-
-
-class UnetLearner(VisionLearner):
-    """A VisionLearner whose model is a `DynamicUnet`: predictions are masks at the images' size."""
-
-    @VisionLearner.precompute.setter
-    def precompute(self, on: bool) -> None:
-        if on:
-            raise ValueError("precompute is for classification heads; a U-Net's decoder needs the encoder's skips")
-
-    def predict(self, item) -> tuple[torch.Tensor, torch.Tensor]:
-        """`(mask, probabilities)` for one image (a path or PIL image): the mask [H, W] of class indices
-        and the probabilities [C, H, W], both at the image's original size."""
-        preds, _ = self.get_preds(dl=self.dls.test_dl([item]), progress=False)
-        probs = probs_to_original_size(preds[0], item, self.dls.item_tfm)
-        return probs.argmax(0), probs
-
-    def predict_masks(self, items: Sequence, bs: int | None = None) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
-        """(mask, probabilities) at the original size for each of `items`, batch by batch."""
-        bs = bs or self.dls.bs
-        for start in range(0, len(items), bs):
-            chunk = list(items[start : start + bs])
-            preds, _ = self.get_preds(dl=self.dls.test_dl(chunk), progress=False)
-            for item, p in zip(chunk, preds):
-                probs = probs_to_original_size(p, item, self.dls.item_tfm)
-                yield probs.argmax(0), probs
-
-    def show_results(self, max_n: int = 6, dl=None, ncols: int | None = None):
-        """Validation images with their target and predicted masks overlaid; a legend of the codes."""
-        dl = self.dls.valid if dl is None else dl
-        x, y = first_batch(dl, "show_results")[:2]
-        x, y = x[:max_n], y[:max_n]
-        self.model.eval()
-        with torch.no_grad(), self.autocast:
-            pred = self.model(x.to(self.device)).argmax(1).cpu()
-        return show_masks(self.dls, x, y, pred, ncols=ncols)
-
-    def set_data(self, dls) -> UnetLearner:
-        """Continue on other data with the same codes, e.g. `dls.new(size=(360, 480))`."""
-        if getattr(dls, "c", None) != self.dls.c:
-            raise ValueError(
-                f"set_data: the new data has {getattr(dls, 'c', None)} codes, the model predicts {self.dls.c}"
-            )
-        if self.export_info.get("model", {}).get("normalize", True):
-            dls.set_normalize(*self.spec.stats)
-        self.image_dls = self.dls = dls
-        dls.to(self.device)
-        return self
-
-    def tta(self, dl=None, n: int = 4, beta: float | None = 0.25):
-        raise NotImplementedError("tta is for classifiers; a U-Net's augmented views would need their masks moved back")
-
-
 def unet_learner(
     dls,
     arch: str | ArchSpec | Callable | nn.Module,
@@ -187,8 +112,8 @@ def unet_learner(
     bn_freeze: bool | None = None,
     progress: bool | None = None,
     device: torch.device | str | None = None,
-) -> UnetLearner:
-    """A `UnetLearner` for `dls` (a `SegmentationDataLoaders`, or any image data with `c` and `size`).
+) -> VisionLearner:
+    """A `VisionLearner` of a `DynamicUnet` for `dls` (a `SegmentationDataLoaders`, or image data with `c`, `size`).
 
     `arch`: a registered name ("resnet34", "efficientnet_lite0"), its builder or `ArchSpec`, or an
     `nn.Module` encoder (then `pretrained` is ignored: its weights are what they are). `n_out`
@@ -216,7 +141,7 @@ def unet_learner(
     config = UnetConfig(None if custom else spec.name, int(n_out), [int(s) for s in size], upsample,
                         bool(last_cross), y_list, bool(use_cl), bool(normalize))  # fmt: skip
     model = config.build(pretrained, encoder=arch if custom else None)
-    learn = UnetLearner(
+    learn = VisionLearner(
         dls,
         model,
         spec,
@@ -244,8 +169,8 @@ def unet_learner(
 
 @dataclass
 class SegmentationTask(Task):
-    """Per-pixel classes of images: a `UnetLearner`. `loss`: "segmentation" (`SegmentationLoss` ignoring the
-    data's void code) or None for a loss of one's own (not rebuilt)."""
+    """Per-pixel classes of images: a `VisionLearner` of a `DynamicUnet`. `loss`: "segmentation"
+    (`SegmentationLoss` ignoring the data's void code) or None for a loss of one's own (not rebuilt)."""
 
     type: ClassVar[str] = "segmentation"
     loss: str | None = "segmentation"
@@ -255,9 +180,9 @@ class SegmentationTask(Task):
             raise ValueError("not a U-Net export: the metadata lacks the data processing")
         return segmentation_dls_from_export(info)
 
-    def learner(self, dls, model: nn.Module, config: UnetConfig) -> UnetLearner:
+    def learner(self, dls, model: nn.Module, config: UnetConfig) -> VisionLearner:
         loss = SegmentationLoss(dls.void_code) if self.loss == "segmentation" else None
         spec = get_arch(config.arch)
         void = dls.void_code  # the factory's default metrics, so that validate() after set_data reports them
         metrics = [pixel_accuracy(void), mean_iou(void)] if isinstance(loss, nn.CrossEntropyLoss) else []
-        return UnetLearner(dls, model, spec, loss_func=loss, metrics=metrics, device="cpu")
+        return VisionLearner(dls, model, spec, loss_func=loss, metrics=metrics, device="cpu")

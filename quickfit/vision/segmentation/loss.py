@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from quickfit.vision.core.targets import void_index
+from quickfit.vision.segmentation.masks import void_index
 
 __all__ = ["SegmentationLoss", "class_weights", "soft_dice_loss"]
 
@@ -102,7 +102,7 @@ def class_weights(dls, power: float = 0.5, max_weight: float = 10.0) -> torch.Te
     frequency balancing, `(median(freq) / freq[c]) ** power`, where `freq[c]` is class c's pixels over
     the pixels of the images it appears in; `power=1` is SegNet's, 0.5 (the default) a milder version.
     Clipped to `max_weight`; void and classes absent from the training masks get 0."""
-    from quickfit.vision.core.targets import load_mask
+    from quickfit.vision.segmentation.masks import load_mask
 
     masks = dls.train_items.targets
     if masks is None:

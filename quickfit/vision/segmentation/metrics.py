@@ -18,7 +18,7 @@ import torch
 
 from quickfit.deprecation import renamed_argument
 from quickfit.metrics import Metric
-from quickfit.vision.core.targets import void_index
+from quickfit.vision.segmentation.masks import void_index
 
 __all__ = ["PixelAccuracy", "MeanIoU", "Dice", "pixel_accuracy", "mean_iou", "dice", "confusion_counts"]
 

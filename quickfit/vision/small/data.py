@@ -33,6 +33,7 @@ from PIL import Image
 
 from quickfit.data.batches import TensorBatches
 from quickfit.data.core import random_split
+from quickfit.vision.classification.targets import Category
 from quickfit.vision.core.augment import Normalize
 from quickfit.vision.core.labels import class_folder_labels, labels_to_targets, subfolders
 from quickfit.vision.core.transforms import Resize
@@ -208,6 +209,11 @@ class SmallImageDataLoaders:
     onnx_input_names = ("image",)
     n_inp = 1
     target_kind = "category"
+
+    @property
+    def target(self) -> Category:
+        """The targets' kind: one class per image."""
+        return Category(vocab=self.vocab)
 
     def __init__(
         self,
