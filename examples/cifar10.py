@@ -34,7 +34,7 @@ import torch
 import quickfit as qf
 from quickfit.schedules import Sched
 from quickfit.vision import SmallImageDataLoaders, flip_tta, small_image_learner
-from quickfit.vision.small.data import PadCropFlip
+from quickfit.vision.small.images import PadCropFlip
 
 TARGETS = (0.90, 0.93, 0.94)
 

@@ -11,7 +11,16 @@ import pytest
 import torch
 from PIL import Image
 
-from quickfit.vision import Resize, SegmentationDataLoaders, SegmentationLoss, Target, dice, mean_iou, pixel_accuracy
+from quickfit.vision import (
+    Mask,
+    Resize,
+    SegmentationDataLoaders,
+    SegmentationLoss,
+    Target,
+    dice,
+    mean_iou,
+    pixel_accuracy,
+)
 
 CODES = ["Sky", "Road", "Car", "Void"]
 
@@ -43,7 +52,7 @@ def test_void_code_is_one_name_and_takes_a_class_name(seg_folder):
     with pytest.raises(ValueError, match="pass dls.void_code"):
         mean_iou(void_code="Void")
     # one keyword everywhere; the old ones still work, with a warning
-    for f in (SegmentationLoss, pixel_accuracy, mean_iou, dice, Target, SegmentationDataLoaders.from_folders):
+    for f in (SegmentationLoss, pixel_accuracy, mean_iou, dice, Mask, SegmentationDataLoaders.from_folders):
         assert "void_code" in inspect.signature(f).parameters, f
     pred, targ = torch.randn(2, 4, 5, 5), torch.randint(0, 4, (2, 5, 5))
     for f in (pixel_accuracy, mean_iou, dice):

@@ -37,10 +37,12 @@ from quickfit.text.models import (
 )
 from quickfit.text.pretrained import load_pretrained_lm, match_vocab, save_pretrained_lm
 from quickfit.text.rules import SPECIAL_TOKENS
-from quickfit.text.seq2seq.data import Seq2SeqDataLoader, Seq2SeqDataLoaders, detokenize
-from quickfit.text.seq2seq.learner import Seq2SeqLearner, Seq2SeqStep, TeacherForcing, seq2seq_learner
+from quickfit.text.seq2seq.data import Seq2SeqDataLoaders, detokenize
+from quickfit.text.seq2seq.learner import Seq2SeqLearner, seq2seq_learner
+from quickfit.text.seq2seq.loader import Seq2SeqDataLoader
 from quickfit.text.seq2seq.metrics import CorpusBLEU, Seq2SeqLoss, corpus_bleu, token_accuracy
 from quickfit.text.seq2seq.model import Seq2SeqRNN, Seq2SeqTransformer
+from quickfit.text.seq2seq.step import Seq2SeqStep, TeacherForcing
 from quickfit.text.tokenize import Tokenizer, tokenize_texts
 from quickfit.text.vectors import GLOVE_6B_50D, VocabVectors, vocab_vectors
 from quickfit.text.vocab import Vocab

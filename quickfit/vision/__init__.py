@@ -72,7 +72,8 @@ from quickfit.vision.segmentation.learner import unet_learner
 from quickfit.vision.segmentation.loss import SegmentationLoss, class_weights
 from quickfit.vision.segmentation.metrics import dice, mean_iou, pixel_accuracy
 from quickfit.vision.segmentation.target import Mask
-from quickfit.vision.small.data import PadCropFlip, SmallImageDataLoaders
+from quickfit.vision.small.data import SmallImageDataLoaders
+from quickfit.vision.small.images import PadCropFlip
 from quickfit.vision.small.learner import SmallImageModelConfig, flip_tta, small_image_learner
 
 __all__ = [

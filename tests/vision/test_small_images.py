@@ -13,11 +13,12 @@ from PIL import Image
 from torch import nn
 
 import quickfit as qf
-import quickfit.vision.small.data as small_images
+import quickfit.vision.small.images as small_images
 from quickfit.vision import ImageDataLoaders, flip_tta, small_image_learner
 from quickfit.vision.models import get_arch
 from quickfit.vision.models.small import darknet, resnet9, wrn_22
-from quickfit.vision.small.data import PadCropFlip, SmallImageDataLoaders, channel_stats
+from quickfit.vision.small.data import SmallImageDataLoaders
+from quickfit.vision.small.images import PadCropFlip, channel_stats
 
 # Parameter counts for 10 classes, each computed from the reference definition, which prints none:
 # - resnet9: David Page's DAWNBench net (github.com/davidcpage/cifar10-fast, `net()` in the

@@ -154,3 +154,10 @@ def test_augmentation_moves_a_mask_target_like_its_image(tmp_path):
     x, y = dls.one_batch("train")
     red = (dls.normalize.decode(x)[:, 0] * 255 / 64).round().long()
     assert y.dtype == torch.int64 and torch.equal(red, y)
+
+
+def test_the_vision_gan_and_seq2seq_folders_have_no_file_over_400_lines():
+    root = VISION.parent
+    files = [*VISION.rglob("*.py"), *(root / "gan").rglob("*.py"), *(root / "text" / "seq2seq").rglob("*.py")]
+    long = {f.relative_to(root).as_posix(): n for f in files if (n := len(f.read_text().splitlines())) > 400}
+    assert not long, f"files over 400 lines (one idea per file): {long}"

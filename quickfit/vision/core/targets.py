@@ -26,6 +26,7 @@ override what differs (docs/design.md has a worked example).
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -61,6 +62,14 @@ def make_target(target: Target | str, vocab: Sequence[str] | None = None) -> Tar
 
 class _ByKind(type):
     """`Target("mask", n_codes=3)` builds the class registered as "mask"; a kind's class builds itself."""
+
+    @property
+    def __signature__(cls) -> inspect.Signature:  # what help() and editors show: the kind's own settings
+        if cls is Target:
+            kind = inspect.Parameter("kind", inspect.Parameter.POSITIONAL_OR_KEYWORD, default="category")
+            return inspect.Signature([kind, inspect.Parameter("settings", inspect.Parameter.VAR_KEYWORD)])
+        sig = inspect.signature(cls.__init__)
+        return sig.replace(parameters=list(sig.parameters.values())[1:])
 
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
         if cls is not Target:
