@@ -1,10 +1,12 @@
-"""`learn.export_onnx("model.onnx")`: the model as ONNX (dynamic batch axis) for onnxruntime, and the
-preprocessing its inputs need, as functions of numpy, pandas and Pillow only (see docs/onnx.md).
+"""`learn.export_onnx("model.onnx")`: the model as ONNX (dynamic batch axis) for onnxruntime; each
+application has the preprocessing its inputs need (see docs/onnx.md).
 
     learn.export_onnx("model.onnx")                       # needs pip install "quickfit[onnx]"
 
     import onnxruntime as ort
-    from quickfit.onnx_export import image_onnx_input, onnx_info, tabular_onnx_inputs
+    from quickfit.onnx_export import onnx_info
+    from quickfit.tabular.onnx import tabular_onnx_inputs   # each application's inputs: its own module
+    from quickfit.vision.onnx import image_onnx_input
     sess = ort.InferenceSession("model.onnx")
     info = onnx_info(sess)                                # vocab, resize, normalization / processors
     probs = sess.run(None, {"image": image_onnx_input(["photo.jpg"], info)})[0]
@@ -14,7 +16,8 @@ preprocessing its inputs need, as functions of numpy, pandas and Pillow only (se
 The graph is the model in eval mode followed by the loss's activation (softmax for cross-entropy,
 sigmoid for BCE), so its output is what `learn.get_preds` returns; `activation=False` leaves the raw
 outputs. The export's JSON (`learn.export_info` and the data processing) is stored in the ONNX file's
-metadata under "quickfit". The export itself is checked: onnxruntime, when installed, must give the
+metadata under "quickfit"; each application turns its raw inputs into the graph's (quickfit/vision/onnx.py,
+quickfit/tabular/onnx.py), as validation does. The export itself is checked: onnxruntime, when installed, must give the
 PyTorch outputs on the example batch.
 """
 
@@ -23,15 +26,23 @@ from __future__ import annotations
 import copy
 import json
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["export_onnx", "onnx_info", "image_onnx_input", "tabular_onnx_inputs"]
+__all__ = ["export_onnx", "onnx_info"]
+
+_MOVED = {"image_onnx_input": "quickfit.vision.onnx", "tabular_onnx_inputs": "quickfit.tabular.onnx"}
+
+
+def __getattr__(name: str):
+    # The preprocessing of each application's inputs lives with the application now.
+    if name in _MOVED:
+        raise ImportError(f"{name} moved to {_MOVED[name]}: from {_MOVED[name]} import {name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _input_names(learn, n: int) -> list[str]:
@@ -161,94 +172,3 @@ def onnx_info(src) -> dict:
     if "quickfit" not in props:
         raise ValueError(f"{src} has no quickfit metadata: it was not written by learn.export_onnx")
     return json.loads(props["quickfit"])
-
-
-def image_onnx_input(images: Sequence, info: dict) -> np.ndarray:
-    """Images (paths or PIL images) -> the float32 `[n, 3, H, W]` batch the "image" input takes.
-
-    As at validation: upright (EXIF), RGB (transparency on white), resized like the item transform
-    (center crop, squish or pad), scaled to [0, 1] and normalized with the data's statistics.
-    """
-    from PIL import Image
-
-    from quickfit.vision.core.image import load_image  # the one place images are opened
-
-    data = info["data"]
-    tfm, norm = data["item_tfm"], data["normalize"]
-    out_h, out_w = tfm["size"]
-    method = tfm.get("method", "crop")  # RandomResizedCrop validates with the center crop
-    arrays = []
-    for src in images:
-        img = load_image(src)  # upright (EXIF), RGB, transparency on white
-        w, h = img.size
-        box, size, pad = (0.0, 0.0, float(w), float(h)), (out_w, out_h), (0, 0, 0, 0)
-        if method == "crop":
-            scale = max(out_w / w, out_h / h)
-            cw, ch = min(w, out_w / scale), min(h, out_h / scale)
-            box = ((w - cw) / 2, (h - ch) / 2, (w + cw) / 2, (h + ch) / 2)
-        elif method == "pad":
-            scale = min(out_w / w, out_h / h)
-            cw, ch = max(1, min(out_w, round(w * scale))), max(1, min(out_h, round(h * scale)))
-            left, top = (out_w - cw) // 2, (out_h - ch) // 2
-            size, pad = (cw, ch), (left, top, out_w - cw - left, out_h - ch - top)
-        arr = np.asarray(img.resize(size, Image.Resampling.BILINEAR, box=box, reducing_gap=3.0))
-        if any(pad):
-            mode = "reflect" if tfm.get("pad_mode") == "reflection" else "constant"
-            arr = np.pad(arr, ((pad[1], pad[3]), (pad[0], pad[2]), (0, 0)), mode=mode)
-        arrays.append(arr)
-    x = np.stack(arrays).transpose(0, 3, 1, 2).astype(np.float32) / 255
-    mean = np.asarray(norm["mean"], dtype=np.float32).reshape(1, -1, 1, 1)
-    std = np.asarray(norm["std"], dtype=np.float32).reshape(1, -1, 1, 1)
-    return (x - mean) / std
-
-
-def _numeric(col, name: str) -> np.ndarray:
-    import pandas as pd
-
-    values = pd.to_numeric(col, errors="coerce")
-    if (values.isna() & col.notna()).any():
-        raise ValueError(f"continuous column {name!r} holds non-numeric values such as {col[values.isna()].iloc[0]!r}")
-    return values.to_numpy(dtype=np.float64, na_value=np.nan)
-
-
-def tabular_onnx_inputs(df, info: dict, sess: Any = None) -> dict[str, np.ndarray]:
-    """Rows (a DataFrame with the training's input columns) -> `{"x_cat": int64, "x_cont": float32}`.
-
-    Runs the exported processors as in training: FillMissing (the training median, and the `<col>_na`
-    flags), Categorify (codes of the training vocab; unseen or missing values are 0) and Normalize
-    (the training mean and standard deviation). With `sess`, only the inputs the graph uses are kept
-    (a model without categorical columns has no "x_cat").
-    """
-    import pandas as pd
-
-    data = info["data"]
-    needed = [*data["input_cat_names"], *data["input_cont_names"]]
-    missing = [c for c in needed if c not in df.columns]
-    if missing:
-        raise KeyError(f"column(s) {missing} missing from the rows (needed: {needed})")
-    df = df[needed].copy()
-    proc = data["processor"]
-    for p in proc["procs"]:  # stored in the order they run
-        state = p["state"]
-        if p["name"] == "FillMissing":
-            for name, fill in state["fill_values"].items():
-                values = _numeric(df[name], name)
-                if state["add_col"] and name in state["na_cols"]:
-                    df[f"{name}_na"] = np.isnan(values)
-                df[name] = np.where(np.isnan(values), fill, values)
-        elif p["name"] == "Categorify":
-            for name, vocab in state["vocabs"].items():
-                df[name] = pd.Index(vocab[1:]).get_indexer(df[name]).astype(np.int64) + 1
-        elif p["name"] == "Normalize":
-            for name, mean in state["means"].items():
-                df[name] = (_numeric(df[name], name) - mean) / state["stds"][name]
-        else:
-            raise ValueError(f"unknown tabular processor {p['name']!r} in the export")
-    n, cats, conts = len(df), proc["cat_names"], proc["cont_names"]
-    x_cat = np.stack([df[c].to_numpy(np.int64) for c in cats], 1) if cats else np.zeros((n, 0), np.int64)
-    x_cont = np.stack([df[c].to_numpy(np.float32) for c in conts], 1) if conts else np.zeros((n, 0), np.float32)
-    inputs = {"x_cat": x_cat, "x_cont": x_cont}
-    if sess is not None:
-        wanted = {i.name for i in sess.get_inputs()}
-        inputs = {k: v for k, v in inputs.items() if k in wanted}
-    return inputs

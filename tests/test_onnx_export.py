@@ -10,7 +10,9 @@ import torch
 from torch import nn
 
 import quickfit as qf
-from quickfit.onnx_export import image_onnx_input, onnx_info, tabular_onnx_inputs
+from quickfit.onnx_export import onnx_info
+from quickfit.tabular.onnx import tabular_onnx_inputs
+from quickfit.vision.onnx import image_onnx_input
 from tests.conftest import make_dls, mlp
 
 pytest.importorskip("onnx")
@@ -203,3 +205,12 @@ def test_unets_export_to_onnx_without_an_example_batch_and_match(case, tmp_path)
         expected = learn.model(x).numpy()
     got = sess.run(None, {inp.name: x.numpy()})[0]
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_the_inputs_preprocessing_lives_with_each_application():
+    import quickfit.onnx_export as engine
+
+    with pytest.raises(ImportError, match="moved to quickfit.vision.onnx"):
+        engine.image_onnx_input  # noqa: B018
+    with pytest.raises(ImportError, match="moved to quickfit.tabular.onnx"):
+        from quickfit.onnx_export import tabular_onnx_inputs  # noqa: F401
