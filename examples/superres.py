@@ -37,8 +37,9 @@ from quickfit.vision.core.augment import AffineWarp
 from quickfit.vision.generation.crappify import crappify
 from quickfit.vision.generation.data import ImageToImageDataLoaders
 from quickfit.vision.generation.feature_loss import FeatureLoss
-from quickfit.vision.generation.learner import DihedralEnsemble, image2image_learner
+from quickfit.vision.generation.learner import image2image_learner
 from quickfit.vision.generation.metrics import psnr
+from quickfit.vision.generation.tta import DihedralEnsemble
 
 LAPLACE = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).view(1, 1, 3, 3).repeat(3, 1, 1, 1)
 
@@ -172,12 +173,12 @@ def main() -> None:
         learn.loss_func = torch.nn.MSELoss()
         mse_size, mse_bs = args.mse_size or args.size, args.mse_bs or args.bs  # 192 / 8 measured no better
         if (mse_size, mse_bs) != (args.size, args.bs):
-            learn.dls = ImageToImageDataLoaders.from_folders(
+            learn.set_data(ImageToImageDataLoaders.from_folders(  # set_data: normalized as the first data
                 lr_dir["train"], args.path / "train", valid=(lr_dir["val"], args.path / "val"),
                 size=mse_size, bs=mse_bs, batch_tfms=flips, upsample=not sr, cache=True,
-            )  # fmt: skip
+            ))  # fmt: skip
         fit_without_validation(learn, args.mse_epochs, args.mse_lr)
-        learn.dls = dls
+        learn.set_data(dls)
     pixel_time = time.perf_counter() - t
     pixel = evaluate(learn, val_eval)
     pixel_tta = evaluate(learn, val_eval, tta=True)

@@ -45,7 +45,7 @@ from quickfit.vision.detection.target import Boxes
 from quickfit.vision.generation.crappify import crappify
 from quickfit.vision.generation.data import ImageToImageDataLoaders
 from quickfit.vision.generation.feature_loss import FeatureLoss, gram_matrix, vgg16_features
-from quickfit.vision.generation.learner import ImageToImageLearner, image2image_learner
+from quickfit.vision.generation.learner import image2image_learner
 from quickfit.vision.generation.metrics import PSNR, psnr, rgb_to_luma
 from quickfit.vision.generation.style import StyleLoss, StyleNet, style_learner, style_transfer
 from quickfit.vision.generation.target import ImageTarget
@@ -85,7 +85,6 @@ __all__ = [
     "GANSamples",
     "GeneratorEMA",
     "ImageToImageDataLoaders",
-    "ImageToImageLearner",
     "image2image_learner",
     "PSNR",
     "psnr",

@@ -9,10 +9,11 @@ import torch
 from PIL import Image
 
 import quickfit as qf
+from quickfit.vision.classification.learner import VisionLearner
 from quickfit.vision.generation.crappify import crappify
 from quickfit.vision.generation.data import ImageToImageDataLoaders
 from quickfit.vision.generation.feature_loss import FeatureLoss
-from quickfit.vision.generation.learner import ImageToImageLearner, image2image_learner
+from quickfit.vision.generation.learner import image2image_learner
 from tests.vision.test_image2image import smooth_image
 
 
@@ -43,7 +44,7 @@ def test_the_generator_learns_and_shows_its_results(pairs, tmp_path):
     torch.manual_seed(0)
     learn = image2image_learner(pairs, "efficientnet_lite0", encoder_cut=3, residual=False, pretrained=False,
                                 path=tmp_path, progress=False)  # fmt: skip
-    assert isinstance(learn, ImageToImageLearner) and len(learn.layer_groups) == 2
+    assert isinstance(learn, VisionLearner) and len(learn.layer_groups) == 2
     assert learn.dls.normalize is not None  # the encoder's statistics, on the inputs only
     learn.fit_one_cycle(6, 1e-2)
     first, last = learn.recorder.values[0], learn.recorder.values[-1]
@@ -162,7 +163,7 @@ def test_sr_resnet_arguments_are_checked(pairs, tmp_path):
 
 
 def test_dihedral_ensemble_is_the_mean_over_the_eight_turns_of_the_input():
-    from quickfit.vision.generation.learner import DihedralEnsemble
+    from quickfit.vision.generation.tta import DihedralEnsemble
 
     torch.manual_seed(0)
     conv = torch.nn.Conv2d(3, 3, 3, padding=1)  # a random kernel: not symmetric, so each turn differs

@@ -46,7 +46,6 @@ from quickfit.vision.classification.model import (
 )
 from quickfit.vision.classification.precompute import PrecomputedDataLoaders, precomputed_dls
 from quickfit.vision.classification.targets import MultiCategory
-from quickfit.vision.classification.tta import tta as _tta
 from quickfit.vision.core.data import image_dls_from_export
 from quickfit.vision.core.labels import set_label_prior
 from quickfit.vision.models.registry import ArchSpec, get_arch
@@ -58,10 +57,13 @@ _LOSSES = {"cross_entropy": nn.CrossEntropyLoss, "bce_with_logits": nn.BCEWithLo
 
 
 class VisionLearner(Learner):
-    """A Learner that also knows its architecture: adds `precompute`, `tta`, `set_data`.
+    """A Learner that also knows its architecture: adds `precompute`, `tta`, `set_data`, and predicts,
+    shows and test-time augments as the data's target says (`dls.target`: labels, masks, points, images).
 
     `image_dls` are the images; `dls` is the same object unless precompute is on, when it serves the
     cached body activations instead (and hands `test_dl` / `decode_pred` over to `image_dls`).
+    `splitter` defaults to three layer groups: early body, late body (from the architecture's
+    `split_at`) and head.
     """
 
     def __init__(
@@ -81,6 +83,7 @@ class VisionLearner(Learner):
         slice_div: float = 3.0,
         progress: bool | None = None,
         device: torch.device | str | None = None,
+        splitter: Callable | None = None,
     ) -> None:
         self._precompute, self.spec, self.image_dls, self.bn_freeze = False, spec, dls, False
         self.feature_cache: dict[str, PrecomputedDataLoaders] = {}  # fingerprint -> cached activations
@@ -92,7 +95,7 @@ class VisionLearner(Learner):
             lr=lr,
             wd=wd,
             metrics=metrics,
-            splitter=partial(vision_splitter, split_at=spec.split_at),
+            splitter=splitter or partial(vision_splitter, split_at=spec.split_at),
             cbs=[FrozenBatchNorm(), *cbs],
             path=path,
             model_dir=model_dir,
@@ -160,12 +163,14 @@ class VisionLearner(Learner):
         return ImagesTask(_loss_name(loss_func))
 
     # ---- predictions, as the data's target reads them -------------------------------------------------
-    def predict(self, item):
+    def predict(self, item, tta: bool = False):
         """The prediction for one image (a path or PIL image) as its target's kind answers
         (`dls.target.predict`): `(label, index, probabilities)` for classes, `(mask, probabilities)` at the
-        image's size for masks, `(points, raw)` in its pixels for points, ..."""
+        image's size for masks, `(points, raw)` in its pixels for points, the generated image for images.
+        `tta=True`: averaged over views of the image, as `tta` does."""
         dls = self.image_dls
-        preds, _ = self.get_preds(dl=dls.test_dl([item]), progress=False)
+        dl = dls.test_dl([item])
+        preds, _ = self.tta(dl) if tta else self.get_preds(dl=dl, progress=False)
         return dls.target.predict(preds[0], item, getattr(dls, "item_tfm", None))
 
     def predict_many(self, items: Sequence, bs: int | None = None) -> Iterator:
@@ -178,23 +183,21 @@ class VisionLearner(Learner):
             for item, p in zip(chunk, preds):
                 yield dls.target.predict(p, item, getattr(dls, "item_tfm", None))
 
-    def show_results(self, max_n: int = 9, dl=None, ncols: int | None = None):
+    def show_results(self, max_n: int = 9, dl=None, ncols: int | None = None, path: str | Path | None = None):
         """Up to `max_n` images of the first batch of `dl` (the validation set by default) with their
-        targets and the model's predictions, drawn by the target's kind (`target.show`); the Figure."""
+        targets and the model's predictions, drawn by the target's kind (`target.show`: a Figure, or for
+        images rows of input / prediction / target as one image tensor); saved as a PNG at `path`."""
         dls = self.image_dls
         batch = first_batch(dls.valid if dl is None else dl, "show_results")
         preds, _ = self.get_preds(dl=[batch], progress=False)
         x, y = batch[0][:max_n], (batch[1][:max_n] if len(batch) > 1 else None)
-        return dls.target.show(dls, x, y, preds[:max_n], ncols)
+        return dls.target.show(dls, x, y, preds[:max_n], ncols, path)
 
-    def tta(self, dl=None, n: int = 4, beta: float | None = 0.25):
-        """Predictions blended from the plain images and the mean of `n` augmented passes (classification/tta.py)."""
-        target = getattr(self.image_dls, "target", None)
-        if target is not None and target.spatial:
-            raise NotImplementedError(
-                f"tta is for labels; {target.kind} targets would need each augmented prediction moved back"
-            )
-        return _tta(self, dl=dl, n=n, beta=beta)
+    def tta(self, dl=None, n: int | None = None, beta: float | None = 0.25):
+        """`(preds, targets)` on `dl` (the validation images by default), as the target's kind averages
+        views (`target.tta`): for labels `beta * plain + (1 - beta) * mean of n (4) augmented passes`
+        (classification/tta.py); for images the mean over n (8) rotations / flips (generation/tta.py)."""
+        return self.image_dls.target.tta(self, dl, n, beta)
 
 
 def _loss_name(loss_func) -> str | None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -166,11 +167,26 @@ class Target(metaclass=_ByKind):
         image the item transform `item_tfm` made (it can map the prediction back to the original pixels)."""
         return self.decode(pred)
 
+    def tta(self, learn: Any, dl: Any = None, n: int | None = None, beta: float | None = 0.25):
+        """`learn.tta(dl, n, beta)`: `(preds, targets)` on `dl` (the validation set by default), each
+        prediction averaged over views of its image. A label does not move, so the data's augmentation
+        makes the views: the plain images' predictions blended with the mean of `n` (default 4) augmented
+        passes by `beta` (classification/tta.py). A kind that moves with its image must turn each view's
+        prediction back, so it has no TTA unless it says how (an image target: generation/tta.py)."""
+        if self.spatial:
+            raise NotImplementedError(
+                f"tta is for labels; {self.kind} targets would need each augmented prediction moved back"
+            )
+        from quickfit.vision.classification.tta import tta
+
+        return tta(learn, dl=dl, n=4 if n is None else n, beta=beta)
+
     def show(self, dls: Any, x: torch.Tensor, y: torch.Tensor | None, preds: torch.Tensor | None = None,
-             ncols: int | None = None):  # fmt: skip
+             ncols: int | None = None, path: str | Path | None = None):  # fmt: skip
         """A Figure of the images `x` (normalized, as batches hold them) with their targets `y` and the
         predictions `preds` (after `activation`): each target drawn (`draw`) and captioned (`text`), each
-        prediction drawn and captioned (`caption`), green when it `matches` the target, red when not."""
+        prediction drawn and captioned (`caption`), green when it `matches` the target, red when not;
+        saved as a PNG at `path` when given."""
         import matplotlib.pyplot as plt
 
         n = x.shape[0]
@@ -199,6 +215,8 @@ class Target(metaclass=_ByKind):
         if preds is not None and y is not None:
             fig.suptitle("target / prediction")
         fig.tight_layout()
+        if path is not None:
+            fig.savefig(path)
         return fig
 
     # ---- files ---------------------------------------------------------------------------------------

@@ -31,7 +31,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from quickfit.data.core import DataLoaders
@@ -40,7 +39,8 @@ from quickfit.vision.core.image import get_image_files
 from quickfit.vision.core.loader import ImageDataset, ImageItems, ImageLoader
 from quickfit.vision.generation.dataset import PairDataset
 from quickfit.vision.generation.pairs import PairMismatchError, first_few, match_folders, pair_scale
-from quickfit.vision.generation.transforms import PairCrop, Upsample, WholeImage
+from quickfit.vision.generation.target import ImageTarget
+from quickfit.vision.generation.transforms import IMAGE_TARGET, PairCrop, Upsample, WholeImage
 
 __all__ = ["ImageToImageDataLoaders", "PairMismatchError", "image2image_dls_from_export"]
 
@@ -48,6 +48,12 @@ __all__ = ["ImageToImageDataLoaders", "PairMismatchError", "image2image_dls_from
 def _upsampling(scale: int, upsample: bool) -> list[BatchTransform]:
     """The batch transforms that run before any augmentation: the input brought to its target's size."""
     return [Upsample(scale)] if upsample and scale != 1 else []
+
+
+def _loading(size, bs, scale, batch_tfms, upsample, num_workers, device, cache) -> dict:
+    """The loader arguments every `from_*` constructor passes on to the constructor."""
+    return dict(size=size, bs=bs, scale=scale, batch_tfms=batch_tfms, upsample=upsample, num_workers=num_workers,
+                device=device, cache=cache)  # fmt: skip
 
 
 def _test_loader(dls, items: Sequence[str | Path | Image.Image], bs: int) -> ImageLoader:
@@ -69,6 +75,7 @@ class ImageToImageDataLoaders(DataLoaders):
     loaders use no worker processes unless `num_workers` says so (the workers then share the one cache)."""
 
     onnx_input_names = ("image",)
+    target: ImageTarget = IMAGE_TARGET  # what a batch's `y` is: `VisionLearner` predicts and shows by it
 
     def __init__(
         self,
@@ -128,7 +135,7 @@ class ImageToImageDataLoaders(DataLoaders):
 
     def decode_pred(self, pred: torch.Tensor) -> torch.Tensor:
         """A generated image: [3, H, W] floats in [0, 1]."""
-        return pred.float().clamp(0, 1)
+        return self.target.predict(pred, None, None)
 
     def export_info(self) -> dict:
         norm = self.normalize
@@ -143,15 +150,8 @@ class ImageToImageDataLoaders(DataLoaders):
     def show_batch(self, max_n: int = 4, split: str = "train", path: str | Path | None = None) -> torch.Tensor:
         """Rows of input / target from one batch, as a [3, H, W] grid (saved as a PNG at `path` when given,
         its columns named)."""
-        from quickfit.image_grid import save_image_grid
-
-        dl = self.train if split == "train" else self.valid
-        x, y = next(iter(dl))
-        x, y = x[:max_n], y[:max_n]
-        if self.normalize is not None:
-            x = self.normalize.decode(x)
-        x = F.interpolate(x, size=y.shape[-2:], mode="bilinear", align_corners=False)
-        return save_image_grid(torch.stack([x, y], 1).flatten(0, 1), path, nrow=2, titles=("input", "target"))
+        x, y = next(iter(self.train if split == "train" else self.valid))
+        return self.target.show(self, x[:max_n], y[:max_n], path=path)
 
     def __repr__(self) -> str:
         n_valid = 0 if self.valid is None else len(self.valid.dataset)
@@ -184,8 +184,7 @@ class ImageToImageDataLoaders(DataLoaders):
         missing = [str(p) for pair in pairs for p in pair if not p.is_file()]
         if missing:
             raise FileNotFoundError(f"{len(missing)} image files of the pairs do not exist: {first_few(missing)}")
-        kw = dict(size=size, bs=bs, scale=scale, batch_tfms=batch_tfms, upsample=upsample, num_workers=num_workers,
-                  device=device, cache=cache)  # fmt: skip
+        kw = _loading(size, bs, scale, batch_tfms, upsample, num_workers, device, cache)
         if valid_pairs is not None:
             return cls(pairs, [(Path(a), Path(b)) for a, b in valid_pairs], **kw)
         if not 0 <= valid_pct < 1:
@@ -219,11 +218,10 @@ class ImageToImageDataLoaders(DataLoaders):
         for name, p in (("inputs", inputs), ("targets", targets)):
             if not p.is_dir():
                 raise FileNotFoundError(f"{name} folder {p} does not exist")
-        kw = dict(size=size, bs=bs, scale=scale, batch_tfms=batch_tfms, upsample=upsample, num_workers=num_workers,
-                  device=device, cache=cache)  # fmt: skip
         pairs = match_folders(inputs, targets)
         vpairs = match_folders(Path(valid[0]), Path(valid[1])) if valid is not None else None
-        return cls.from_pairs(pairs, valid_pct, seed, vpairs, **kw)
+        loading = _loading(size, bs, scale, batch_tfms, upsample, num_workers, device, cache)
+        return cls.from_pairs(pairs, valid_pct, seed, vpairs, **loading)
 
     @classmethod
     def from_func(
@@ -247,8 +245,8 @@ class ImageToImageDataLoaders(DataLoaders):
         missing = [f"{a.name} -> {b}" for a, b in pairs if not b.is_file()]
         if missing:
             raise PairMismatchError(f"target_func names {len(missing)} targets that do not exist: {first_few(missing)}")
-        return cls.from_pairs(pairs, valid_pct, seed, None, size=size, bs=bs, batch_tfms=batch_tfms, scale=scale,
-                              upsample=upsample, num_workers=num_workers, device=device, cache=cache)  # fmt: skip
+        loading = _loading(size, bs, scale, batch_tfms, upsample, num_workers, device, cache)
+        return cls.from_pairs(pairs, valid_pct, seed, None, **loading)
 
 
 class _ExportedData(DataLoaders):
@@ -275,6 +273,7 @@ class _ExportedData(DataLoaders):
         return Image.new("RGB", (side, side))
 
     onnx_input_names = ImageToImageDataLoaders.onnx_input_names
+    target = ImageToImageDataLoaders.target
     test_dl = ImageToImageDataLoaders.test_dl
     decode_pred = ImageToImageDataLoaders.decode_pred
     export_info = ImageToImageDataLoaders.export_info

@@ -1,4 +1,4 @@
-"""A U-Net generator for image-to-image data (super-resolution, restoration): build, show, export.
+"""A U-Net generator for image-to-image data (super-resolution, restoration): a `VisionLearner`.
 
     from quickfit.vision import ImageToImageDataLoaders, image2image_learner
 
@@ -16,14 +16,13 @@ depth), `n_out=3` outputs: by default a correction added to the input (`Residual
 into `y_range`. The data's inputs are normalized with the
 architecture's statistics; targets and predictions stay [0, 1] images. Two layer groups: encoder, decoder.
 
-Test-time augmentation for images out (EDSR's "self-ensemble", Lim et al. 2017): `learn.tta()` and
-`predict(item, tta=True)` run the model on the 8 rotations and flips of each input, turn each output
-back and average them: 8 forward passes, no retraining, a sharper mean for any convolutional model.
+The learner is a `VisionLearner` like a classifier's: `predict`, `show_results` and `tta` ask the data's
+target, an image (`ImageTarget`, generation/target.py): `predict` takes an image of any size (the data's
+`test_dl` holds whole images), `tta` averages the 8 rotations and flips of each input (generation/tta.py).
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,50 +35,11 @@ from torch import nn
 
 from quickfit.callbacks.core import Callback
 from quickfit.configs import ModelConfig, Task, check_image_size, export_record
-from quickfit.data.core import first_batch
-from quickfit.image_grid import save_image_grid
-from quickfit.learner import Learner
 from quickfit.optim import Adam
-from quickfit.vision.models.registry import IMAGENET_STATS, get_arch
+from quickfit.vision.classification.learner import VisionLearner
+from quickfit.vision.models.registry import IMAGENET_STATS, ArchSpec, get_arch
 
-__all__ = [
-    "DihedralEnsemble",
-    "ImageToImageLearner",
-    "ResidualUnet",
-    "image2image_learner",
-    "ImageToImageConfig",
-    "ImageToImageTask",
-]
-
-_DIHEDRAL = [(k, flip) for flip in (False, True) for k in range(4)]  # the identity first
-
-
-def _turn(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
-    x = torch.rot90(x, k, dims=(-2, -1)) if k else x
-    return x.flip(-1) if flip else x
-
-
-def _unturn(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
-    x = x.flip(-1) if flip else x
-    return torch.rot90(x, -k, dims=(-2, -1)) if k else x
-
-
-class DihedralEnsemble(nn.Module):
-    """The mean of `model`'s outputs over the first `n` of the 8 rotations / flips of its input, each
-    output turned back: `model` must map an image batch to an image batch (any size in, any scale out)."""
-
-    def __init__(self, model: nn.Module, n: int = 8) -> None:
-        super().__init__()
-        if not 1 <= n <= 8:
-            raise ValueError(f"DihedralEnsemble: n must be in 1..8 (the rotations and flips), got {n}")
-        self.model, self.n = model, n
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = None
-        for k, flip in _DIHEDRAL[: self.n]:
-            y = _unturn(self.model(_turn(x, k, flip)), k, flip).float()
-            out = y if out is None else out + y
-        return out / self.n
+__all__ = ["ResidualUnet", "image2image_learner", "ImageToImageConfig", "ImageToImageTask"]
 
 
 class ResidualUnet(nn.Module):
@@ -119,6 +79,12 @@ class ResidualUnet(nn.Module):
 SR_ARCH = "sr_resnet"
 
 
+def _spec(arch: str) -> ArchSpec | SimpleNamespace:
+    """The architecture as `VisionLearner` keeps it: its input statistics (`set_data` normalizes new data
+    with them). "sr_resnet" has no pretrained body to register: ImageNet's statistics."""
+    return SimpleNamespace(name=SR_ARCH, stats=IMAGENET_STATS) if arch == SR_ARCH else get_arch(arch)
+
+
 def _unet(
     arch: str,
     encoder_cut: int | None,
@@ -128,18 +94,16 @@ def _unet(
     residual: bool,
     scale: int = 1,
     config: dict | None = None,
-):
+) -> nn.Module:
     from quickfit.vision.models.unet import DynamicUnet
 
     if arch == SR_ARCH:  # no pretrained encoder: EDSR's stack at the input's resolution
-        from quickfit.vision.models.registry import IMAGENET_STATS
         from quickfit.vision.models.sr import SRResNet
 
         if not residual:
             raise ValueError(f"image2image_learner: {SR_ARCH!r} always adds a correction to its input (residual)")
-        spec = SimpleNamespace(name=SR_ARCH, stats=IMAGENET_STATS)
         model = SRResNet(scale=scale, stats=IMAGENET_STATS, **(config or {}))
-        return spec, model.to(memory_format=torch.channels_last)  # its 3x3 convolutions: ~15% faster on CPU
+        return model.to(memory_format=torch.channels_last)  # its 3x3 convolutions: ~15% faster on CPU
     if config:
         raise ValueError(f"image2image_learner: config= is for arch={SR_ARCH!r}; a U-Net takes encoder_cut=")
     spec = get_arch(arch)
@@ -147,10 +111,10 @@ def _unet(
     encoder = body[:encoder_cut] if encoder_cut is not None else body
     if residual:
         unet = DynamicUnet(encoder, n_out=3 * scale**2, img_size=max(8, img_size // scale))
-        return spec, ResidualUnet(unet, spec.stats, scale)
+        return ResidualUnet(unet, spec.stats, scale)
     if scale != 1:
         raise ValueError("image2image_learner: data that is not upsampled (upsample=False) needs residual=True")
-    return spec, DynamicUnet(encoder, n_out=3, img_size=img_size, y_range=tuple(y_range))
+    return DynamicUnet(encoder, n_out=3, img_size=img_size, y_range=tuple(y_range))
 
 
 @dataclass
@@ -175,59 +139,12 @@ class ImageToImageConfig(ModelConfig):
     def build(self, pretrained: bool | str | Path = False) -> nn.Module:
         y_range = tuple(self.y_range)
         return _unet(self.arch, self.encoder_cut, y_range, pretrained, self.img_size, self.residual, self.scale,
-                     self.config)[1]  # fmt: skip
+                     self.config)  # fmt: skip
 
 
 def _encoder_decoder(model: nn.Module) -> list[list[nn.Parameter]]:
     m = getattr(model, "module", model)
     return [list(m.body.parameters()), list(m.head.parameters())]
-
-
-class ImageToImageLearner(Learner):
-    """A Learner whose predictions are images: adds `show_results`, and `tta` / `predict(tta=True)`."""
-
-    @contextlib.contextmanager
-    def _ensembled(self, n: int):
-        model = self.model
-        self.model = DihedralEnsemble(model, n)
-        try:
-            yield
-        finally:
-            self.model = model
-
-    def tta(self, dl=None, n: int = 8) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """`(preds, targets)` on `dl` (the validation set by default), each prediction the mean over `n`
-        rotations / flips of its input (see the module docstring)."""
-        with self._ensembled(n):
-            return self.get_preds(dl=dl)
-
-    def predict(self, item, tta: bool = False):
-        """The generated image for `item` (a path or PIL image of any size): `[3, H, W]` in [0, 1] at the
-        data's scale; `tta=True`: the mean over the 8 rotations / flips of the input."""
-        if not tta:
-            return super().predict(item)
-        with self._ensembled(8):
-            return super().predict(item)
-
-    def show_results(self, n: int = 4, path: str | Path | None = None, dl=None) -> torch.Tensor:
-        """Rows of input (as the model sees it, un-normalized) / prediction / target from the first batch of
-        `dl` (the validation set by default), as a [3, H, W] grid; saved as a PNG at `path` when given,
-        its columns named."""
-        dl = dl if dl is not None else (self.dls.valid if self.dls.valid is not None else self.dls.train)
-        x, y = first_batch(dl, "show_results")[:2]
-        x, y = x[:n].to(self.device), y[:n].to(self.device)
-        was = self.model.training
-        self.model.eval()
-        try:
-            with torch.no_grad():
-                pred = self.model(x).float().clamp(0, 1)
-        finally:
-            self.model.train(was)
-        norm = getattr(self.dls, "normalize", None)
-        shown = norm.decode(x) if norm is not None else x
-        shown = F.interpolate(shown.float(), size=y.shape[-2:], mode="bilinear", align_corners=False).clamp(0, 1)
-        titles = ("input", "prediction", "target")
-        return save_image_grid(torch.stack([shown, pred, y.float()], 1).flatten(0, 1), path, nrow=3, titles=titles)
 
 
 def image2image_learner(
@@ -250,8 +167,8 @@ def image2image_learner(
     progress: bool | None = None,
     device: torch.device | str | None = None,
     config: dict | None = None,
-) -> ImageToImageLearner:
-    """An `ImageToImageLearner` of a U-Net generator for `dls` (see the module docstring). `loss_func`
+) -> VisionLearner:
+    """A `VisionLearner` of a U-Net generator for `dls` (see the module docstring). `loss_func`
     defaults to L1 on pixels; with a `FeatureLoss` its terms are the default metrics. `residual`: the
     U-Net adds a correction to its input (`ResidualUnet`; `y_range` then unused), else it predicts the
     image itself through a sigmoid into `y_range`.
@@ -264,23 +181,22 @@ def image2image_learner(
     size = int(getattr(dls, "size", 64))
     model_config = ImageToImageConfig(arch, cut, [float(v) for v in y_range], bool(residual), scale, size,
                                       dict(config) if config else None)  # fmt: skip
-    model = model_config.build(pretrained)
+    model, spec = model_config.build(pretrained), _spec(arch)
     if hasattr(dls, "set_normalize"):
-        dls.set_normalize(*(IMAGENET_STATS if arch == SR_ARCH else get_arch(arch).stats))
+        dls.set_normalize(*spec.stats)
     loss_func = nn.L1Loss() if loss_func is None else loss_func
     if metrics is None:
         metrics = loss_func.metrics() if hasattr(loss_func, "metrics") else []
-    learn = ImageToImageLearner(dls, model, loss_func, opt_func=opt_func, lr=lr, wd=wd, metrics=metrics,
-                                splitter=_encoder_decoder, cbs=cbs, path=path, model_dir=model_dir,
-                                train_bn=train_bn, slice_div=slice_div, progress=progress,
-                                device=device)  # fmt: skip
+    learn = VisionLearner(dls, model, spec, loss_func, opt_func=opt_func, lr=lr, wd=wd, metrics=metrics, cbs=cbs,
+                          path=path, model_dir=model_dir, train_bn=train_bn, slice_div=slice_div, progress=progress,
+                          device=device, splitter=_encoder_decoder)  # fmt: skip
     learn.export_info = export_record("vision", ImageToImageTask(), model_config)
     return learn
 
 
 @dataclass
 class ImageToImageTask(Task):
-    """Images in, images out: an `ImageToImageLearner` with the pixel (L1) loss."""
+    """Images in, images out: a `VisionLearner` of the generator with the pixel (L1) loss."""
 
     type: ClassVar[str] = "image_to_image"
 
@@ -291,5 +207,6 @@ class ImageToImageTask(Task):
             raise ValueError("not an image-to-image export: the metadata lacks the data processing")
         return image2image_dls_from_export(info)
 
-    def learner(self, dls, model: nn.Module, config: ImageToImageConfig) -> ImageToImageLearner:
-        return ImageToImageLearner(dls, model, nn.L1Loss(), splitter=_encoder_decoder, device="cpu")
+    def learner(self, dls, model: nn.Module, config: ImageToImageConfig) -> VisionLearner:
+        return VisionLearner(dls, model, _spec(config.arch), nn.L1Loss(), train_bn=True, device="cpu",
+                             splitter=_encoder_decoder)  # fmt: skip

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import InitVar, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -98,11 +99,15 @@ class Mask(Target):
         return probs.argmax(0), probs
 
     def show(self, dls: Any, x: torch.Tensor, y: torch.Tensor | None, preds: torch.Tensor | None = None,
-             ncols: int | None = None):  # fmt: skip
-        """The images with their masks (and predicted masks) overlaid in colour, and a legend of the codes."""
+             ncols: int | None = None, path: str | Path | None = None):  # fmt: skip
+        """The images with their masks (and predicted masks) overlaid in colour, and a legend of the codes;
+        saved as a PNG at `path` when given."""
         if preds is not None and preds.dim() == 4:
             preds = preds.argmax(1)
-        return show_masks(dls, x, y, preds, ncols=ncols)
+        fig = show_masks(dls, x, y, preds, ncols=ncols)
+        if path is not None:
+            fig.savefig(path)
+        return fig
 
     def to_dict(self) -> dict:
         d: dict = {"kind": self.kind}
