@@ -148,7 +148,7 @@ class SegmentationHandler(_ImageHandler):
 
 
 class ImageToImageHandler(_ImageHandler):
-    """The generated image (`ImageToImageLearner.predict`), as a PNG."""
+    """The generated image (`learn.predict` of image-to-image data: `ImageTarget.predict`), as a PNG."""
 
     kind = "image_to_image"
 
