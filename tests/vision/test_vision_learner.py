@@ -207,6 +207,20 @@ def test_tta_blends_plain_and_augmented(image_folder, tmp_path):
         learn.tta(n=0)
 
 
+def test_predict_with_tta_is_the_tta_of_the_image_and_show_results_saves_its_figure(image_folder, tmp_path):
+    learn = make_learner(image_folder, tmp_path)
+    learn.fit(1, 1e-2)
+    photo = image_folder / "valid" / "red" / "0.jpg"
+    qf.set_seed(1)
+    label, idx, probs = learn.predict(photo, tta=True)
+    qf.set_seed(1)
+    expected, _ = learn.tta(learn.dls.test_dl([photo]))
+    torch.testing.assert_close(probs, expected[0])
+    assert label == learn.dls.vocab[idx]
+    fig = learn.show_results(2, path=tmp_path / "results.png")
+    assert len(fig.axes) >= 2 and (tmp_path / "results.png").stat().st_size > 0
+
+
 def test_export_and_load_learner_predict(image_folder, tmp_path):
     learn = make_learner(image_folder, tmp_path, precompute=True)
     learn.fit_one_cycle(2, 1e-2)
