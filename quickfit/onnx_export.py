@@ -95,7 +95,8 @@ def export_onnx(
     check_xs = tuple(x[:3].cpu() for x in xs)
     xs = tuple(x[:2] for x in check_xs)  # two rows trace the same graph as a whole batch; three check it
     model = copy.deepcopy(learn._unwrapped()).cpu().float().eval()  # the learner's model stays where it is
-    act = activation_of(learn.loss_func) if activation else None
+    # a loss may say what of its activation a graph can carry (a detector's: no NMS, docs/onnx.md)
+    act = (getattr(learn.loss_func, "onnx_activation", None) or activation_of(learn.loss_func)) if activation else None
     graph = _WithActivation(model, act) if act is not None else model
     names = _input_names(learn, len(xs))
     with torch.no_grad():

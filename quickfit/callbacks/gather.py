@@ -28,10 +28,19 @@ class GatherPreds(Callback):
 
     def result(self):
         preds = torch.cat(self.preds) if self.preds else torch.empty(0)
-        targs = torch.cat(self.targs) if self.targs else None
+        targs = _cat_padded(self.targs) if self.targs else None
         if self.with_loss:
             return preds, targs, (torch.cat(self.losses) if self.losses else None)
         return preds, targs
+
+
+def _cat_padded(ts: list[torch.Tensor]) -> torch.Tensor:
+    """Batches as one tensor; float targets of a varying count per item (boxes [B, n, 5] with NaN rows for
+    none) padded with NaN rows to the batch with the most."""
+    n = max(t.shape[1] if t.dim() > 1 else 0 for t in ts)
+    if all(t.dim() > 1 and t.is_floating_point() for t in ts) and any(t.shape[1] != n for t in ts):
+        ts = [torch.cat([t, t.new_full((t.shape[0], n - t.shape[1], *t.shape[2:]), float("nan"))], 1) for t in ts]
+    return torch.cat(ts)
 
 
 def _per_item_loss(loss_func, pred, targ) -> torch.Tensor:

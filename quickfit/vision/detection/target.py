@@ -96,17 +96,64 @@ class Boxes(Target):
         boxes, labels = self.split(y)
         return ", ".join(str(label) for label in labels) if labels else f"{boxes.shape[0]} boxes"
 
+    def predict(self, pred: torch.Tensor, item: Any, item_tfm: Any) -> tuple[torch.Tensor, list, torch.Tensor]:
+        """`(boxes, labels, scores)` of one image's detections (rows [k, 6]: x0, y0, x1, y1 in [-1, 1], class
+        index, score; NaN rows are none): boxes [n, 4] in the pixels of `item` itself, class names, scores [n]."""
+        rows = torch.as_tensor(pred).detach().cpu().float()
+        rows = rows[~rows[:, 0].isnan()]
+        w, h = item_tfm.original_size(item)
+        boxes = item_tfm.points_to_original(rows[:, :4].reshape(-1, 2), item).reshape(-1, 4)
+        boxes = torch.minimum(boxes.clamp(min=0), torch.tensor([w, h, w, h], dtype=boxes.dtype))
+        scores = rows[:, 5] if rows.shape[1] > 5 else torch.ones(len(rows))
+        return boxes, self.split(rows[:, :5])[1], scores
+
+    def show(self, dls: Any, x: torch.Tensor, y: torch.Tensor | None, preds: torch.Tensor | None = None,
+             ncols: int | None = None, path: Any = None, min_score: float = 0.5):  # fmt: skip
+        """With detections (rows [B, k, 6]: a detector's `get_preds`) each image twice, side by side: its
+        boxes, then the predicted ones of at least `min_score` with their scores; `ncols` pairs a row.
+        Otherwise as any target."""
+        if preds is None or preds.dim() != 3 or preds.shape[-1] != 6:
+            return super().show(dls, x, y, preds, ncols, path)
+        import matplotlib.pyplot as plt
+
+        n, size = x.shape[0], tuple(x.shape[-2:])
+        imgs = dls.normalize.decode(x.float()).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+        pairs = ncols or min(n, 2)
+        nrows = -(-n // pairs)
+        fig, axes = plt.subplots(nrows, 2 * pairs, figsize=(5.6 * pairs, 2.9 * nrows * size[0] / size[1] + 0.4),
+                                 squeeze=False)  # fmt: skip
+        for i, ax in enumerate(axes.flat):
+            ax.axis("off")
+            k, is_pred = divmod(i, 2)
+            if k >= n or (y is None and not is_pred):
+                continue
+            ax.imshow(imgs[k])
+            rows = (preds if is_pred else y)[k].cpu()
+            if is_pred:
+                rows = rows[rows[:, 5] >= min_score]
+            self.draw(ax, rows, size, pred=bool(is_pred))
+            count = int((~rows[:, 0].isnan()).sum()) if rows.numel() else 0
+            ax.set_title(f"prediction (score >= {min_score:g}): {count}" if is_pred else f"truth: {count}", fontsize=9)
+        fig.tight_layout()
+        if path is not None:
+            fig.savefig(path)
+        return fig
+
     def draw(self, ax: Any, y: torch.Tensor, size: tuple[int, int], pred: bool = False) -> None:
-        """Each box as a rectangle with its label: the target's in green, a prediction's in red."""
+        """Each box as a rectangle with its label (and score, for detections): the target's in green, a
+        prediction's in red."""
         from matplotlib.patches import Rectangle
 
         h, w = size
         boxes, labels = self.split(y)
+        rows = torch.as_tensor(y).detach().cpu()
+        scores = rows[~rows[:, 0].isnan(), 5].tolist() if rows.dim() == 2 and rows.shape[-1] > 5 else None
         colour = "red" if pred else "lime"
         for i, (x0, y0, x1, y1) in enumerate(boxes.tolist()):
             px0, py0 = (x0 + 1) * w / 2, (y0 + 1) * h / 2
             px1, py1 = (x1 + 1) * w / 2, (y1 + 1) * h / 2
             ax.add_patch(Rectangle((px0, py0), px1 - px0, py1 - py0, fill=False, edgecolor=colour, linewidth=1.5))
             if labels:
-                ax.text(px0, py0, str(labels[i]), color="black", fontsize=7, va="bottom",
+                text = f"{labels[i]} {scores[i]:.2f}" if scores else str(labels[i])
+                ax.text(px0, py0, text, color="black", fontsize=7, va="bottom",
                         bbox=dict(facecolor=colour, alpha=0.7, pad=1, edgecolor="none"))  # fmt: skip
