@@ -41,6 +41,14 @@ from quickfit.vision.core.image import get_image_files, load_image, verify_image
 from quickfit.vision.core.loader import ImageItems, ImageLoader, ImageLoadError
 from quickfit.vision.core.targets import Target, target_kinds
 from quickfit.vision.core.transforms import RandomResizedCrop, Resize
+from quickfit.vision.detection.bbox import BBoxTask, bbox_learner, bbox_metrics
+from quickfit.vision.detection.data import DetectionDataLoaders, detection_aug_transforms, detection_dls_from_export
+from quickfit.vision.detection.largest_box import BBoxLoss, LargestBox
+from quickfit.vision.detection.learner import DetectionTask, DetectorConfig, detection_learner
+from quickfit.vision.detection.loss import DetectionLoss
+from quickfit.vision.detection.metrics import DetectionMAP, coco_map, detection_ap, map50
+from quickfit.vision.detection.nms import decode_detections, nms
+from quickfit.vision.detection.retinanet import RetinaNet
 from quickfit.vision.detection.target import Boxes
 from quickfit.vision.generation.crappify import crappify
 from quickfit.vision.generation.data import ImageToImageDataLoaders
@@ -126,6 +134,25 @@ __all__ = [
     "Mask",
     "Points",
     "Boxes",
+    "DetectionDataLoaders",
+    "detection_aug_transforms",
+    "detection_dls_from_export",
+    "LargestBox",
+    "BBoxLoss",
+    "BBoxTask",
+    "bbox_learner",
+    "bbox_metrics",
+    "detection_learner",
+    "DetectorConfig",
+    "DetectionTask",
+    "DetectionLoss",
+    "DetectionMAP",
+    "map50",
+    "coco_map",
+    "detection_ap",
+    "nms",
+    "decode_detections",
+    "RetinaNet",
     "ImageTarget",
     "VisionLearner",
     "VisionModel",

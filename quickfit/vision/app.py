@@ -15,6 +15,8 @@ from quickfit.gan.learner import GANConfig, GANTask
 from quickfit.vision.classification.learner import ImagesTask
 from quickfit.vision.classification.model import VisionModelConfig
 from quickfit.vision.core.image import IMAGE_EXTENSIONS
+from quickfit.vision.detection.bbox import BBoxTask
+from quickfit.vision.detection.learner import DetectionTask, DetectorConfig
 from quickfit.vision.generation.learner import ImageToImageConfig, ImageToImageTask
 from quickfit.vision.points.learner import PointsTask
 from quickfit.vision.segmentation.learner import SegmentationTask, UnetConfig
@@ -74,8 +76,8 @@ CLI = AppCLI(
 APP = register_app(
     App(
         "vision",
-        models=(VisionModelConfig, UnetConfig, ImageToImageConfig, GANConfig, SmallImageModelConfig),
-        tasks=(ImagesTask, PointsTask, SegmentationTask, ImageToImageTask, GANTask),
+        models=(VisionModelConfig, UnetConfig, ImageToImageConfig, GANConfig, SmallImageModelConfig, DetectorConfig),
+        tasks=(ImagesTask, PointsTask, SegmentationTask, ImageToImageTask, GANTask, BBoxTask, DetectionTask),
         cli=CLI,
     )
 )

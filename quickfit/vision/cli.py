@@ -13,8 +13,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-
-import torch
+from typing import Any
 
 from quickfit import env
 from quickfit.cli_hooks import CommandError
@@ -181,20 +180,16 @@ def learner_for_lr_find(path: str | Path, arch: str = "efficientnet_lite0", size
     return learner_for_folder(path, arch, size, seed=seed, progress=progress, learner_path=tempfile.gettempdir())
 
 
-def predict_command(model: str | Path, images: Sequence[str | Path]) -> list[tuple[Path, tuple]]:
-    """Print `image: label (probability p)  [class p, ...]` for each image; return `(image, (label, index, probs))`."""
+def predict_command(model: str | Path, images: Sequence[str | Path]) -> list[tuple[Path, Any]]:
+    """Print one line per image, as the model's target kind reads its prediction (`target.report`):
+    `label (probability p)  [class p, ...]` for classes, the values for regression, points in pixels,
+    boxes with labels; a mask or a generated image is written next to the current folder's files
+    (`<image>_mask.png`, `<image>_pred.png`). Returns `(image, learn.predict(image))` per image."""
     learn = load_learner(model)
     images = [Path(i) for i in images]
-    preds, _ = learn.get_preds(dl=learn.dls.test_dl(images), progress=False)
+    target = learn.image_dls.target
     results = []
-    for img, pred in zip(images, preds):
-        label, idx, probs = learn.dls.decode_pred(pred)
-        if learn.dls.vocab is None:  # regression: the values themselves
-            print(f"{img}: {label}")
-        else:  # one label (an index) or several (a mask): the top 5 probabilities after it
-            top = torch.argsort(probs, descending=True)[:5].tolist()
-            listing = ", ".join(f"{learn.dls.vocab[i]} {float(probs[i]):.3f}" for i in top)
-            head = f"{label} (probability {float(probs[idx]):.3f})" if isinstance(idx, int) else f"{label}"
-            print(f"{img}: {head}  [{listing}]")
-        results.append((img, (label, idx, probs)))
+    for img, result in zip(images, learn.predict_many(images)):
+        print(f"{img}: {target.report(result, img, Path.cwd())}")
+        results.append((img, result))
     return results

@@ -176,7 +176,7 @@ class VisionLearner(Learner):
     def predict_many(self, items: Sequence, bs: int | None = None) -> Iterator:
         """`predict` of each of `items`, batch by batch (a generator)."""
         dls = self.image_dls
-        bs = bs or dls.bs
+        bs = bs or getattr(dls, "bs", None) or 16
         for start in range(0, len(items), bs):
             chunk = list(items[start : start + bs])
             preds, _ = self.get_preds(dl=dls.test_dl(chunk), progress=False)

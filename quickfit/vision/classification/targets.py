@@ -8,6 +8,7 @@ Target("float")                                # y: float values; mean squared e
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -16,6 +17,12 @@ from torch import nn
 from quickfit.vision.core.targets import Target
 
 __all__ = ["Category", "MultiCategory", "Regression"]
+
+
+def _top(vocab: tuple[str, ...], probs: torch.Tensor, k: int = 5) -> str:
+    """The `k` most probable classes with their probabilities: "bees 0.970, ants 0.030"."""
+    top = torch.argsort(probs, descending=True)[:k].tolist()
+    return ", ".join(f"{vocab[i]} {float(probs[i]):.3f}" for i in top)
 
 
 def _vocab(target: Target) -> None:
@@ -54,6 +61,10 @@ class Category(Target):
     def matches(self, y_text: str, pred_text: str) -> bool:
         return y_text == pred_text.rsplit(" ", 1)[0]
 
+    def report(self, result: Any, item: Any, out_dir: Path) -> str:
+        label, idx, probs = result
+        return f"{label} (probability {float(probs[idx]):.3f})  [{_top(self.vocab, probs)}]"
+
 
 @dataclass(frozen=True)
 class MultiCategory(Target):
@@ -85,6 +96,10 @@ class MultiCategory(Target):
     def matches(self, y_text: str, pred_text: str) -> bool:
         return y_text == pred_text
 
+    def report(self, result: Any, item: Any, out_dir: Path) -> str:
+        labels, _, probs = result
+        return f"{labels}  [{_top(self.vocab, probs)}]"
+
 
 @dataclass(frozen=True)
 class Regression(Target):
@@ -99,3 +114,6 @@ class Regression(Target):
     def decode(self, pred: torch.Tensor, thresh: float = 0.5) -> tuple[Any, Any, torch.Tensor]:
         pred = pred.detach().cpu()
         return (pred.item() if pred.numel() == 1 else pred.tolist()), None, pred
+
+    def report(self, result: Any, item: Any, out_dir: Path) -> str:
+        return str(result[0])

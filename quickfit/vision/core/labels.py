@@ -24,7 +24,14 @@ import torch
 
 from quickfit.vision.core.image import get_image_files
 
-__all__ = ["labels_to_targets", "read_table_labels", "class_folder_labels", "subfolders", "set_label_prior"]
+__all__ = [
+    "labels_to_targets",
+    "read_table_labels",
+    "class_folder_labels",
+    "subfolders",
+    "set_label_prior",
+    "set_head_bias",
+]
 
 
 def _is_missing(v: Any) -> bool:
@@ -168,13 +175,21 @@ def set_label_prior(head: torch.nn.Sequential, targets: torch.Tensor, eps: float
     bias (a BatchNorm precedes it), so the prior goes into that BatchNorm's shift: the minimum-norm
     `beta` with `W @ beta = logit(prior)`, which leaves the rest of the initialization as it was.
     """
+    if targets is None or targets.ndim != 2:
+        return
+    prior = targets.float().mean(0).clamp(eps, 1 - eps)
+    set_head_bias(head, torch.log(prior / (1 - prior)))
+
+
+def set_head_bias(head: torch.nn.Sequential, logit: torch.Tensor) -> None:
+    """Start a fresh head at the outputs `logit` (its last Linear's bias, or the shift of the BatchNorm
+    before it, as `set_label_prior` explains)."""
     linears = [m for m in head if isinstance(m, torch.nn.Linear)]
     norms = [m for m in head if isinstance(m, torch.nn.BatchNorm1d)]
-    if not linears or not norms or targets is None or targets.ndim != 2:
+    if not linears or not norms:
         return
     lin, norm = linears[-1], norms[-1]
-    prior = targets.float().mean(0).clamp(eps, 1 - eps)
-    logit = torch.log(prior / (1 - prior)).to(lin.weight)
+    logit = torch.as_tensor(logit).to(lin.weight)
     with torch.no_grad():
         if lin.bias is not None:
             lin.bias.copy_(logit)

@@ -181,6 +181,11 @@ class Target(metaclass=_ByKind):
 
         return tta(learn, dl=dl, n=4 if n is None else n, beta=beta)
 
+    def report(self, result: Any, item: Any, out_dir: Path) -> str:
+        """One line for `quickfit predict`: what `predict(item)` gave (`result`), readable; a kind whose
+        prediction is a picture (a mask, an image) writes it into `out_dir` and names the file."""
+        return str(result)
+
     def show(self, dls: Any, x: torch.Tensor, y: torch.Tensor | None, preds: torch.Tensor | None = None,
              ncols: int | None = None, path: str | Path | None = None):  # fmt: skip
         """A Figure of the images `x` (normalized, as batches hold them) with their targets `y` and the

@@ -139,6 +139,13 @@ class Boxes(Target):
             fig.savefig(path)
         return fig
 
+    def report(self, result: Any, item: Any, out_dir: Any) -> str:
+        boxes, labels = result[0], result[1]
+        rows = [
+            f"{lab} ({', '.join(f'{v:.0f}' for v in b)})" for b, lab in zip(torch.as_tensor(boxes).tolist(), labels)
+        ]
+        return f"{len(rows)} boxes: " + "; ".join(rows) if rows else "no boxes"
+
     def draw(self, ax: Any, y: torch.Tensor, size: tuple[int, int], pred: bool = False) -> None:
         """Each box as a rectangle with its label (and score, for detections): the target's in green, a
         prediction's in red."""

@@ -75,6 +75,14 @@ class ImageTarget(Target):
         """The generated image: [3, H, W] floats in [0, 1]."""
         return pred.detach().float().clamp(0, 1).cpu()
 
+    def report(self, result: Any, item: Any, out_dir: Path) -> str:
+        """Writes the generated image as `<image>_pred.png` and names it with its size."""
+        from quickfit.image_grid import tensor_to_image
+
+        fname = Path(out_dir) / f"{Path(str(item)).stem}_pred.png"
+        tensor_to_image(result).save(fname)
+        return f"image {result.shape[-1]}x{result.shape[-2]} written to {fname}"
+
     def tta(self, learn: Any, dl: Any = None, n: int | None = None, beta: float | None = 0.25):
         """Each prediction the mean over the first `n` (default: all 8) rotations / flips of its input, each
         output turned back (`beta` is unused: the plain view is one of the 8)."""

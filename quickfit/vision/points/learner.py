@@ -32,6 +32,7 @@ from quickfit.configs import Task
 from quickfit.vision.classification.learner import VisionLearner
 from quickfit.vision.classification.model import VisionModelConfig
 from quickfit.vision.core.augment import Normalize, batch_tfm_from_dict, imagenet_stats
+from quickfit.vision.core.constructors import _locate
 from quickfit.vision.core.data import ImageDataLoaders, random_split
 from quickfit.vision.core.loader import ImageItems
 from quickfit.vision.core.targets import Target
@@ -135,9 +136,10 @@ class PointDataLoaders(ImageDataLoaders):
         size: int | tuple[int, int] | None = None,
         flip_pairs: Sequence[tuple[int, int]] = (),
     ) -> PointDataLoaders:
-        """Images `fnames` (under `path` unless absolute) with `points` [n, k, 2] (or [n, 2k]) in their pixels."""
+        """Images `fnames` with `points` [n, k, 2] (or [n, 2k]) in their pixels. A relative name is taken under
+        `path`, or from the current folder when it is there instead (names that already start with `path`)."""
         base = Path(path).absolute()
-        paths = [Path(f) if Path(f).is_absolute() else base / f for f in fnames]
+        paths = [_locate(base, f) for f in fnames]
         missing = [p for p in paths if not p.is_file()]
         if missing:
             raise FileNotFoundError(f"{len(missing)} of {len(paths)} images do not exist, e.g. {missing[0]}")

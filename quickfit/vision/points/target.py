@@ -67,6 +67,10 @@ class Points(Target):
         unit = pred.detach().cpu().reshape(-1, 2)
         return item_tfm.points_to_original(unit, item), unit
 
+    def report(self, result: Any, item: Any, out_dir: Any) -> str:
+        points, _ = result
+        return "points (x, y) in pixels: " + ", ".join(f"({x:.1f}, {y:.1f})" for x, y in points.tolist())
+
     def draw(self, ax: Any, y: torch.Tensor, size: tuple[int, int], pred: bool = False) -> None:
         """The points inside the image: a target's as green +, a prediction's as red x."""
         h, w = size

@@ -105,7 +105,7 @@ class SegmentationDataLoaders(ImageDataLoaders):
     ) -> None:
         self.codes = list(codes)
         self.void_code = void_index(void_code, self.codes)
-        target = Mask(n_codes=len(self.codes), void_code=self.void_code, palette=palette)
+        target = Mask(n_codes=len(self.codes), void_code=self.void_code, palette=palette, codes=tuple(self.codes))
         super().__init__(
             train_items,
             valid_items,

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
 from quickfit.deprecation import renamed_argument
@@ -42,6 +43,7 @@ class Mask(Target):
     void_code: int | None = None
     palette: dict[tuple[int, int, int], int] | None = field(default=None, hash=False)
     void: InitVar[int | None] = None
+    codes: tuple[str, ...] | None = field(default=None, compare=False, hash=False)  # names, for the user
 
     def __post_init__(self, void: int | None) -> None:
         if void is not None:  # frozen: the dataclass's own way to set a field after __init__
@@ -97,6 +99,17 @@ class Mask(Target):
         """`(mask, probabilities)` at the original image's size: [H, W] class indices and [C, H, W]."""
         probs = item_tfm.dense_to_original(pred, item)
         return probs.argmax(0), probs
+
+    def report(self, result: Any, item: Any, out_dir: Path) -> str:
+        """Writes the mask as a PNG of class indices (`<image>_mask.png`) and names the most present codes."""
+        mask, _ = result
+        fname = Path(out_dir) / f"{Path(str(item)).stem}_mask.png"
+        Image.fromarray(mask.numpy().astype(np.uint8 if int(mask.max()) < 256 else np.int32)).save(fname)
+        counts = torch.bincount(mask.flatten(), minlength=self.n_codes or 0).float() / mask.numel()
+        top = torch.argsort(counts, descending=True)[:3].tolist()
+        name = (lambda i: self.codes[i]) if self.codes and len(self.codes) >= len(counts) else (lambda i: f"class {i}")
+        shares = ", ".join(f"{name(i)} {float(counts[i]):.0%}" for i in top if counts[i] > 0)
+        return f"mask {mask.shape[1]}x{mask.shape[0]} written to {fname} ({shares})"
 
     def show(self, dls: Any, x: torch.Tensor, y: torch.Tensor | None, preds: torch.Tensor | None = None,
              ncols: int | None = None, path: str | Path | None = None):  # fmt: skip
