@@ -12,6 +12,7 @@ label included: a row of NaN is "no box". Without labels (y [n, 4]) the rows are
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -93,8 +94,10 @@ class Boxes(Target):
         return boxes, labels, torch.as_tensor(pred).detach().cpu()
 
     def text(self, y: torch.Tensor) -> str:
+        """The labels, each with its count when it repeats ("14 RBC, WBC"): a title stays one line."""
         boxes, labels = self.split(y)
-        return ", ".join(str(label) for label in labels) if labels else f"{boxes.shape[0]} boxes"
+        counts = Counter(str(label) for label in labels)
+        return ", ".join(f"{n} {k}" if n > 1 else k for k, n in counts.items()) if labels else f"{boxes.shape[0]} boxes"
 
     def predict(self, pred: torch.Tensor, item: Any, item_tfm: Any) -> tuple[torch.Tensor, list, torch.Tensor]:
         """`(boxes, labels, scores)` of one image's detections (rows [k, 6]: x0, y0, x1, y1 in [-1, 1], class
