@@ -31,13 +31,14 @@ def box_area(b: torch.Tensor) -> torch.Tensor:
 def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Intersection over union of every box of `a` [..., n, 4] with every box of `b` [..., m, 4]: [..., n, m].
 
-    Leading dimensions broadcast (a batch of images). A pair of empty boxes has IoU 0, a NaN box NaN."""
-    lt = torch.maximum(a[..., :, None, :2], b[..., None, :, :2])
-    rb = torch.minimum(a[..., :, None, 2:], b[..., None, :, 2:])
-    wh = (rb - lt).clamp(min=0)
-    inter = wh[..., 0] * wh[..., 1]
-    union = box_area(a)[..., :, None] + box_area(b)[..., None, :] - inter
-    return inter / union.clamp(min=torch.finfo(union.dtype).tiny)
+    Leading dimensions broadcast (a batch of images). A pair of empty boxes has IoU 0, a NaN box NaN. The
+    [..., n, m] temporaries are few and updated in place (matching a batch to its anchors makes millions of
+    pairs, and on a CPU allocating them costs more than the arithmetic)."""
+    a, b = a[..., :, None, :], b[..., None, :, :]
+    inter = torch.minimum(a[..., 2], b[..., 2]).sub_(torch.maximum(a[..., 0], b[..., 0])).clamp_(min=0)
+    inter.mul_(torch.minimum(a[..., 3], b[..., 3]).sub_(torch.maximum(a[..., 1], b[..., 1])).clamp_(min=0))
+    union = (box_area(a) + box_area(b)).sub_(inter)
+    return inter.div_(union.clamp_(min=torch.finfo(union.dtype).tiny))
 
 
 def to_center(b: torch.Tensor) -> torch.Tensor:

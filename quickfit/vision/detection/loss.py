@@ -41,7 +41,7 @@ def match_anchors(anchors: torch.Tensor, boxes: torch.Tensor, pos_iou: float = 0
         return torch.full((b, anchors.shape[0]), BACKGROUND, dtype=torch.long, device=boxes.device)
     valid = ~boxes[..., 0].isnan()  # [B, n]
     iou = box_iou(anchors[None].to(boxes.dtype), boxes.nan_to_num(0.0))  # [B, A, n]
-    iou = torch.where(valid[:, None, :], iou, -1.0)
+    iou.masked_fill_(~valid[:, None, :], -1.0)
     best_iou, best_box = iou.max(dim=2)  # per anchor
     matched = torch.where(best_iou >= pos_iou, best_box, torch.where(best_iou < neg_iou, BACKGROUND, IGNORE))
     # every box's own best anchor is positive too (a missing box marks a spare column, then dropped); an
