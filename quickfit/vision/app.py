@@ -56,7 +56,8 @@ def _predict(model: Path, inputs: list[str]) -> list:
 
 CLI = AppCLI(
     data_kind="image folders",
-    trains_on="an image folder of class subfolders (or train/ and valid/ holding them)",
+    trains_on="an image folder of class subfolders (or train/ and valid/ holding them), or a PASCAL VOC folder "
+    "(a detector)",
     claims=lambda path: Path(path).is_dir(),
     train=_train,
     lr_find=_lr_find,

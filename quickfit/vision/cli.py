@@ -161,7 +161,12 @@ def train_command(
     progress: bool | None = None,
 ) -> Path:
     """Train a classifier on an image folder (see `learner_for_folder`) with `fine_tune_recipe` (`epochs` in
-    all, the head's rate `lr` or lr_find's) and export it to `out`."""
+    all, the head's rate `lr` or lr_find's) and export it to `out`. A PASCAL VOC folder trains a detector instead
+    (quickfit/vision/detection/cli.py)."""
+    from quickfit.vision.detection.cli import detection_train_command, is_voc_folder
+
+    if is_voc_folder(path):
+        return detection_train_command(path, arch, epochs, size, out, seed=seed, lr=lr, progress=progress)
     out = Path(out).resolve()
     # The precomputed activations and any checkpoint go to a temporary folder, removed at the end: the
     # command leaves the model it was asked for and nothing else (no tmp/ in the user's folder).

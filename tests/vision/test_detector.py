@@ -170,3 +170,29 @@ def test_failure_paths(tmp_path):
     learn = detection_learner(dls, tiny_body(), levels=(2, 3), progress=False, path=tmp_path)
     with pytest.raises(ValueError, match="not of the size the detector was built for"):
         learn.loss_func(learn.model(torch.randn(1, 3, 32, 32)), torch.zeros(1, 1, 5))
+
+
+def test_quickfit_train_and_predict_on_a_voc_folder(tmp_path, capsys, monkeypatch):
+    from quickfit.cli import main
+
+    voc = tmp_path / "VOC"
+    for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
+        (voc / sub).mkdir(parents=True)
+    paths, ys = shapes(tmp_path, 10)
+    for i, (p, (boxes, labels)) in enumerate(zip(paths, ys)):
+        Image.open(p).save(voc / "JPEGImages" / f"{i}.jpg")
+        objects = "".join(
+            f"<object><name>{n}</name><bndbox><xmin>{b[0]:.0f}</xmin><ymin>{b[1]:.0f}</ymin><xmax>{b[2]:.0f}</xmax>"
+            f"<ymax>{b[3]:.0f}</ymax></bndbox></object>"
+            for b, n in zip(boxes.tolist(), labels)
+        )
+        (voc / "Annotations" / f"{i}.xml").write_text(f"<annotation><filename>{i}.jpg</filename>{objects}</annotation>")
+    (voc / "ImageSets/Main/train.txt").write_text("\n".join(map(str, range(7))))
+    (voc / "ImageSets/Main/val.txt").write_text("\n".join(map(str, range(7, 10))))
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", str(tmp_path), "--epochs", "2", "--size", "64", "--out", "shapes.qf", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "trained on 'train', validated on 'val'" in out and (tmp_path / "shapes.qf").is_file()
+    assert {p.name for p in tmp_path.iterdir()} == {"VOC", "shapes.qf", *(p.name for p in paths)}  # nothing else
+    assert main(["predict", "shapes.qf", str(voc / "JPEGImages" / "9.jpg")]) == 0
+    assert "9.jpg: " in capsys.readouterr().out
