@@ -67,7 +67,9 @@ class ClassAccuracy(_OneBoxMetric):
 
 
 class BoxL1(_OneBoxMetric):
-    """The mean absolute error of the box's 4 coordinates in pixels of the transformed image of `size` (h, w)."""
+    """The mean absolute error of the box's 4 coordinates in pixels of the transformed image of `size` (h, w).
+    A metric sees predictions and targets only: after `learn.set_data` at another size, give the learner
+    `bbox_metrics(new_dls.size)` (`learn.metrics = ...`) to count in the new pixels."""
 
     name = "box_l1_px"
 
