@@ -55,8 +55,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     torch.manual_seed(args.seed)
     path = Path(args.path)
-    dls = DetectionDataLoaders.from_coco(path / "train.json", path / "train", valid_pct=0.2, seed=args.seed,
-                                         largest_only=True, size=args.size, bs=args.bs, num_workers=args.workers)  # fmt: skip
+    dls = DetectionDataLoaders.from_coco(
+        path / "train.json", path / "train", valid_pct=0.2, seed=args.seed, largest_only=True, size=args.size,
+        bs=args.bs, num_workers=args.workers,
+    )  # fmt: skip
     print(dls)
     base = baselines(dls)
     start = time.time()
@@ -68,8 +70,9 @@ def main(argv: list[str] | None = None) -> dict:
     _, accuracy, l1, iou = learn.validate()
     result = {"class_accuracy": accuracy, "box_l1_px": l1, "box_iou": iou, "lr": lr, "wall_s": wall, **base}
     print(f"\nvalidation ({len(dls.valid_items.paths)} images, {args.size} px):")
-    print(f"  class accuracy  {accuracy:6.1%}   baseline (always {base['majority_class']}) {base['majority_accuracy']:6.1%}")
-    print(f"  box L1 (px)     {l1:6.1f}   baseline (the mean box)       {base['mean_box_l1_px']:6.1f}")
+    majority = f"baseline (always {base['majority_class']})"
+    print(f"  class accuracy  {accuracy:6.1%}   {majority:29s} {base['majority_accuracy']:6.1%}")
+    print(f"  box L1 (px)     {l1:6.1f}   {'baseline (the mean box)':29s} {base['mean_box_l1_px']:6.1f}")
     print(f"  box IoU         {iou:6.3f}")
     print(f"  wall time {wall:.0f} s (lr_find + fine_tune), load average {os.getloadavg()[0]:.1f}")
     if args.show:
