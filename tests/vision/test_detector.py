@@ -101,6 +101,7 @@ def trained(tmp_path_factory):
     return learn, folder
 
 
+@pytest.mark.slow
 def test_detector_learns_shapes(trained):
     learn, _ = trained
     loss, ap50, ap = learn.validate()
@@ -112,6 +113,7 @@ def test_detector_learns_shapes(trained):
     assert float(per_class.mean()) == pytest.approx(ap50) and (per_class > 0.8).all()
 
 
+@pytest.mark.slow
 def test_predict_show_export_onnx(trained):
     learn, folder = trained
     truth = learn.dls.valid_items.targets[-1]
@@ -172,6 +174,7 @@ def test_failure_paths(tmp_path):
         learn.loss_func(learn.model(torch.randn(1, 3, 32, 32)), torch.zeros(1, 1, 5))
 
 
+@pytest.mark.slow
 def test_quickfit_train_and_predict_on_a_voc_folder(tmp_path, capsys, monkeypatch):
     from quickfit.cli import main
 
