@@ -29,7 +29,7 @@ from torch.utils.data import Sampler
 
 from quickfit.data.sampling import check_weights, weighted_draw
 
-__all__ = ["LoaderBase", "ShardSampler"]
+__all__ = ["LoaderBase", "ShardSampler", "EndlessEpochs"]
 
 
 class ShardSampler(Sampler):
@@ -57,6 +57,29 @@ class ShardSampler(Sampler):
             perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(seed)).tolist()
         perm += perm[: len(self) * self.world_size - self.n]
         yield from perm[self.rank :: self.world_size]
+
+
+class EndlessEpochs(Sampler):
+    """A torch `batch_sampler`: the batches of `n` indices, epoch after epoch without end, so that a
+    loader's persistent workers go on into the next epoch while the main process still works on the
+    last batches of this one (the loader takes `len` batches per epoch; `quickfit.vision.core.loader`).
+
+    Why: a small dataset's epoch is a few batches, all in flight at once (2 per worker); at the end of
+    each epoch the workers stopped while the main process augmented what was left on one thread,
+    leaving a core idle. Each epoch is a permutation (when `shuffle`) from a generator seeded once from
+    the torch RNG, the way `RandomSampler` seeds each epoch (the first epoch is the same)."""
+
+    def __init__(self, n: int, bs: int, shuffle: bool, drop_last: bool) -> None:
+        self.n, self.bs, self.shuffle, self.drop_last = n, bs, shuffle, drop_last
+
+    def __iter__(self) -> Iterator[list[int]]:
+        seed = int(torch.empty((), dtype=torch.int64).random_().item())
+        generator = torch.Generator().manual_seed(seed)
+        stop = self.n - self.n % self.bs if self.drop_last else self.n
+        while stop > 0:
+            order = torch.randperm(self.n, generator=generator).tolist() if self.shuffle else list(range(self.n))
+            for i in range(0, stop, self.bs):
+                yield order[i : i + self.bs]
 
 
 class LoaderBase:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -56,8 +57,16 @@ def test_each_file_decoded_once_over_epochs(tmp_path, count_decodes, workers):
             for x, _ in dl:
                 assert x.shape[1:] == (3, 32, 32)
     decoded = count_decodes()
-    assert len(decoded) == 24 and len(set(decoded)) == 24  # 12 train + 12 valid files, once each
+    assert len(set(decoded)) == 24  # 12 train + 12 valid files
+    # Once each; with workers, at most twice: they run on into the next epoch (persistent loaders are
+    # endless), and two workers may decode a file at once for the first epoch and the second.
+    assert max(Counter(decoded).values()) <= (2 if workers else 1)
     assert dls.train.dataset.cache.filled == 12  # the workers wrote into the parent's shared memory
+    for _ in range(2):
+        for dl in (dls.train, dls.valid):
+            for _batch in dl:
+                pass
+    assert count_decodes() == decoded  # later epochs read the cache only
     # training crops still differ from epoch to epoch
     torch.manual_seed(0)
     a = next(iter(dls.train))[0]

@@ -68,19 +68,24 @@ class _Cached:
         row = cache.index[i].tolist()
         self.size = (row[3], row[4])
 
-    def decode(self, min_size: tuple[int, int] | None = None) -> Image.Image:
+    def pixels(self, min_size: tuple[int, int] | None = None) -> np.ndarray:
+        """The kept pixels, uint8 [H, W, 3] (a view of the cache: do not write to it), or the file's,
+        decoded now at the cache's scale and kept."""
         offset, h, w, _, _, filled = self.cache.index[self.i].tolist()
-        pixels = self.cache.data[offset : offset + h * w * 3]
+        kept = self.cache.data[offset : offset + h * w * 3].numpy().reshape(h, w, 3)
         if filled:
-            return Image.fromarray(pixels.numpy().reshape(h, w, 3))
+            return kept
         with SourceImage(self.src) as img:
-            out = img.decode(self.cache.cover(*self.size) if self.cache.cover is not None else None)
-        arr = np.asarray(out)
-        if arr.shape == (h, w, 3):  # else the header lied about the decoded size: not kept
-            pixels.numpy()[:] = arr.reshape(-1)
+            arr = img.pixels(self.cache.cover(*self.size) if self.cache.cover is not None else None)
+        if arr.shape[:2] == (h, w):  # else the header lied about the decoded size: not kept
+            kept[:] = arr
             # Set after the pixels: another worker reading the flag then finds them written.
             self.cache.index[self.i, 5] = 1
-        return out
+        return arr
+
+    def decode(self, min_size: tuple[int, int] | None = None) -> Image.Image:
+        """`pixels` as a PIL image (a copy)."""
+        return Image.fromarray(self.pixels(min_size))
 
     def __enter__(self) -> _Cached:
         return self
@@ -131,7 +136,7 @@ class DecodeCache:
             arr.flags.writeable = False
             return arr
         with self.source(i, src) as img:
-            return np.asarray(img.decode(self.cover(*img.size) if self.cover is not None else None))
+            return img.pixels(self.cover(*img.size) if self.cover is not None else None)
 
     def __len__(self) -> int:
         """How many images are kept now."""

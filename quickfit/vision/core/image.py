@@ -196,6 +196,15 @@ class SourceImage:
         except LOAD_ERRORS as e:
             raise _load_error(self.src, e) from e
 
+    def pixels(self, min_size: tuple[int, int] | None = None) -> np.ndarray:
+        """`decode(min_size)` as a read-only uint8 array [H, W, 3]: one copy out of Pillow's memory, where
+        `decode` makes two for an RGB JPEG (0.4 ms each for a 500x375 photo)."""
+        try:
+            img = self.decode() if isinstance(self.src, Image.Image) else decode_rgb(self._img, min_size)
+            return np.asarray(img)  # holds its own bytes: the file may close
+        except LOAD_ERRORS as e:
+            raise _load_error(self.src, e) from e
+
     def close(self) -> None:
         if self._img is not self.src:
             self._img.close()
