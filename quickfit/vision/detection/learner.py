@@ -36,6 +36,7 @@ from quickfit.vision.detection.anchors import RATIOS
 from quickfit.vision.detection.loss import DetectionLoss
 from quickfit.vision.detection.metrics import coco_map, map50
 from quickfit.vision.detection.retinanet import Head, RetinaNet
+from quickfit.vision.detection.target import Boxes
 from quickfit.vision.models.registry import IMAGENET_STATS, ArchSpec, get_arch
 
 __all__ = ["detection_learner", "detection_body", "DetectorConfig", "DetectionTask"]
@@ -175,7 +176,7 @@ def detection_learner(
     keeps its BatchNorm statistics (`bn_freeze`); the other arguments are `vision_learner`'s."""
     target = getattr(dls, "target", None)
     vocab = getattr(target, "vocab", None) or getattr(dls, "vocab", None)
-    if target is None or target.kind != "boxes" or not vocab:
+    if not isinstance(target, Boxes) or not vocab:
         kind = getattr(target, "kind", None)
         raise ValueError(f"detection_learner: the data's target must be boxes with a vocab of classes, got {kind!r}"
                          " (use DetectionDataLoaders)")  # fmt: skip
