@@ -73,7 +73,7 @@ def ms_per(fn, n: int) -> float:
     return 1000 * (time.process_time() - t0) / n
 
 
-def quickfit_loader(data: Path, workers: int, bs: int, cache: bool):
+def quickfit_loader(data: Path, workers: int | None, bs: int, cache: bool):
     from quickfit.vision import ImageDataLoaders, aug_transforms
 
     dls = ImageDataLoaders.from_folder(
@@ -193,9 +193,9 @@ def child(spec: dict) -> None:
     kind, data, workers, bs = spec["kind"], Path(spec["data"]), spec["workers"], spec["bs"]
     device = torch.device(spec["device"])
     if kind == "fastai":
-        dl = fastai_loader(data, workers, bs).to(device)
+        dl = fastai_loader(data, min(cores(), 8) if workers is None else workers, bs).to(device)
     elif kind == "plain":
-        dl = plain_loader(data, workers, bs)
+        dl = plain_loader(data, min(cores(), 8) if workers is None else workers, bs)
     else:
         dl = quickfit_loader(data, workers, bs, spec["cache"]).to(device)
 
@@ -219,6 +219,7 @@ def child(spec: dict) -> None:
             wall = time.perf_counter() - t0
             pids = worker_pids(dl)
             out = {
+                "workers": len(pids),
                 "images_s": n / wall,
                 "main_ms": 1000 * (time.process_time() - m0) / n,
                 "workers_ms": 1000 * (cpu_seconds(pids) - w0) / n,
@@ -278,7 +279,7 @@ def main() -> None:
     p.add_argument("--data", type=Path, default=DATA / "hymenoptera" / "hymenoptera_data")
     p.add_argument("--before", type=Path, help="another checkout of quickfit to measure alongside")
     p.add_argument("--plain", action="store_true", help="also a per-item Pillow + torch pipeline")
-    p.add_argument("--workers", type=int, default=min(cores(), 8))
+    p.add_argument("--workers", type=int, help="worker processes (default: quickfit's own choice; the cores elsewhere)")
     p.add_argument("--bs", type=int, default=64)
     p.add_argument("--epochs", type=int, default=6, help="timed epochs per round")
     p.add_argument("--rounds", type=int, default=3)
@@ -305,7 +306,8 @@ def main() -> None:
     if args.plain:
         plan.append(("plain per-item", {"kind": "plain"}, here))
     print(
-        f"hymenoptera train, 224 px, bs {args.bs}, {args.workers} workers, {cores()} cores, device {args.device}, "
+        f"hymenoptera train, 224 px, bs {args.bs}, workers {args.workers or 'default'}, {cores()} cores, "
+        f"device {args.device}, "
         f"{args.rounds} rounds x {args.epochs} epochs; load average {load()}"
     )
     if not fastai_installed():
@@ -352,7 +354,10 @@ def report(variants: list[Variant], stages: dict[str, dict]) -> None:
     )
     print(f"\ntraining images/s, median of {len(variants[0].runs)} rounds (goal >= 400 on 2 cores)")
     for n in names:
-        print(f"  {n:<28} {med[n]['images_s']:6.0f}   at most {1000 * cores() / total[n]:4.0f} on {cores()} idle cores")
+        print(
+            f"  {n:<28} {med[n]['images_s']:6.0f}   at most {1000 * cores() / total[n]:4.0f} on {cores()} idle cores"
+            f"   ({med[n]['workers']:.0f} worker processes)"
+        )
     if "before" in med:
         for a, b in (("after", "before"), ("after, cache=True", "before, cache=True")):
             print(
