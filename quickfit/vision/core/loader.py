@@ -145,8 +145,8 @@ class ImageLoader(LoaderBase):
                 if self.device is None or self.device.type == "cpu":
                     # Every image decoded once into memory, the batch work on this CPU: cropping in this
                     # process costs less than passing batches between processes, and the batch transforms
-                    # get every core (hymenoptera, 2 cores: 536 against 387 training images/s after the
-                    # first epoch, which decodes here). A GPU keeps the workers: they crop while it trains.
+                    # get every core (hymenoptera, 2 cores: about 600 against 390 training images/s after
+                    # the first epoch, which decodes here). A GPU keeps the workers: they crop while it trains.
                     workers = 0
             pin = self.device is not None and self.device.type == "cuda"
             # Persistent workers run on from epoch to epoch (`EndlessEpochs`, see `_epoch_batches`); without
