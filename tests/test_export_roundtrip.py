@@ -20,10 +20,13 @@ FIXTURES = Path(__file__).parent / "fixtures" / "exports_v1"
 register_tiny_arch()
 
 
-def assert_same(got: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:
+def assert_same(got: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], atol: float = 0.0) -> None:
     assert got.keys() == expected.keys()
     for k in expected:
-        assert torch.equal(got[k].cpu(), expected[k]), k
+        if atol:
+            assert torch.allclose(got[k].cpu(), expected[k], atol=atol, rtol=0), k
+        else:
+            assert torch.equal(got[k].cpu(), expected[k]), k
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -37,7 +40,10 @@ def test_export_and_load_give_the_same_predictions(case, tmp_path):
 @pytest.mark.parametrize("case", list(CASES))
 def test_files_of_export_format_1_still_load(case):
     loaded = qf.load_learner(FIXTURES / f"{case}.qf")
-    assert_same(predictions(case, loaded), load_file(FIXTURES / f"{case}.preds.safetensors"))
+    # Recorded by the old code, whose image resize was Pillow's; today's torch resize differs by ~0.01/255
+    # a pixel, which moves a prediction by ~1e-4: the files still load and predict what they did.
+    atol = 1e-3 if case in ("points", "image_classifier", "multi_label", "regression", "unet_segmentation") else 0.0
+    assert_same(predictions(case, loaded), load_file(FIXTURES / f"{case}.preds.safetensors"), atol)
 
 
 def test_a_real_architecture_of_format_1_rebuilds_exactly_its_tensors():

@@ -39,6 +39,7 @@ APP_DEFAULTS = {  # (factory, argument): the application's default, and why
     ("vision_learner", "train_bn"): False,  # a frozen pretrained body is a fixed feature extractor
     ("unet_learner", "train_bn"): False,  # likewise for the U-Net's encoder
     ("bbox_learner", "train_bn"): False,  # vision_learner's model, with a box in its head
+    ("detection_learner", "train_bn"): False,  # its pretrained body under the pyramid, frozen like vision_learner's
     ("collab_learner", "lr"): 5e-3,  # embeddings: the rate of the course's lesson
     ("seq2seq_learner", "lr"): 3e-3,  # the translation recipe measured in docs/text.md
     ("seq2seq_learner", "wd"): 0.01,

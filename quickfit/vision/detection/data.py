@@ -32,6 +32,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from quickfit.apps import get_app
 from quickfit.configs import Task
 from quickfit.vision.core.augment import BatchTransform, Normalize, aug_transforms, batch_tfm_from_dict, imagenet_stats
 from quickfit.vision.core.constructors import _locate
@@ -98,14 +99,14 @@ class DetectionDataLoaders(ImageDataLoaders):
 
     def export_task(self, loss_func: Any) -> Task:
         """What an export of a `vision_learner` / `bbox_learner` on these images records: the largest object."""
-        from quickfit.vision.detection.bbox import BBoxTask  # bbox.py builds on this module
-
         if not self.largest_only:
             raise ValueError(
                 "vision_learner predicts one vector per image: for every box use detection_learner, for the "
                 "largest one build the data with largest_only=True (then bbox_learner)"
             )
-        return BBoxTask(loss_func.box_weight if isinstance(loss_func, BBoxLoss) else None)
+        # bbox.py (lesson 8) builds on this module: its task is found by name among the vision app's
+        weight = loss_func.box_weight if isinstance(loss_func, BBoxLoss) else None
+        return get_app("vision").task({"type": "largest_box", "box_weight": weight})
 
     def n_boxes(self, split: str = "train") -> int:
         """How many boxes the images of `split` ("train" or "valid") have, before augmentation."""

@@ -149,6 +149,7 @@ def detection_learner(
     score_thresh: float = 0.05,
     nms_iou: float = 0.5,
     max_det: int = 100,
+    loss_func: Callable | None = None,
     metrics: Iterable | None = None,
     opt_func: Callable = Adam,
     lr: float | slice | Sequence[float] = 1e-3,
@@ -195,7 +196,7 @@ def detection_learner(
     model = config.build(pretrained, body=arch if custom else None)
     task = DetectionTask(pos_iou, neg_iou, alpha, gamma, box_weight, score_thresh=score_thresh, nms_iou=nms_iou,
                          max_det=max_det)  # fmt: skip
-    loss = task.loss(model)
+    loss = task.loss(model) if loss_func is None else loss_func  # a loss of one's own keeps the decoding's
     if metrics is None:
         metrics = [map50(loss.activation), coco_map(loss.activation)]
     learn = VisionLearner(dls, model, spec, loss_func=loss, opt_func=opt_func, lr=lr, wd=wd, metrics=metrics, cbs=cbs,
